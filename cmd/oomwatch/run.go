@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/oomwatch/oomwatch/policy"
+	"github.com/oomwatch/oomwatch/watchdog"
+)
+
+func runCmd(args []string, stderr io.Writer) error {
+	fs := newFlagSet("run", "Watch every memory cgroup and break OOM loops. Needs no config file.\nLogs JSON lines to stderr.", stderr)
+	var roots rootFlags
+	roots.register(fs)
+	opts := policy.DefaultOptions()
+	params := watchdog.DefaultParams
+	var ladder, exempt listFlag
+	var maxCgroups int
+	var level string
+	fs.BoolVar(&opts.DryRun, "dry-run", false, "detect and report loops, change nothing")
+	fs.Var(&ladder, "ladder", "remediation rungs in order (default reset-adj,freeze)")
+	fs.Var(&exempt, "exempt-comm", "never reset the oom_score_adj of tasks whose comm matches this glob (repeatable, comma-separated)")
+	fs.IntVar(&opts.ResetTo, "reset-to", opts.ResetTo, "oom_score_adj written by reset-adj")
+	fs.DurationVar(&params.Window, "window", params.Window, "detection window")
+	fs.Uint64Var(&params.MinOOMs, "min-ooms", params.MinOOMs, "kill-less OOM events within the window that make a loop")
+	fs.DurationVar(&opts.VerifyTimeout, "verify-timeout", opts.VerifyTimeout, "time each rung gets to end the loop before escalating")
+	fs.DurationVar(&opts.FreezeTimeout, "freeze-timeout", opts.FreezeTimeout, "bound on waiting for a cgroup to freeze")
+	fs.IntVar(&maxCgroups, "max-cgroups", watchdog.DefaultMaxCgroups, "bound on the number of cgroups watched")
+	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if len(ladder) > 0 {
+		opts.Ladder = ladder
+	}
+	opts.ExemptComm = exempt
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return &exitError{code: 2, err: fmt.Errorf("--log-level %q: want debug, info, warn or error", level)}
+	}
+	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Logger()
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	return run(ctx, log, roots, params, opts, maxCgroups)
+}
+
+func run(ctx context.Context, log zerolog.Logger, roots rootFlags, params watchdog.Params, opts policy.Options, maxCgroups int) error {
+	h, proc, err := roots.open()
+	if err != nil {
+		return err
+	}
+	if err := params.Validate(); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	pol, err := policy.New(ctx, opts, h, proc, log.With().Str("component", "policy").Logger())
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	w, err := watchdog.New(watchdog.Config{
+		CG: h, Proc: proc, Detector: params, MaxCgroups: maxCgroups,
+	}, pol, log.With().Str("component", "watchdog").Logger())
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	log.Info().Str("version", version).Int("pid", os.Getpid()).Bool("dry_run", opts.DryRun).
+		Strs("ladder", opts.Ladder).Dur("window", params.Window).Uint64("min_ooms", params.MinOOMs).Msg("oomwatch starting")
+	err = w.Run(ctx)
+	pol.Wait()
+	if err != nil {
+		return err
+	}
+	log.Info().Dur("uptime", time.Since(startTime)).Msg("oomwatch stopped")
+	return nil
+}
+
+var startTime = time.Now()

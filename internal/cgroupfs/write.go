@@ -1,0 +1,137 @@
+package cgroupfs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// writable lists every cgroup file oomwatch may ever write. Anything else is
+// refused by write, whatever the caller asks.
+var writable = map[string]bool{
+	fileCgroupFreeze:              true,
+	fileCgroupKill:                true,
+	fileMemoryMax:                 true,
+	fileLimitInBytes:              true,
+	fileFreezerState:              true,
+	fileOOMControl:                true,
+	"memory.memsw.limit_in_bytes": true,
+}
+
+// write is the one guarded write into cgroupfs: the path stays under root
+// (no "..", no symlink at the last component), the file is on the allowlist,
+// the directory is on a cgroup filesystem, and the error names file and value.
+func write(root, cg, file, value string) error {
+	if !writable[file] {
+		return fmt.Errorf("write %q to %s: file not on the allowlist", value, file)
+	}
+	dir := filepath.Join(root, Clean(cg))
+	if !strings.HasPrefix(dir+"/", filepath.Clean(root)+"/") {
+		return fmt.Errorf("write %q to %s of %s: path escapes %s", value, file, cg, root)
+	}
+	p := filepath.Join(dir, file)
+	f, err := os.OpenFile(p, os.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return mapGone(fmt.Errorf("write %q to %s: %w", value, p, err))
+	}
+	defer f.Close()
+	if _, err := f.WriteString(value); err != nil {
+		return mapGone(fmt.Errorf("write %q to %s: %w", value, p, err))
+	}
+	return nil
+}
+
+func (h Hierarchy) write(root, cg, file, value string) error {
+	if !h.AnyFS {
+		if err := fsMagicOK(filepath.Join(root, Clean(cg))); err != nil {
+			return err
+		}
+	}
+	return write(root, cg, file, value)
+}
+
+// FreezeSupported reports whether cg can be frozen: v2 cgroup.freeze (5.2+),
+// or a v1 freezer cgroup at the same path as the memory cgroup (LXC and
+// systemd create every controller's cgroup at the same path).
+func (h Hierarchy) FreezeSupported(cg string) error {
+	if h.Version == 2 {
+		if !exists(filepath.Join(h.Dir(cg), fileCgroupFreeze)) {
+			return fmt.Errorf("freeze %s: no %s (kernel older than 5.2, or the root cgroup)", cg, fileCgroupFreeze)
+		}
+		return nil
+	}
+	if h.Freezer == "" {
+		return errors.New("freeze: no v1 freezer hierarchy mounted")
+	}
+	if !exists(filepath.Join(h.Freezer, Clean(cg), fileFreezerState)) {
+		return fmt.Errorf("freeze %s: no freezer cgroup at the same path under %s", cg, h.Freezer)
+	}
+	return nil
+}
+
+// SetFrozen requests freezing (true) or thawing (false) of cg. The request is
+// asynchronous on both versions: check Frozen.
+func (h Hierarchy) SetFrozen(cg string, frozen bool) error {
+	if err := h.FreezeSupported(cg); err != nil {
+		return err
+	}
+	if h.Version == 2 {
+		v := "0"
+		if frozen {
+			v = "1"
+		}
+		return h.write(h.Root, cg, fileCgroupFreeze, v)
+	}
+	v := "THAWED"
+	if frozen {
+		v = "FROZEN"
+	}
+	return h.write(h.Freezer, cg, fileFreezerState, v)
+}
+
+// Frozen reports whether cg is completely frozen: v2 "frozen 1" in
+// cgroup.events (cgroup.freeze is only the request), v1 freezer.state FROZEN
+// (FREEZING means some task has not stopped yet).
+func (h Hierarchy) Frozen(cg string) (bool, error) {
+	if h.Version == 2 {
+		ce, err := h.CgroupEvents(cg)
+		if err != nil {
+			return false, err
+		}
+		return ce.Frozen, nil
+	}
+	b, err := os.ReadFile(filepath.Join(h.Freezer, Clean(cg), fileFreezerState))
+	if err != nil {
+		return false, mapGone(fmt.Errorf("read %s of %s: %w", fileFreezerState, cg, err))
+	}
+	return strings.TrimSpace(string(b)) == "FROZEN", nil
+}
+
+// Freeze requests a freeze and waits up to timeout for it to take effect,
+// polling every step. It never blocks longer than timeout: tasks sleeping in
+// the v1 oom_kill_disable wait (TASK_KILLABLE) and kernel threads never
+// freeze. On timeout the freeze request stays in place and an error says so.
+func (h Hierarchy) Freeze(cg string, timeout, step time.Duration) error {
+	if err := h.SetFrozen(cg, true); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := h.Frozen(cg)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("freeze %s: not frozen after %v (some task cannot freeze)", cg, timeout)
+		}
+		time.Sleep(step)
+	}
+}

@@ -1,0 +1,216 @@
+package watchdog
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/internal/procfs"
+)
+
+// Verdict is what oomwatch concluded about a cgroup's OOMs.
+type Verdict string
+
+const (
+	// VerdictLoop: repeated OOMs, no kill, and every task in the subtree is
+	// unkillable (oom_score_adj -1000) or already exiting. The kernel will
+	// retry forever.
+	VerdictLoop Verdict = "loop"
+	// VerdictStalled: repeated OOMs, no kill, yet there are killable tasks:
+	// the victim is stuck, or the OOMs come from something no kill can fix.
+	VerdictStalled Verdict = "stalled"
+	// VerdictPaused: v1 oom_kill_disable=1 and under_oom: the kernel waits
+	// for a userspace OOM handler by design.
+	VerdictPaused Verdict = "paused"
+	// VerdictKilled: OOMs with kills, the kernel coped. No action.
+	VerdictKilled Verdict = "oom-killed"
+)
+
+// Candidate is one task of the incident's subtree, as the OOM killer sees it.
+type Candidate struct {
+	PID         int      `json:"pid"`
+	PPID        int      `json:"ppid"`
+	Comm        string   `json:"comm"`
+	Cmdline     []string `json:"cmdline,omitempty"`
+	UID         int      `json:"uid"`
+	State       string   `json:"state"`
+	RSS         uint64   `json:"rss_bytes"`
+	OOMScoreAdj int      `json:"oom_score_adj"`
+	OOMAdj      *int     `json:"oom_adj,omitempty"` // legacy, nil when the kernel has no oom_adj
+	Cgroup      string   `json:"cgroup"`
+	Unkillable  bool     `json:"unkillable"`
+	Exiting     bool     `json:"exiting"`
+	Origin      *Origin  `json:"origin,omitempty"` // only for unkillable tasks
+}
+
+// Origin is the process that leaked OOM protection: the highest ancestor of
+// an unkillable task that is itself at -1000 while its own parent is not.
+type Origin struct {
+	PID         int      `json:"pid"`
+	Comm        string   `json:"comm"`
+	Cmdline     []string `json:"cmdline,omitempty"`
+	OOMScoreAdj int      `json:"oom_score_adj"`
+	ParentPID   int      `json:"parent_pid"`
+	ParentComm  string   `json:"parent_comm,omitempty"`
+	ParentAdj   int      `json:"parent_oom_score_adj"`
+	Depth       int      `json:"depth"` // generations between the task and the origin; 0: the task itself
+}
+
+func (o *Origin) String() string {
+	if o == nil {
+		return "unknown"
+	}
+	return fmt.Sprintf("pid %d (%s) at %d, parent pid %d (%s) at %d", o.PID, procfs.Safe(o.Comm), o.OOMScoreAdj, o.ParentPID, procfs.Safe(o.ParentComm), o.ParentAdj)
+}
+
+// Evidence is what the counters showed.
+type Evidence struct {
+	Window time.Duration `json:"window_ns"`
+	OOMs   uint64        `json:"oom_events"`
+	Kills  uint64        `json:"oom_kills"`
+	Limit  uint64        `json:"limit_bytes"` // cgroupfs.Unlimited when none
+	Usage  uint64        `json:"usage_bytes"`
+}
+
+// Incident is one OOM episode of one cgroup.
+type Incident struct {
+	ID         string      `json:"id"`
+	Verdict    Verdict     `json:"verdict"`
+	Cgroup     string      `json:"cgroup"` // the limit holder: the OOMs are charged here
+	Version    int         `json:"cgroup_version"`
+	Started    time.Time   `json:"started"`
+	Evidence   Evidence    `json:"evidence"`
+	Candidates []Candidate `json:"candidates"`
+	Origin     *Origin     `json:"origin,omitempty"` // of the largest unkillable task
+}
+
+// Inspector reads the tasks of a cgroup subtree from /proc.
+type Inspector struct {
+	CG       cgroupfs.Hierarchy
+	Proc     procfs.FS
+	MaxProcs int // bound on tasks inspected; <= 0 means 4096
+}
+
+// Candidates returns every task in cg's subtree, largest RSS first. Tasks
+// that exit while being read are skipped: that is normal.
+func (in Inspector) Candidates(cg string) ([]Candidate, error) {
+	var out []Candidate
+	err := in.CG.Walk(cg, 0, func(c string) error {
+		var err error
+		out, err = in.collect(c, out)
+		return err
+	})
+	if err != nil && !errors.Is(err, errTooManyProcs) {
+		return nil, err
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].RSS > out[j].RSS })
+	return out, nil
+}
+
+// Direct returns the tasks directly in cg (not its descendants).
+func (in Inspector) Direct(cg string) ([]Candidate, error) {
+	out, err := in.collect(cg, nil)
+	if err != nil && !errors.Is(err, errTooManyProcs) {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (in Inspector) collect(c string, out []Candidate) ([]Candidate, error) {
+	max := in.MaxProcs
+	if max <= 0 {
+		max = 4096
+	}
+	pids, err := in.CG.Procs(c)
+	if errors.Is(err, cgroupfs.ErrGone) {
+		return out, nil
+	}
+	if err != nil {
+		return out, err
+	}
+	for _, pid := range pids {
+		if len(out) >= max {
+			return out, errTooManyProcs
+		}
+		p, err := in.Proc.Proc(pid)
+		if errors.Is(err, procfs.ErrGone) {
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("inspect pid %d in %s: %w", pid, c, err)
+		}
+		if p.Kthread {
+			continue // never an OOM candidate
+		}
+		cand := candidateOf(p, c)
+		if cand.Unkillable {
+			cand.Origin = in.origin(pid)
+		}
+		out = append(out, cand)
+	}
+	return out, nil
+}
+
+var errTooManyProcs = errors.New("too many processes")
+
+func candidateOf(p procfs.Proc, cg string) Candidate {
+	c := Candidate{
+		PID: p.PID, PPID: p.PPID, Comm: p.Comm, Cmdline: p.Cmdline, UID: p.UID,
+		State: string(p.State), RSS: p.RSS, OOMScoreAdj: p.OOMScoreAdj, Cgroup: cg,
+		Unkillable: p.Unkillable(), Exiting: p.Exiting(),
+	}
+	if p.OOMAdjKnown {
+		v := p.OOMAdj
+		c.OOMAdj = &v
+	}
+	return c
+}
+
+func (in Inspector) origin(pid int) *Origin {
+	chain, err := in.Proc.Ancestry(pid)
+	if err != nil && len(chain) == 0 {
+		return nil
+	}
+	i := procfs.Origin(chain)
+	if i < 0 {
+		return nil
+	}
+	o := &Origin{PID: chain[i].PID, Comm: chain[i].Comm, Cmdline: chain[i].Cmdline, OOMScoreAdj: chain[i].OOMScoreAdj, Depth: i, ParentPID: chain[i].PPID}
+	if i+1 < len(chain) {
+		o.ParentComm, o.ParentAdj = chain[i+1].Comm, chain[i+1].OOMScoreAdj
+	}
+	return o
+}
+
+// Classify turns a suspected loop and the tasks found into a verdict. It is
+// pure. A loop needs at least one unkillable task and no task the kernel
+// could still pick; an empty subtree or any killable, running task makes
+// it "stalled".
+func Classify(cands []Candidate) Verdict {
+	unkillable := 0
+	for _, c := range cands {
+		switch {
+		case c.Unkillable:
+			unkillable++
+		case c.Exiting:
+		default:
+			return VerdictStalled
+		}
+	}
+	if unkillable == 0 {
+		return VerdictStalled
+	}
+	return VerdictLoop
+}
+
+// LargestOrigin returns the origin of the largest unkillable candidate.
+func LargestOrigin(cands []Candidate) *Origin {
+	for _, c := range cands { // sorted by RSS, largest first
+		if c.Unkillable && c.Origin != nil {
+			return c.Origin
+		}
+	}
+	return nil
+}

@@ -1,0 +1,493 @@
+// Package watchdog turns kernel hints into incidents: it discovers every
+// memory cgroup, arms one notification source per cgroup on one epoll loop
+// (package eventfd), re-reads counters on every wake-up, feeds a pure
+// Detector per cgroup, inspects the tasks of a suspected loop and hands the
+// resulting Incident to a Handler. Data flows one way; the watchdog never
+// acts on the host itself.
+package watchdog
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/oomwatch/oomwatch/eventfd"
+	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/internal/procfs"
+)
+
+// Handler receives incidents. Open is called once when an episode is
+// recognised, Resolved once when its OOMs have stopped or the cgroup is gone.
+// Both must return quickly: the event loop waits for them.
+type Handler interface {
+	Open(inc *Incident)
+	Resolved(inc *Incident, why string)
+}
+
+// Config configures a Watchdog.
+type Config struct {
+	CG         cgroupfs.Hierarchy
+	Proc       procfs.FS
+	Detector   Params
+	MaxCgroups int // bound on watched cgroups; <= 0 means DefaultMaxCgroups
+	MaxProcs   int // bound on tasks inspected per incident
+	// ResolveAfter is how long a cgroup with an open incident must see no OOM
+	// before the incident is resolved. <= 0 means 2 × Detector.Window.
+	ResolveAfter time.Duration
+	// Ready, if set, is called once every source is armed, with the number
+	// of cgroups watched.
+	Ready func(watched int)
+	// Tick, if set, is called from the event loop at least every TickEvery
+	// (systemd watchdog pings: a stuck loop stops pinging).
+	Tick      func()
+	TickEvery time.Duration
+}
+
+// DefaultMaxCgroups bounds discovery when the config says nothing.
+const DefaultMaxCgroups = 65536
+
+type cgroupState struct {
+	det      *Detector
+	v1OOM    uint64 // v1: running total of eventfd counts
+	localOOM uint64 // v2: last memory.events.local oom
+	hasLocal bool
+	inc      *Incident // open incident, nil when none
+	lastOOM  time.Time
+	paused   bool
+	noticed  time.Time // last time a non-loop suspect was logged (rate limit)
+}
+
+// Stats is a snapshot for status and metrics.
+type Stats struct {
+	Watched       int
+	OpenIncidents int
+	Events        uint64
+	Incidents     uint64
+	Unsupported   bool // v1 OOM notifications unavailable
+}
+
+// Watchdog is the main loop. Create with New, run with Run.
+type Watchdog struct {
+	cfg     Config
+	h       Handler
+	log     zerolog.Logger
+	poller  *eventfd.Poller
+	insp    Inspector
+	cgroups map[string]*cgroupState
+	full    bool // MaxCgroups reached, warned once
+
+	events, incidents atomic.Uint64
+	watched, open     atomic.Int64
+	unsupported       atomic.Bool
+}
+
+// New checks cfg and prepares a watchdog; nothing is armed until Run.
+func New(cfg Config, h Handler, log zerolog.Logger) (*Watchdog, error) {
+	if err := cfg.Detector.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxCgroups <= 0 {
+		cfg.MaxCgroups = DefaultMaxCgroups
+	}
+	if cfg.ResolveAfter <= 0 {
+		cfg.ResolveAfter = 2 * cfg.Detector.Window
+	}
+	if cfg.Tick != nil && cfg.TickEvery <= 0 {
+		return nil, errors.New("watchdog: Tick set without TickEvery")
+	}
+	return &Watchdog{
+		cfg: cfg, h: h, log: log,
+		insp:    Inspector{CG: cfg.CG, Proc: cfg.Proc, MaxProcs: cfg.MaxProcs},
+		cgroups: make(map[string]*cgroupState),
+	}, nil
+}
+
+// Stats returns counters that are safe to read from any goroutine.
+func (w *Watchdog) Stats() Stats {
+	return Stats{Watched: int(w.watched.Load()), OpenIncidents: int(w.open.Load()),
+		Events: w.events.Load(), Incidents: w.incidents.Load(), Unsupported: w.unsupported.Load()}
+}
+
+// Run arms every source and processes events until ctx is done.
+func (w *Watchdog) Run(ctx context.Context) error {
+	p, err := eventfd.New()
+	if err != nil {
+		return fmt.Errorf("start event loop: %w", err)
+	}
+	w.poller = p
+	defer p.Close()
+	stop := context.AfterFunc(ctx, func() { p.Close() })
+	defer stop()
+
+	start := time.Now()
+	if err := w.add("/"); err != nil {
+		return fmt.Errorf("watch %s: %w", w.cfg.CG.Root, err)
+	}
+	w.log.Info().Str("hierarchy", w.cfg.CG.String()).Int("cgroups", len(w.cgroups)).
+		Dur("arm_time", time.Since(start)).Bool("v1_notifications_unsupported", w.unsupported.Load()).
+		Msg("watching memory cgroups")
+	if w.cfg.Ready != nil {
+		w.cfg.Ready(len(w.cgroups))
+	}
+
+	buf := make([]eventfd.Event, 0, 256)
+	lastTick := time.Now()
+	for {
+		timeout := w.nextTimeout(lastTick)
+		buf, err = p.Wait(buf, timeout)
+		if errors.Is(err, eventfd.ErrClosed) {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("wait for events: %w", err)
+		}
+		now := time.Now()
+		w.handle(now, buf)
+		w.resolveQuiet(now)
+		if w.cfg.Tick != nil && now.Sub(lastTick) >= w.cfg.TickEvery {
+			w.cfg.Tick()
+			lastTick = now
+		}
+	}
+}
+
+// nextTimeout sleeps forever when nothing is open and nobody needs ticks:
+// zero wake-ups on an idle host.
+func (w *Watchdog) nextTimeout(lastTick time.Time) time.Duration {
+	t := time.Duration(-1)
+	if w.open.Load() > 0 {
+		t = w.cfg.ResolveAfter / 4
+	}
+	if w.cfg.Tick != nil {
+		d := time.Until(lastTick.Add(w.cfg.TickEvery))
+		if d < 0 {
+			d = 0
+		}
+		if t < 0 || d < t {
+			t = d
+		}
+	}
+	return t
+}
+
+// add starts watching cg and its whole subtree (a cgroup created with
+// mkdir -p may already have children when we see it).
+func (w *Watchdog) add(cg string) error {
+	return w.cfg.CG.Walk(cg, 0, func(c string) error {
+		if _, ok := w.cgroups[c]; ok {
+			return nil
+		}
+		if len(w.cgroups) >= w.cfg.MaxCgroups {
+			if !w.full {
+				w.full = true
+				w.log.Warn().Int("max_cgroups", w.cfg.MaxCgroups).Str("cgroup", c).
+					Msg("cgroup limit reached: further cgroups are not watched (raise max_cgroups)")
+			}
+			return cgroupfs.ErrTooMany
+		}
+		err := w.arm(c)
+		if errors.Is(err, cgroupfs.ErrGone) || errors.Is(err, eventfd.ErrGone) {
+			return nil
+		}
+		return err
+	})
+}
+
+func (w *Watchdog) arm(cg string) error {
+	if err := w.poller.WatchDir(cg, w.cfg.CG.Dir(cg)); err != nil {
+		return err
+	}
+	st := &cgroupState{det: NewDetector(w.cfg.Detector)}
+	w.cgroups[cg] = st
+	w.watched.Store(int64(len(w.cgroups)))
+	if cg == "/" {
+		return nil // the root has no memory.events; v1: "OOM notification doesn't work for the root cgroup"
+	}
+	if w.cfg.CG.Version == 1 && !w.unsupported.Load() {
+		ec, oc := w.cfg.CG.EventControlPaths(cg)
+		err := w.poller.WatchV1OOM(cg, ec, oc)
+		if errors.Is(err, errors.ErrUnsupported) {
+			// CONFIG_MEMCG_V1=n or PREEMPT_RT: no OOM eventfd. Say so once.
+			w.unsupported.Store(true)
+			w.log.Error().Err(err).Msg("cgroup v1 OOM notifications are not supported by this kernel: v1 OOM loops cannot be detected")
+		} else if err != nil {
+			w.drop(cg)
+			return err
+		}
+	}
+	c, err := w.counters(cg, st, 0)
+	if err != nil {
+		w.drop(cg)
+		return err
+	}
+	st.det.Observe(time.Now(), c)
+	return nil
+}
+
+// drop forgets cg and everything below it.
+func (w *Watchdog) drop(cg string) {
+	for c, st := range w.cgroups {
+		if cgroupfs.InSubtree(c, cg) {
+			w.poller.Unwatch(c)
+			if st.inc != nil {
+				w.closeIncident(st, "cgroup removed")
+			}
+			delete(w.cgroups, c)
+		}
+	}
+	w.watched.Store(int64(len(w.cgroups)))
+}
+
+// counters reads cg's counters; v1Count is what the eventfd just reported.
+func (w *Watchdog) counters(cg string, st *cgroupState, v1Count uint64) (Counters, error) {
+	if w.cfg.CG.Version == 2 {
+		ev, err := w.cfg.CG.MemoryEvents(cg)
+		if err != nil {
+			return Counters{}, err
+		}
+		return Counters{OOM: ev.OOM, Kills: ev.OOMKill + ev.OOMGroupKill}, nil
+	}
+	st.v1OOM += v1Count
+	var kills uint64
+	// v1 oom_kill is local to each memcg: sum the subtree.
+	err := w.cfg.CG.Walk(cg, 1024, func(c string) error {
+		oc, err := w.cfg.CG.OOMControl(c)
+		if errors.Is(err, cgroupfs.ErrGone) && c != cg {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		kills += oc.OOMKill
+		return nil
+	})
+	if err != nil && !errors.Is(err, cgroupfs.ErrTooMany) {
+		return Counters{}, err
+	}
+	return Counters{OOM: st.v1OOM, Kills: kills}, nil
+}
+
+func (w *Watchdog) handle(now time.Time, evs []eventfd.Event) {
+	var suspects []string
+	for _, ev := range evs {
+		w.events.Add(1)
+		switch ev.Kind {
+		case eventfd.Created:
+			if _, ok := w.cgroups[ev.Key]; ok {
+				if err := w.add(path.Join(ev.Key, ev.Name)); err != nil && !errors.Is(err, cgroupfs.ErrTooMany) {
+					w.log.Warn().Err(err).Str("cgroup", path.Join(ev.Key, ev.Name)).Msg("cannot watch new cgroup")
+				}
+			}
+		case eventfd.Removed:
+			w.drop(path.Join(ev.Key, ev.Name))
+		case eventfd.Gone:
+			w.drop(ev.Key)
+		case eventfd.Overflow:
+			w.log.Warn().Msg("inotify queue overflow: rescanning the hierarchy")
+			if err := w.add("/"); err != nil && !errors.Is(err, cgroupfs.ErrTooMany) {
+				w.log.Error().Err(err).Msg("rescan failed")
+			}
+		case eventfd.OOM:
+			if w.observe(now, ev.Key, ev.Count) {
+				suspects = append(suspects, ev.Key)
+			}
+		case eventfd.Modified:
+			if w.cfg.CG.Version == 2 && cgroupfs.MemoryEventsFile(ev.Name) {
+				if w.observe(now, ev.Key, 0) {
+					suspects = append(suspects, ev.Key)
+				}
+			}
+		}
+	}
+	if len(suspects) == 0 {
+		return
+	}
+	// v1 notifies the OOMing cgroup and all its descendants: handle parents
+	// first and skip any cgroup below one with an open incident.
+	sort.Slice(suspects, func(i, j int) bool { return depth(suspects[i]) < depth(suspects[j]) })
+	for _, cg := range suspects {
+		if w.ancestorOpen(cg) {
+			continue
+		}
+		w.suspect(now, cg)
+	}
+}
+
+func depth(cg string) int { return strings.Count(cgroupfs.Clean(cg), "/") }
+
+func (w *Watchdog) ancestorOpen(cg string) bool {
+	for p, ok := cgroupfs.Parent(cg); ok; p, ok = cgroupfs.Parent(p) {
+		if st := w.cgroups[p]; st != nil && st.inc != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// observe feeds one notification into cg's detector and reports whether it
+// is a suspected loop that needs inspection.
+func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
+	st := w.cgroups[cg]
+	if st == nil || cg == "/" {
+		return false
+	}
+	c, err := w.counters(cg, st, v1Count)
+	if errors.Is(err, cgroupfs.ErrGone) {
+		w.drop(cg)
+		return false
+	}
+	if err != nil {
+		w.log.Warn().Err(err).Str("cgroup", cg).Msg("cannot read OOM counters")
+		return false
+	}
+	a := st.det.Observe(now, c)
+	if a.Reset {
+		w.log.Info().Str("cgroup", cg).Msg("counters went backwards: cgroup was recreated, detector reset")
+	}
+	if a.OOMs > 0 {
+		st.lastOOM = now
+	}
+	if st.inc != nil {
+		return false // evidence is fixed at open; resolution uses lastOOM
+	}
+	if w.cfg.CG.Version == 1 && v1Count > 0 {
+		if oc, err := w.cfg.CG.OOMControl(cg); err == nil && oc.KillDisable && oc.UnderOOM && !st.paused {
+			st.paused = true
+			w.openIncident(now, cg, st, a, VerdictPaused, nil)
+			return false
+		}
+	}
+	switch a.Signal {
+	case Killed:
+		w.log.Debug().Str("cgroup", cg).Uint64("oom_events", a.OOMs).Uint64("oom_kills", a.Kills).Msg("OOM with kill: kernel coped")
+		return false
+	case Suspect:
+		return w.isLimitHolder(cg, st)
+	}
+	return false
+}
+
+// isLimitHolder: v2 memory.events is hierarchical — an OOM at /a raises the
+// counters of /a and every ancestor. Only the cgroup whose own limit was hit
+// sees memory.events.local move (5.2+).
+func (w *Watchdog) isLimitHolder(cg string, st *cgroupState) bool {
+	if w.cfg.CG.Version == 1 {
+		// v1 notifies the OOMing cgroup and all its descendants. Parents are
+		// handled first (see handle); a child without a limit of its own
+		// cannot be where the limit was hit.
+		lim, err := w.cfg.CG.Limit(cg)
+		return err == nil && lim != cgroupfs.Unlimited
+	}
+	loc, err := w.cfg.CG.MemoryEventsLocal(cg)
+	if err != nil {
+		// No memory.events.local (before 5.2): fall back to "has a limit".
+		lim, lerr := w.cfg.CG.Limit(cg)
+		return lerr == nil && lim != cgroupfs.Unlimited
+	}
+	rose := !st.hasLocal || loc.OOM > st.localOOM
+	st.localOOM, st.hasLocal = loc.OOM, true
+	return rose && loc.OOM > 0
+}
+
+func (w *Watchdog) suspect(now time.Time, cg string) {
+	st := w.cgroups[cg]
+	if st == nil || st.inc != nil {
+		return
+	}
+	a := st.det.Assess(now)
+	if a.Signal != Suspect {
+		return
+	}
+	cands, err := w.insp.Candidates(cg)
+	if errors.Is(err, cgroupfs.ErrGone) {
+		w.drop(cg)
+		return
+	}
+	if err != nil {
+		w.log.Warn().Err(err).Str("cgroup", cg).Msg("cannot inspect tasks")
+		return
+	}
+	w.openIncident(now, cg, st, a, Classify(cands), cands)
+}
+
+func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Assessment, v Verdict, cands []Candidate) {
+	inc := &Incident{
+		ID: newID(), Verdict: v, Cgroup: cg, Version: w.cfg.CG.Version, Started: now,
+		Evidence:   Evidence{Window: w.cfg.Detector.Window, OOMs: a.OOMs, Kills: a.Kills},
+		Candidates: cands, Origin: LargestOrigin(cands),
+	}
+	inc.Evidence.Limit, _ = w.cfg.CG.Limit(cg)
+	inc.Evidence.Usage, _ = w.cfg.CG.Usage(cg)
+	st.inc = inc
+	st.lastOOM = now
+	w.open.Add(1)
+	w.incidents.Add(1)
+	ev := w.log.Warn().Str("incident", inc.ID).Str("verdict", string(v)).Str("cgroup", cg).
+		Uint64("oom_events", a.OOMs).Uint64("oom_kills", a.Kills).Dur("window", w.cfg.Detector.Window).
+		Int("tasks", len(cands))
+	if inc.Origin != nil {
+		ev = ev.Int("origin_pid", inc.Origin.PID).Str("origin_comm", procfs.Safe(inc.Origin.Comm)).Int("origin_parent_pid", inc.Origin.ParentPID)
+	}
+	ev.Msg(verdictMessage(v))
+	w.h.Open(inc)
+}
+
+func verdictMessage(v Verdict) string {
+	switch v {
+	case VerdictLoop:
+		return "OOM loop: repeated OOMs, no kill, every task unkillable"
+	case VerdictStalled:
+		return "OOM stalled: repeated OOMs without a kill although killable tasks exist"
+	case VerdictPaused:
+		return "OOM paused: oom_kill_disable=1 and under_oom, the kernel waits for a userspace handler"
+	}
+	return string(v)
+}
+
+// resolveQuiet closes incidents whose cgroup has seen no OOM for ResolveAfter.
+func (w *Watchdog) resolveQuiet(now time.Time) {
+	if w.open.Load() == 0 {
+		return
+	}
+	for cg, st := range w.cgroups {
+		if st.inc == nil {
+			continue
+		}
+		if st.inc.Verdict == VerdictPaused {
+			if oc, err := w.cfg.CG.OOMControl(cg); err == nil && !oc.UnderOOM {
+				st.paused = false
+				w.closeIncident(st, "no longer under_oom")
+			}
+			continue
+		}
+		if now.Sub(st.lastOOM) >= w.cfg.ResolveAfter {
+			w.closeIncident(st, fmt.Sprintf("no OOM for %v", w.cfg.ResolveAfter))
+		}
+	}
+}
+
+func (w *Watchdog) closeIncident(st *cgroupState, why string) {
+	inc := st.inc
+	st.inc = nil
+	w.open.Add(-1)
+	w.log.Info().Str("incident", inc.ID).Str("cgroup", inc.Cgroup).Str("why", why).Msg("incident resolved")
+	w.h.Resolved(inc, why)
+}
+
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,403 @@
+package procfs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// checkFDs fails t if it ends with more open fds than it started with. Call
+// it first so its cleanup runs after every other cleanup (children reaped).
+func checkFDs(t *testing.T) {
+	t.Helper()
+	before := countFDs(t)
+	t.Cleanup(func() {
+		if after := countFDs(t); after != before {
+			t.Errorf("fd leak: %d open fds before, %d after", before, after)
+		}
+	})
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("count fds: %v", err)
+	}
+	return len(ents)
+}
+
+// fakeProc describes one process of a fake /proc tree.
+type fakeProc struct {
+	pid, ppid int
+	comm      string
+	state     byte // 'S' if 0
+	flags     uint
+	uid       int
+	rssKB     int // -1: no VmRSS line (kthread, zombie)
+	cmdline   []string
+	adj       string  // oom_score_adj content; "" → derived from adjN
+	adjN      int     // oom_score_adj value when adj == ""
+	oomAdj    *string // nil: file absent
+	cgroup    string
+	omit      []string // files not to write (vanished mid-read)
+}
+
+func (p fakeProc) write(t *testing.T, root string) {
+	t.Helper()
+	dir := filepath.Join(root, strconv.Itoa(p.pid))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	state := p.state
+	if state == 0 {
+		state = 'S'
+	}
+	files := map[string]string{
+		"stat": fmt.Sprintf("%d (%s) %c %d %d %d 0 -1 %d 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
+			p.pid, p.comm, state, p.ppid, p.pid, p.pid, p.flags),
+		"status":  fmt.Sprintf("Name:\t%s\nState:\t%c\nTgid:\t%d\nPid:\t%d\nPPid:\t%d\nUid:\t%d\t%d\t%d\t%d\n", strings.ReplaceAll(p.comm, "\n", `\n`), state, p.pid, p.pid, p.ppid, p.uid, p.uid, p.uid, p.uid),
+		"cmdline": "",
+		"cgroup":  p.cgroup,
+	}
+	if p.rssKB >= 0 {
+		files["status"] += fmt.Sprintf("VmRSS:\t%8d kB\n", p.rssKB)
+	}
+	files["status"] += "Threads:\t1\n"
+	for _, a := range p.cmdline {
+		files["cmdline"] += a + "\x00"
+	}
+	if p.cgroup == "" {
+		files["cgroup"] = "0::/\n"
+	}
+	if p.adj != "" {
+		files["oom_score_adj"] = p.adj
+	} else {
+		files["oom_score_adj"] = strconv.Itoa(p.adjN) + "\n"
+	}
+	if p.oomAdj != nil {
+		files["oom_adj"] = *p.oomAdj
+	}
+	for _, o := range p.omit {
+		delete(files, o)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func strp(s string) *string { return &s }
+
+// sshdTree is the incident from KERNEL.md §7: an sshd that kept -1000 across a
+// SIGHUP re-exec passed it to a login shell and from there to a JVM.
+func sshdTree(t *testing.T) string {
+	root := t.TempDir()
+	for _, p := range []fakeProc{
+		{pid: 1, ppid: 0, comm: "systemd", rssKB: 12000, cmdline: []string{"/sbin/init"}, adjN: 0, oomAdj: strp("0\n")},
+		{pid: 2, ppid: 0, comm: "kthreadd", flags: 0x00208040, rssKB: -1, adjN: 0, oomAdj: strp("0\n")},
+		{pid: 100, ppid: 1, comm: "sshd", rssKB: 8000, cmdline: []string{"sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups"}, adjN: -1000, oomAdj: strp("-17\n"),
+			cgroup: "0::/system.slice/ssh.service\n"},
+		{pid: 200, ppid: 100, comm: "bash", rssKB: 4000, cmdline: []string{"-bash"}, adjN: -1000, oomAdj: strp("-17\n"), uid: 1000,
+			cgroup: "0::/user.slice/user-1000.slice/session-1.scope\n"},
+		{pid: 300, ppid: 200, comm: "java", rssKB: 2 << 20, cmdline: []string{"java", "-Xmx4g", "-jar", "app.jar"}, adjN: -1000, uid: 1000,
+			cgroup: "0::/user.slice/user-1000.slice/session-1.scope\n"}, // no oom_adj: OOMAdjKnown false
+		{pid: 301, ppid: 300, comm: "a) b (c", rssKB: -1, state: 'Z', flags: PFExiting, adjN: -1000, oomAdj: strp("-17\n")},
+	} {
+		p.write(t, root)
+	}
+	return root
+}
+
+func TestFSProc(t *testing.T) {
+	checkFDs(t)
+	fsys := New(sshdTree(t))
+	tests := []struct {
+		pid  int
+		want Proc
+	}{
+		{100, Proc{PID: 100, PPID: 1, Comm: "sshd", Cmdline: []string{"sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups"}, State: 'S',
+			RSS: 8000 * 1024, OOMScoreAdj: -1000, OOMAdj: -17, OOMAdjKnown: true}},
+		{300, Proc{PID: 300, PPID: 200, Comm: "java", Cmdline: []string{"java", "-Xmx4g", "-jar", "app.jar"}, State: 'S', UID: 1000,
+			RSS: 2 << 30, OOMScoreAdj: -1000}},
+		{2, Proc{PID: 2, PPID: 0, Comm: "kthreadd", State: 'S', Flags: 0x00208040, Kthread: true, OOMAdjKnown: true}},
+		{301, Proc{PID: 301, PPID: 300, Comm: "a) b (c", State: 'Z', Flags: PFExiting, OOMScoreAdj: -1000, OOMAdj: -17, OOMAdjKnown: true}},
+	}
+	for _, tt := range tests {
+		got, err := fsys.Proc(tt.pid)
+		if err != nil {
+			t.Fatalf("Proc(%d): %v", tt.pid, err)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Proc(%d) =\n %+v, want\n %+v", tt.pid, got, tt.want)
+		}
+	}
+}
+
+func TestFSProcErrors(t *testing.T) {
+	checkFDs(t)
+	root := t.TempDir()
+	for _, p := range []fakeProc{
+		{pid: 10, ppid: 1, comm: "nostatus", omit: []string{"status"}},
+		{pid: 11, ppid: 1, comm: "noadj", omit: []string{"oom_score_adj"}},
+		{pid: 12, ppid: 1, comm: "nocmdline", omit: []string{"cmdline"}},
+		{pid: 13, ppid: 1, comm: "badadj", adj: "minus one\n"},
+		{pid: 14, ppid: 1, comm: "rangeadj", adj: "-1001\n"},
+		{pid: 15, ppid: 1, comm: "rangeoomadj", oomAdj: strp("-18\n")},
+		{pid: 16, ppid: 1, comm: "x", rssKB: 5},
+	} {
+		p.write(t, root)
+	}
+	// pid 16's stat claims to be pid 17.
+	if err := os.WriteFile(filepath.Join(root, "16", "stat"), []byte("17 (x)"+statTail), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fsys := New(root)
+
+	for _, pid := range []int{10, 11, 12, 99} {
+		_, err := fsys.Proc(pid)
+		if !errors.Is(err, ErrGone) {
+			t.Errorf("Proc(%d) error = %v, want ErrGone", pid, err)
+		}
+	}
+	for _, tt := range []struct {
+		pid        int
+		file, text string
+	}{
+		{13, "13/oom_score_adj", `"minus one" is not a decimal integer`},
+		{14, "14/oom_score_adj", "-1001 outside -1000..1000"},
+		{15, "15/oom_adj", "-18 outside -17..15"},
+		{16, "16/stat", "pid field is 17, want 16"},
+	} {
+		_, err := fsys.Proc(tt.pid)
+		var pe *ParseError
+		if !errors.As(err, &pe) {
+			t.Errorf("Proc(%d) error = %v, want *ParseError", tt.pid, err)
+			continue
+		}
+		if pe.File != filepath.Join(root, tt.file) || !strings.Contains(err.Error(), tt.text) || !strings.Contains(err.Error(), pe.File) {
+			t.Errorf("Proc(%d) error = %q (file %q), want file %s and %q", tt.pid, err, pe.File, tt.file, tt.text)
+		}
+		if errors.Is(err, ErrGone) {
+			t.Errorf("Proc(%d): parse error %v must not be ErrGone", tt.pid, err)
+		}
+	}
+	if _, err := fsys.Proc(0); err == nil {
+		t.Error("Proc(0) succeeded")
+	}
+}
+
+func TestAncestryAndOrigin(t *testing.T) {
+	checkFDs(t)
+	fsys := New(sshdTree(t))
+	chain, err := fsys.Ancestry(300)
+	if err != nil {
+		t.Fatalf("Ancestry(300): %v", err)
+	}
+	var pids []int
+	for _, p := range chain {
+		pids = append(pids, p.PID)
+	}
+	if want := []int{300, 200, 100, 1}; !reflect.DeepEqual(pids, want) {
+		t.Fatalf("Ancestry(300) pids = %v, want %v", pids, want)
+	}
+	if o := Origin(chain); o != 2 || chain[o].Comm != "sshd" {
+		t.Errorf("Origin = %d, want 2 (sshd)", o)
+	}
+
+	// The zombie child of java: same origin.
+	chain, err = fsys.Ancestry(301)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := Origin(chain); o != 3 || chain[o].PID != 100 {
+		t.Errorf("Origin(301 chain) = %d, want 3 (sshd)", o)
+	}
+
+	// kthreadd: ppid 0 ends the chain.
+	chain, err = fsys.Ancestry(2)
+	if err != nil || len(chain) != 1 || !chain[0].Kthread {
+		t.Errorf("Ancestry(2) = %+v, %v; want just kthreadd", chain, err)
+	}
+	if o := Origin(chain); o != -1 {
+		t.Errorf("Origin(kthreadd) = %d, want -1", o)
+	}
+
+	if _, err := fsys.Ancestry(999); !errors.Is(err, ErrGone) {
+		t.Errorf("Ancestry(missing) error = %v, want ErrGone", err)
+	}
+}
+
+func TestAncestryVanishedParent(t *testing.T) {
+	checkFDs(t)
+	root := t.TempDir()
+	fakeProc{pid: 50, ppid: 40, comm: "child", adjN: -1000}.write(t, root)
+	fakeProc{pid: 40, ppid: 30, comm: "parent", adjN: -1000, omit: []string{"oom_score_adj"}}.write(t, root) // exits mid-read
+	chain, err := New(root).Ancestry(50)
+	if err != nil {
+		t.Fatalf("Ancestry: %v", err)
+	}
+	if len(chain) != 1 || chain[0].PID != 50 {
+		t.Fatalf("Ancestry = %+v, want the child only", chain)
+	}
+	if last := chain[len(chain)-1]; last.PID == 1 || last.PPID == 0 {
+		t.Error("truncated chain looks complete")
+	}
+	if o := Origin(chain); o != 0 {
+		t.Errorf("Origin = %d, want 0", o)
+	}
+}
+
+func TestAncestryCycle(t *testing.T) {
+	checkFDs(t)
+	root := t.TempDir()
+	fakeProc{pid: 500, ppid: 501, comm: "a"}.write(t, root)
+	fakeProc{pid: 501, ppid: 502, comm: "b"}.write(t, root)
+	fakeProc{pid: 502, ppid: 500, comm: "c"}.write(t, root)
+	fakeProc{pid: 600, ppid: 600, comm: "self"}.write(t, root)
+	for _, pid := range []int{500, 600} {
+		chain, err := New(root).Ancestry(pid)
+		if !errors.Is(err, ErrCycle) || chain != nil {
+			t.Errorf("Ancestry(%d) = %v, %v; want ErrCycle", pid, chain, err)
+		}
+	}
+}
+
+func TestFSCgroups(t *testing.T) {
+	checkFDs(t)
+	root := t.TempDir()
+	fakeProc{pid: 7, ppid: 1, comm: "c", cgroup: "4:memory:/lxc/c1\n9:name=systemd:/lxc/c1\n0::/lxc/c1 (deleted)\n"}.write(t, root)
+	fakeProc{pid: 8, ppid: 1, comm: "bad", cgroup: "garbage\n"}.write(t, root)
+	fsys := New(root)
+	got, err := fsys.Cgroups(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []CgroupLine{
+		{ID: 4, Controllers: []string{"memory"}, Path: "/lxc/c1"},
+		{ID: 9, Controllers: []string{"name=systemd"}, Path: "/lxc/c1"},
+		{ID: 0, Path: "/lxc/c1", Deleted: true},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Cgroups = %+v, want %+v", got, want)
+	}
+	var pe *ParseError
+	if _, err := fsys.Cgroups(8); !errors.As(err, &pe) || pe.File != filepath.Join(root, "8", "cgroup") {
+		t.Errorf("Cgroups(bad) error = %v, want ParseError naming the file", err)
+	}
+	if _, err := fsys.Cgroups(9); !errors.Is(err, ErrGone) {
+		t.Errorf("Cgroups(missing) error = %v, want ErrGone", err)
+	}
+}
+
+// The real /proc, read-only: ourselves and kthreadd.
+func TestFSProcReal(t *testing.T) {
+	checkFDs(t)
+	fsys := New("/proc")
+	self, err := fsys.Proc(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self.PPID != os.Getppid() || self.UID != os.Getuid() || self.RSS == 0 || self.Kthread || self.Exiting() ||
+		len(self.Cmdline) == 0 || self.Cmdline[0] != os.Args[0] || !self.OOMAdjKnown {
+		t.Errorf("Proc(self) = %+v", self)
+	}
+	chain, err := fsys.Ancestry(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := chain[len(chain)-1]; last.PID != 1 && last.PPID != 0 {
+		t.Errorf("Ancestry(self) ends at %+v", last)
+	}
+	lines, err := fsys.Cgroups(os.Getpid())
+	if err != nil || len(lines) == 0 {
+		t.Errorf("Cgroups(self) = %v, %v", lines, err)
+	}
+	if kt, err := fsys.Proc(2); err == nil { // kthreadd, when our pid namespace shows it
+		if !kt.Kthread || kt.RSS != 0 || kt.Cmdline != nil || !kt.Unkillable() {
+			t.Errorf("Proc(2) = %+v, want a kernel thread", kt)
+		}
+	}
+}
+
+func TestUnkillable(t *testing.T) {
+	tests := []struct {
+		p    Proc
+		want bool
+	}{
+		{Proc{OOMScoreAdj: -1000}, true},
+		{Proc{OOMScoreAdj: -999}, false},
+		{Proc{OOMScoreAdj: 0}, false},
+		{Proc{OOMScoreAdj: 1000}, false},
+		{Proc{OOMScoreAdj: 0, Kthread: true}, true},
+		// Legacy oom_adj is derived from oom_score_adj; only the latter counts.
+		{Proc{OOMScoreAdj: -941, OOMAdj: -16, OOMAdjKnown: true}, false},
+		{Proc{OOMScoreAdj: -1000, OOMAdj: -17, OOMAdjKnown: true}, true},
+	}
+	for _, tt := range tests {
+		if got := tt.p.Unkillable(); got != tt.want {
+			t.Errorf("%+v.Unkillable() = %v, want %v", tt.p, got, tt.want)
+		}
+	}
+}
+
+func TestExiting(t *testing.T) {
+	tests := []struct {
+		p    Proc
+		want bool
+	}{
+		{Proc{State: 'R'}, false},
+		{Proc{State: 'S'}, false},
+		{Proc{State: 'D'}, false},
+		{Proc{State: 'T'}, false},
+		{Proc{State: 'Z'}, true},
+		{Proc{State: 'X'}, true},
+		{Proc{State: 'x'}, true},
+		{Proc{State: 'D', Flags: PFExiting}, true},
+		{Proc{State: 'R', Flags: PFKthread}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.p.Exiting(); got != tt.want {
+			t.Errorf("%+v.Exiting() = %v, want %v", tt.p, got, tt.want)
+		}
+	}
+}
+
+func TestOrigin(t *testing.T) {
+	p := func(pid, adj int) Proc { return Proc{PID: pid, OOMScoreAdj: adj} }
+	kt := Proc{PID: 2, Kthread: true, OOMScoreAdj: -1000}
+	tests := []struct {
+		name  string
+		chain []Proc
+		want  int
+	}{
+		{"empty", nil, -1},
+		{"task killable", []Proc{p(300, 0), p(200, -1000), p(1, 0)}, -1},
+		{"task -999", []Proc{p(300, -999), p(1, -1000)}, -1},
+		{"only task", []Proc{p(300, -1000)}, 0},
+		{"parent killable", []Proc{p(300, -1000), p(200, 0), p(1, 0)}, 0},
+		{"sshd", []Proc{p(300, -1000), p(200, -1000), p(100, -1000), p(1, 0)}, 2},
+		{"gap", []Proc{p(300, -1000), p(200, -1000), p(150, 0), p(100, -1000), p(1, 0)}, 1},
+		{"init itself", []Proc{p(300, -1000), p(1, -1000)}, 1},
+		{"truncated", []Proc{p(300, -1000), p(200, -1000)}, 1},
+		{"kthread task", []Proc{kt}, -1},
+		{"kthread parent", []Proc{p(300, -1000), kt}, 0},
+	}
+	for _, tt := range tests {
+		if got := Origin(tt.chain); got != tt.want {
+			t.Errorf("%s: Origin = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}

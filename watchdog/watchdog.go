@@ -63,6 +63,7 @@ type cgroupState struct {
 	inc      *Incident // open incident, nil when none
 	lastOOM  time.Time
 	paused   bool
+	noMemory bool      // v2 cgroup without the memory controller
 	noticed  time.Time // last time a non-loop suspect was logged (rate limit)
 }
 
@@ -129,7 +130,7 @@ func (w *Watchdog) Run(ctx context.Context) error {
 	defer stop()
 
 	start := time.Now()
-	if err := w.add("/"); err != nil {
+	if err := w.add("/"); err != nil && !errors.Is(err, cgroupfs.ErrTooMany) {
 		return fmt.Errorf("watch %s: %w", w.cfg.CG.Root, err)
 	}
 	w.log.Info().Str("hierarchy", w.cfg.CG.String()).Int("cgroups", len(w.cgroups)).
@@ -214,6 +215,22 @@ func (w *Watchdog) arm(cg string) error {
 	w.watched.Store(int64(len(w.cgroups)))
 	if cg == "/" {
 		return nil // the root has no memory.events; v1: "OOM notification doesn't work for the root cgroup"
+	}
+	if w.cfg.CG.Version == 2 {
+		if !w.cfg.CG.HasMemoryEvents(cg) {
+			// The memory controller is not enabled here (parent's
+			// subtree_control): its usage is charged to an ancestor. Keep
+			// the directory watch for new children, nothing else.
+			st.noMemory = true
+			return nil
+		}
+		// kernfs only notifies a file whose inode is cached
+		// (kernfs_notify_workfn uses ilookup): pin memory.events so the
+		// directory watch keeps seeing its changes.
+		if err := w.poller.PinFile(cg, w.cfg.CG.MemoryEventsPath(cg)); err != nil {
+			w.drop(cg)
+			return err
+		}
 	}
 	if w.cfg.CG.Version == 1 && !w.unsupported.Load() {
 		ec, oc := w.cfg.CG.EventControlPaths(cg)
@@ -340,7 +357,7 @@ func (w *Watchdog) ancestorOpen(cg string) bool {
 // is a suspected loop that needs inspection.
 func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 	st := w.cgroups[cg]
-	if st == nil || cg == "/" {
+	if st == nil || cg == "/" || st.noMemory {
 		return false
 	}
 	c, err := w.counters(cg, st, v1Count)

@@ -44,6 +44,7 @@ const (
 	fileLimitInBytes      = "memory.limit_in_bytes"
 	fileUsageInBytes      = "memory.usage_in_bytes"
 	fileFailcnt           = "memory.failcnt"
+	fileMemswFailcnt      = "memory.memsw.failcnt"
 	fileFreezerState      = "freezer.state"
 )
 
@@ -307,14 +308,38 @@ func (h Hierarchy) OOMControl(cg string) (OOMControl, error) {
 	return ParseOOMControl(b)
 }
 
-// Failcnt reads v1 memory.failcnt: +1 on every failed charge at this level,
-// so it rises at the cgroup whose limit is hit, once per retry.
+// Failcnt reads v1 memory.failcnt plus memory.memsw.failcnt: +1 on every
+// failed charge at this level, so it rises at the cgroup whose limit is hit,
+// once per retry. With memsw.limit_in_bytes equal to the limit the failing
+// charge is the memory+swap one and only memsw.failcnt moves: sum both.
 func (h Hierarchy) Failcnt(cg string) (uint64, error) {
 	b, err := h.read(cg, fileFailcnt)
 	if err != nil {
 		return 0, err
 	}
-	return ParseUint(fileFailcnt, b)
+	n, err := ParseUint(fileFailcnt, b)
+	if err != nil {
+		return 0, err
+	}
+	if b, err := h.read(cg, fileMemswFailcnt); err == nil {
+		m, err := ParseUint(fileMemswFailcnt, b)
+		if err != nil {
+			return 0, err
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// HasMemoryEvents reports whether v2 cgroup cg has the memory controller
+// enabled (its memory.events exists).
+func (h Hierarchy) HasMemoryEvents(cg string) bool {
+	return exists(h.MemoryEventsPath(cg))
+}
+
+// MemoryEventsPath is the v2 memory.events file of cg.
+func (h Hierarchy) MemoryEventsPath(cg string) string {
+	return filepath.Join(h.Dir(cg), fileMemoryEvents)
 }
 
 // Limit reads the memory limit (v2 memory.max, v1 memory.limit_in_bytes);

@@ -1,0 +1,708 @@
+package eventfd
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kind says what happened.
+type Kind uint8
+
+const (
+	// OOM: the eventfd registered on a v1 memory.oom_control fired. Count is
+	// the 8-byte value read: a coalesced count of OOM invocations.
+	OOM Kind = iota + 1
+	// Modified: a file inside a watched directory was modified (IN_MODIFY on a
+	// child). Name is the file's base name, e.g. "memory.events".
+	Modified
+	// Created: a subdirectory was created in (or moved into) a watched
+	// directory. Name is the child's base name.
+	Created
+	// Removed: a subdirectory was removed from (or moved out of) a watched
+	// directory. Name is the child's base name.
+	Removed
+	// Gone: the watched thing itself is gone — the watched directory was
+	// deleted (its own IN_DELETE_SELF/IN_IGNORED, or, on cgroupfs, the
+	// IN_DELETE of its watched parent) or unmounted, or a v1 eventfd fired
+	// and its memory.oom_control no longer exists. When Gone is delivered the poller has already dropped
+	// every watch and eventfd registered under Key; Gone is sent once per key.
+	Gone
+	// Overflow: the inotify queue overflowed and events were lost; the
+	// consumer must rescan. Key is "".
+	Overflow
+)
+
+var kindNames = [...]string{OOM: "OOM", Modified: "Modified", Created: "Created", Removed: "Removed", Gone: "Gone", Overflow: "Overflow"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return "Kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Event is one notification.
+type Event struct {
+	Key  string
+	Kind Kind
+	Name string // child base name for Modified, Created, Removed
+	// Count is the value read from the v1 eventfd for OOM. For a Gone that
+	// came from a v1 eventfd it is the raw value read, which includes the
+	// removal signal itself (and any OOMs coalesced with it).
+	Count uint64
+}
+
+// ErrClosed is returned by Wait and the Watch methods once Close was called.
+var ErrClosed = errors.New("eventfd: poller closed")
+
+// ErrGone is wrapped by WatchDir and WatchV1OOM when the target does not exist
+// (ENOENT, or ENODEV from a kernfs node being removed). A vanished cgroup is
+// normal, so callers test for it with errors.Is(err, ErrGone);
+// errors.Is(err, fs.ErrNotExist) is true as well.
+var ErrGone error = goneError{}
+
+type goneError struct{}
+
+func (goneError) Error() string        { return "eventfd: target is gone" }
+func (goneError) Is(target error) bool { return target == fs.ErrNotExist }
+
+// dirMask: no IN_MASK_ADD, so a repeated WatchDir on the same directory
+// replaces the mask instead of accumulating. IN_EXCL_UNLINK drops events for
+// children already unlinked but still open.
+const dirMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_DELETE_SELF |
+	unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_ONLYDIR | unix.IN_EXCL_UNLINK
+
+const (
+	inotifyBufSize = 64 << 10
+	maxEpollEvents = 128
+	// maxInterned bounds the Modified-name cache; the names of files in a
+	// cgroup directory are a small fixed set.
+	maxInterned = 256
+)
+
+type dirWatch struct {
+	key  string
+	path string // cleaned
+	pin  bool   // PinFile: a file watch that only keeps the inode cached
+}
+
+type oomWatch struct {
+	key        string
+	oomControl string
+	fd         int
+	// id is stored in the epoll data next to the fd: a stale epoll event for
+	// an fd that was closed (Unwatch) and whose number was reused by a new
+	// eventfd must not be attributed to the new registration.
+	id uint32
+}
+
+type keyWatches struct {
+	wds  []int32
+	efds []int
+}
+
+// Poller multiplexes inotify directory watches and v1 OOM eventfds through
+// one epoll instance. Its methods are safe for concurrent use, except that
+// only one goroutine may call Wait at a time.
+type Poller struct {
+	epfd, infd, wakefd int
+
+	closeMu sync.Mutex // serialises Close so a second Close returns after fds are closed
+	waitMu  sync.Mutex // held by Wait for its whole run; Close takes it before closing fds
+
+	mu     sync.Mutex // guards everything below
+	closed bool
+	byWD   map[int32]*dirWatch
+	byDir  map[string]int32 // cleaned directory path → wd, to turn a parent's IN_DELETE into Gone
+	byEFD  map[int]*oomWatch
+	byKey  map[string]*keyWatches
+	nextID uint32
+
+	// Owned by Wait (under waitMu).
+	epEvents []unix.EpollEvent
+	inBuf    []byte
+	names    map[string]string
+}
+
+// New creates a Poller.
+func New() (p *Poller, err error) {
+	p = &Poller{epfd: -1, infd: -1, wakefd: -1}
+	defer func() {
+		if err != nil {
+			p.closeFDs()
+		}
+	}()
+	if p.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	if p.infd, err = unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK); err != nil {
+		return nil, fmt.Errorf("inotify_init1: %w", err)
+	}
+	if p.wakefd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return nil, fmt.Errorf("create wake eventfd: %w", err)
+	}
+	for _, fd := range []int{p.infd, p.wakefd} {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+		if err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			return nil, fmt.Errorf("epoll_ctl add %d: %w", fd, err)
+		}
+	}
+	p.byWD = make(map[int32]*dirWatch)
+	p.byDir = make(map[string]int32)
+	p.byEFD = make(map[int]*oomWatch)
+	p.byKey = make(map[string]*keyWatches)
+	p.epEvents = make([]unix.EpollEvent, maxEpollEvents)
+	p.inBuf = make([]byte, inotifyBufSize)
+	p.names = make(map[string]string)
+	return p, nil
+}
+
+func (p *Poller) closeFDs() error {
+	var errs []error
+	for _, fd := range []int{p.infd, p.wakefd, p.epfd} {
+		if fd >= 0 {
+			if err := unix.Close(fd); err != nil {
+				errs = append(errs, fmt.Errorf("close fd %d: %w", fd, err))
+			}
+		}
+	}
+	p.infd, p.wakefd, p.epfd = -1, -1, -1
+	return errors.Join(errs...)
+}
+
+func (p *Poller) keyWatches(key string) *keyWatches {
+	kw := p.byKey[key]
+	if kw == nil {
+		kw = &keyWatches{}
+		p.byKey[key] = kw
+	}
+	return kw
+}
+
+// WatchDir adds one inotify watch on dir whose events are reported under key:
+// Created/Removed for child directories, Modified for files in dir, Gone when
+// dir itself is deleted. On cgroupfs the same watch also reports changes of
+// memory.events and cgroup.events, but only for files whose inode is cached:
+// see PinFile.
+//
+// cgroupfs (kernfs) never sends IN_DELETE_SELF for a removed cgroup, so there
+// Gone comes from the parent: when a watched directory reports IN_DELETE of a
+// child directory that is itself watched (by the same cleaned path), the
+// child's key gets Gone. Watch the parent as well, or the removal of a
+// cgroup is only visible as a failing read, and its watch keeps the dead
+// inode pinned until Unwatch.
+//
+// Watching a directory already watched under the same key is a no-op; under a
+// different key it is an error, because inotify gives one watch (one wd) per
+// inode and per inotify instance.
+func (p *Poller) WatchDir(key, dir string) error {
+	return p.addWatch(key, dir, dirMask, false, "watch dir")
+}
+
+// pinMask: the watch exists only to hold a reference on the inode, so it asks
+// for nothing that kernfs ever sends (kernfs never drops i_nlink to 0, so no
+// IN_DELETE_SELF either); events for the file arrive through the watch on its
+// directory, once, with the file's name.
+const pinMask = unix.IN_DELETE_SELF | unix.IN_EXCL_UNLINK
+
+// PinFile keeps the inode of path (a file in a directory watched with
+// WatchDir) in the inode cache for as long as key is watched, at the cost of
+// one inotify watch and no fd. It reports no events of its own.
+//
+// Why: kernfs_notify_workfn delivers FS_MODIFY for a cgroup file (to the file
+// and, with FS_EVENT_ON_CHILD, to its directory's watchers) only if
+// ilookup() finds the file's inode; if nobody has looked the file up since
+// its dentry was reclaimed, the notification is silently dropped and the
+// directory watch sees nothing. Observed on 6.18: a fresh cgroup2 directory
+// watch got no "cgroup.events" modification until the file had been read or
+// pinned. An inotify mark holds an inode reference, so a pinned file is
+// always found.
+func (p *Poller) PinFile(key, path string) error {
+	return p.addWatch(key, path, pinMask, true, "pin file")
+}
+
+func (p *Poller) addWatch(key, path string, mask uint32, pin bool, verb string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	wd, err := unix.InotifyAddWatch(p.infd, path, mask)
+	if err != nil {
+		if isGoneErrno(err) {
+			return fmt.Errorf("%s %s: %w: %w", verb, path, ErrGone, err)
+		}
+		return fmt.Errorf("%s %s: %w", verb, path, err)
+	}
+	w := int32(wd)
+	if old, ok := p.byWD[w]; ok {
+		// Same inode already watched: inotify_add_watch returned the existing
+		// wd and replaced its mask, so restore the owner's mask if it differs.
+		if old.pin != pin {
+			om := uint32(dirMask)
+			if old.pin {
+				om = pinMask
+			}
+			_, _ = unix.InotifyAddWatch(p.infd, path, om)
+		}
+		if old.key == key && old.pin == pin {
+			return nil
+		}
+		return fmt.Errorf("%s %s: already watched as %s under key %q", verb, path, old.path, old.key)
+	}
+	clean := filepath.Clean(path)
+	p.byWD[w] = &dirWatch{key: key, path: clean, pin: pin}
+	if !pin {
+		p.byDir[clean] = w
+	}
+	kw := p.keyWatches(key)
+	kw.wds = append(kw.wds, w)
+	return nil
+}
+
+// WatchV1OOM registers a new eventfd on the v1 memory.oom_control file
+// oomControl by writing "<efd> <cfd>" to eventControl, the
+// cgroup.event_control file of the same cgroup directory (the kernel rejects
+// other pairs), and adds the eventfd to the poller under key.
+//
+// A missing cgroup is reported wrapping ErrGone. A kernel without the v1
+// event interface (no cgroup.event_control or memory.oom_control in an
+// existing directory, a file that is not on a cgroup v1 filesystem, or
+// EOPNOTSUPP on PREEMPT_RT) is reported wrapping errors.ErrUnsupported.
+func (p *Poller) WatchV1OOM(key, eventControl, oomControl string) error {
+	wrap := func(err error) error {
+		switch {
+		case errors.Is(err, errors.ErrUnsupported), errors.Is(err, ErrGone):
+			return fmt.Errorf("register oom eventfd on %s: %w", oomControl, err)
+		case isGoneErrno(err):
+			return fmt.Errorf("register oom eventfd on %s: %w: %w", oomControl, ErrGone, err)
+		case errors.Is(err, unix.EOPNOTSUPP):
+			// memcg_write_event_control on CONFIG_PREEMPT_RT.
+			return fmt.Errorf("register oom eventfd on %s: %w: %w", oomControl, errors.ErrUnsupported, err)
+		}
+		return fmt.Errorf("register oom eventfd on %s: %w", oomControl, err)
+	}
+	if filepath.Dir(filepath.Clean(eventControl)) != filepath.Dir(filepath.Clean(oomControl)) {
+		return wrap(fmt.Errorf("%s is not in the same cgroup directory", eventControl))
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+
+	cfd, err := openRetry(oomControl, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		if isGoneErrno(err) && dirExists(filepath.Dir(oomControl)) {
+			// The cgroup exists but has no memory.oom_control: a cgroup2
+			// directory, or a kernel built without CONFIG_MEMCG_V1.
+			return wrap(fmt.Errorf("%w: open %s: %w", errors.ErrUnsupported, oomControl, err))
+		}
+		return wrap(fmt.Errorf("open %s: %w", oomControl, err))
+	}
+	defer unix.Close(cfd) // the kernel keeps only the control file's dentry, not our fd
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(cfd, &sfs); err != nil {
+		return wrap(fmt.Errorf("statfs %s: %w", oomControl, err))
+	}
+	if sfs.Type != unix.CGROUP_SUPER_MAGIC {
+		// Writing "<efd> <cfd>" into a regular file would "succeed" and
+		// register nothing.
+		return wrap(fmt.Errorf("%w: %s is not on a cgroup v1 filesystem", errors.ErrUnsupported, oomControl))
+	}
+
+	ecfd, err := openRetry(eventControl, unix.O_WRONLY|unix.O_CLOEXEC)
+	if err != nil {
+		if isGoneErrno(err) && fileExists(oomControl) {
+			return wrap(fmt.Errorf("%w: open %s: %w", errors.ErrUnsupported, eventControl, err))
+		}
+		return wrap(fmt.Errorf("open %s: %w", eventControl, err))
+	}
+	defer unix.Close(ecfd)
+
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return wrap(fmt.Errorf("create eventfd: %w", err))
+	}
+	// Closing efd on any failure below also unregisters it in the kernel:
+	// the final fput sends EPOLLHUP to memcg_event_wake, which queues removal.
+	msg := strconv.Itoa(efd) + " " + strconv.Itoa(cfd)
+	if err := writeRetry(ecfd, []byte(msg)); err != nil {
+		unix.Close(efd)
+		return wrap(fmt.Errorf("write %q to %s: %w", msg, eventControl, err))
+	}
+	p.nextID++
+	w := &oomWatch{key: key, oomControl: oomControl, fd: efd, id: p.nextID}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd), Pad: int32(w.id)}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
+		unix.Close(efd)
+		return wrap(fmt.Errorf("epoll_ctl add eventfd: %w", err))
+	}
+	p.addOOMWatchLocked(w)
+	return nil
+}
+
+func (p *Poller) addOOMWatchLocked(w *oomWatch) {
+	p.byEFD[w.fd] = w
+	kw := p.keyWatches(w.key)
+	kw.efds = append(kw.efds, w.fd)
+}
+
+// Unwatch drops every watch and eventfd registered under key. Events already
+// queued for them are discarded. An unknown key is a no-op.
+func (p *Poller) Unwatch(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.dropKeyLocked(key, -1)
+}
+
+// dropKeyLocked forgets key. except is a wd the kernel is already removing
+// (after IN_DELETE_SELF or IN_IGNORED) and that must not be removed again.
+func (p *Poller) dropKeyLocked(key string, except int32) {
+	kw := p.byKey[key]
+	if kw == nil {
+		return
+	}
+	for _, wd := range kw.wds {
+		if w := p.byWD[wd]; w != nil && !w.pin {
+			delete(p.byDir, w.path)
+		}
+		delete(p.byWD, wd)
+		if wd != except {
+			// EINVAL here means the kernel already dropped the watch (the
+			// directory went away); nothing is left to release either way.
+			// The IN_IGNORED this queues is discarded as an unknown wd. wds
+			// are allocated cyclically, so it cannot alias a new watch
+			// before the 2^31 wrap.
+			_, _ = unix.InotifyRmWatch(p.infd, uint32(wd))
+		}
+	}
+	for _, fd := range kw.efds {
+		delete(p.byEFD, fd)
+		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+		_ = unix.Close(fd) // unregisters from the memcg (EPOLLHUP → memcg_event_wake)
+	}
+	delete(p.byKey, key)
+}
+
+// dropPinLocked forgets one pin whose watch the kernel already removed.
+func (p *Poller) dropPinLocked(wd int32) {
+	w := p.byWD[wd]
+	delete(p.byWD, wd)
+	kw := p.byKey[w.key]
+	if kw == nil {
+		return
+	}
+	kw.wds = slices.DeleteFunc(kw.wds, func(x int32) bool { return x == wd })
+	if len(kw.wds) == 0 && len(kw.efds) == 0 {
+		delete(p.byKey, w.key)
+	}
+}
+
+// Stats reports the number of live inotify watches (directories and pinned
+// files) and v1 eventfds.
+func (p *Poller) Stats() (dirWatches, eventfds int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.byWD), len(p.byEFD)
+}
+
+// Close wakes a blocked Wait (which returns ErrClosed), waits for it to
+// return and closes every descriptor. It is idempotent and may be called from
+// any goroutine.
+func (p *Poller) Close() error {
+	p.closeMu.Lock()
+	defer p.closeMu.Unlock()
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+
+	// The wake eventfd is level-triggered and never read, so a Wait that is
+	// about to enter epoll_wait also sees it.
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	werr := writeRetry(p.wakefd, one[:])
+
+	// Do not close fds under a running epoll_wait or inotify read.
+	p.waitMu.Lock()
+	defer p.waitMu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var errs []error
+	if werr != nil {
+		errs = append(errs, fmt.Errorf("wake poller: %w", werr))
+	}
+	for fd := range p.byEFD {
+		if err := unix.Close(fd); err != nil {
+			errs = append(errs, fmt.Errorf("close eventfd %d: %w", fd, err))
+		}
+	}
+	clear(p.byEFD)
+	clear(p.byWD)
+	clear(p.byDir)
+	clear(p.byKey)
+	// Closing the inotify fd drops all its watches.
+	errs = append(errs, p.closeFDs())
+	return errors.Join(errs...)
+}
+
+// Wait blocks until at least one event is available, the timeout elapses
+// (then it returns buf[:0] and nil; a negative timeout waits forever) or
+// Close is called (then it returns ErrClosed). Events are appended to buf[:0];
+// reusing buf avoids allocation in steady state. Only one goroutine may call
+// Wait at a time.
+func (p *Poller) Wait(buf []Event, timeout time.Duration) ([]Event, error) {
+	buf = buf[:0]
+	p.waitMu.Lock()
+	defer p.waitMu.Unlock()
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return buf, ErrClosed
+	}
+
+	var deadline time.Time
+	if timeout >= 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	for {
+		msec := -1
+		if timeout >= 0 {
+			msec = 0
+			if rem := time.Until(deadline); rem > 0 {
+				// Round up: epoll_wait would otherwise return early and
+				// this loop would spin through the last millisecond.
+				msec = int(min((rem+time.Millisecond-1)/time.Millisecond, math.MaxInt32))
+			}
+		}
+		n, err := unix.EpollWait(p.epfd, p.epEvents, msec)
+		if err != nil {
+			if err == unix.EINTR {
+				// epoll_wait is never restarted after a signal handler, even
+				// with SA_RESTART (and Go's runtime signals hit any thread);
+				// retry with what is left of the timeout.
+				continue
+			}
+			return buf, fmt.Errorf("epoll_wait: %w", err)
+		}
+		ready := p.epEvents[:n]
+		for i := range ready {
+			if int(ready[i].Fd) == p.wakefd {
+				return buf[:0], ErrClosed
+			}
+		}
+		for i := range ready {
+			if int(ready[i].Fd) == p.infd {
+				buf, err = p.drainInotify(buf)
+				if err != nil {
+					return buf, err
+				}
+				continue
+			}
+			buf = p.handleEventfd(buf, int(ready[i].Fd), uint32(ready[i].Pad))
+		}
+		if len(buf) > 0 {
+			return buf, nil
+		}
+		// Woken for nothing the caller can see (a stale eventfd, an
+		// IN_IGNORED for a watch we removed): wait again.
+		if msec == 0 || (timeout >= 0 && time.Until(deadline) <= 0) {
+			return buf, nil
+		}
+	}
+}
+
+// handleEventfd drains one v1 OOM eventfd.
+func (p *Poller) handleEventfd(buf []Event, fd int, id uint32) []Event {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := p.byEFD[fd]
+	if w == nil || w.id != id {
+		return buf // unwatched (or fd number reused) since epoll_wait returned
+	}
+	var count uint64
+	var b [8]byte
+	for {
+		// A plain (non-EFD_SEMAPHORE) read returns the accumulated counter
+		// and resets it: one read may stand for many OOMs.
+		n, err := unix.Read(fd, b[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n != 8 {
+			break // EAGAIN: drained
+		}
+		count += binary.NativeEndian.Uint64(b[:])
+	}
+	if count == 0 {
+		return buf
+	}
+	// rmdir signals the eventfd too (memcg_event_remove: "the event is going
+	// away"). By then the cgroup directory is already unlinked, so a missing
+	// memory.oom_control means removal, not OOM.
+	var st unix.Stat_t
+	if err := unix.Stat(w.oomControl, &st); err != nil && isGoneErrno(err) {
+		key := w.key
+		p.dropKeyLocked(key, -1)
+		return append(buf, Event{Key: key, Kind: Gone, Count: count})
+	}
+	return append(buf, Event{Key: w.key, Kind: OOM, Count: count})
+}
+
+// drainInotify reads the inotify fd until EAGAIN and appends the events.
+func (p *Poller) drainInotify(buf []Event) ([]Event, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		n, err := unix.Read(p.infd, p.inBuf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, fmt.Errorf("read inotify: %w", err)
+		}
+		if n <= 0 {
+			return buf, nil
+		}
+		buf = p.parseInotifyLocked(buf, p.inBuf[:n])
+	}
+}
+
+// parseInotifyLocked parses variable-length struct inotify_event records.
+func (p *Poller) parseInotifyLocked(buf []Event, b []byte) []Event {
+	for len(b) >= unix.SizeofInotifyEvent {
+		wd := int32(binary.NativeEndian.Uint32(b[0:4]))
+		mask := binary.NativeEndian.Uint32(b[4:8])
+		nameLen := int(binary.NativeEndian.Uint32(b[12:16]))
+		end := unix.SizeofInotifyEvent + nameLen
+		if end > len(b) {
+			break // cannot happen: the kernel returns whole records
+		}
+		name := b[unix.SizeofInotifyEvent:end]
+		// The name is NUL-padded to an alignment boundary.
+		for len(name) > 0 && name[len(name)-1] == 0 {
+			name = name[:len(name)-1]
+		}
+		b = b[end:]
+
+		if mask&unix.IN_Q_OVERFLOW != 0 {
+			buf = append(buf, Event{Kind: Overflow})
+			continue
+		}
+		w := p.byWD[wd]
+		if w == nil {
+			continue // unwatched, or the IN_IGNORED of a watch we removed
+		}
+		switch {
+		case w.pin && mask&(unix.IN_DELETE_SELF|unix.IN_IGNORED) != 0:
+			// A pinned file went away (not on cgroupfs, whose files go
+			// only with their directory): forget the pin, keep the key.
+			p.dropPinLocked(wd)
+		case mask&(unix.IN_DELETE_SELF|unix.IN_IGNORED) != 0:
+			// IN_DELETE_SELF is followed by IN_IGNORED; IN_IGNORED alone
+			// means the kernel dropped the watch (e.g. unmount). Dropping
+			// the key here makes the later IN_IGNORED an unknown wd, so
+			// Gone is sent once.
+			key := w.key
+			p.dropKeyLocked(key, wd)
+			buf = append(buf, Event{Key: key, Kind: Gone})
+		case mask&unix.IN_ISDIR != 0 && mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
+			buf = append(buf, Event{Key: w.key, Kind: Created, Name: string(name)})
+		case mask&unix.IN_ISDIR != 0 && mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
+			buf = append(buf, Event{Key: w.key, Kind: Removed, Name: string(name)})
+			if mask&unix.IN_DELETE != 0 {
+				// kernfs (cgroupfs) keeps i_nlink > 0 on rmdir, so the
+				// child's own watch never gets IN_DELETE_SELF/IN_IGNORED and
+				// would pin the dead inode forever: the parent's IN_DELETE
+				// is the only removal signal.
+				if cwd, ok := p.byDir[filepath.Join(w.path, string(name))]; ok {
+					ckey := p.byWD[cwd].key
+					p.dropKeyLocked(ckey, -1)
+					buf = append(buf, Event{Key: ckey, Kind: Gone})
+				}
+			}
+		case w.pin:
+			// A pin reports nothing of its own.
+		case mask&unix.IN_ISDIR == 0 && mask&unix.IN_MODIFY != 0:
+			// kernfs_notify_workfn: FS_MODIFY|FS_EVENT_ON_CHILD reaches the
+			// directory watch when memory.events/cgroup.events change.
+			buf = append(buf, Event{Key: w.key, Kind: Modified, Name: p.intern(name)})
+		}
+	}
+	return buf
+}
+
+// intern returns name as a string without allocating for names seen before
+// (cgroup file names are a small fixed set).
+func (p *Poller) intern(name []byte) string {
+	if s, ok := p.names[string(name)]; ok { // no allocation for the lookup
+		return s
+	}
+	s := string(name)
+	if len(p.names) < maxInterned {
+		p.names[s] = s
+	}
+	return s
+}
+
+func isGoneErrno(err error) bool {
+	// ENODEV: kernfs returns it for a node that is being removed.
+	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENODEV)
+}
+
+func dirExists(path string) bool {
+	var st unix.Stat_t
+	return unix.Stat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
+}
+
+func fileExists(path string) bool {
+	var st unix.Stat_t
+	return unix.Stat(path, &st) == nil
+}
+
+func openRetry(path string, flags int) (int, error) {
+	for {
+		fd, err := unix.Open(path, flags, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+func writeRetry(fd int, b []byte) error {
+	for {
+		n, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n != len(b) {
+			return fmt.Errorf("short write: %d of %d bytes", n, len(b))
+		}
+		return nil
+	}
+}

@@ -1,0 +1,235 @@
+package watchdog
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/internal/procfs"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// writeProc writes the files procfs reads for one process of a fake /proc.
+func writeProc(t *testing.T, root string, pid, ppid int, comm string, adj, rssKB int) {
+	t.Helper()
+	dir := filepath.Join(root, fmt.Sprint(pid))
+	must(t, os.MkdirAll(dir, 0o755))
+	files := map[string]string{
+		"stat": fmt.Sprintf("%d (%s) S %d %d %d 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
+			pid, comm, ppid, pid, pid),
+		"status":        fmt.Sprintf("Name:\t%s\nState:\tS\nPid:\t%d\nPPid:\t%d\nUid:\t0\t0\t0\t0\nVmRSS:\t%d kB\n", comm, pid, ppid, rssKB),
+		"cmdline":       comm + "\x00",
+		"oom_score_adj": fmt.Sprintf("%d\n", adj),
+		"oom_adj":       fmt.Sprintf("%d\n", adj*17/1000),
+		"cgroup":        "0::/\n",
+	}
+	for name, c := range files {
+		must(t, os.WriteFile(filepath.Join(dir, name), []byte(c), 0o644))
+	}
+}
+
+// writeCgroup creates a fake v2 cgroup with the given tasks and counters.
+// Like mkdir on cgroupfs it appears with all its files at once: it is built
+// aside and renamed into place. The parent must exist.
+func writeCgroup(t *testing.T, root, cg string, limit string, pids ...int) {
+	t.Helper()
+	final := filepath.Join(root, cg)
+	dir := filepath.Join(t.TempDir(), "stage")
+	must(t, os.MkdirAll(dir, 0o755))
+	defer func() { must(t, os.Rename(dir, final)) }()
+	procs := ""
+	for _, p := range pids {
+		procs += fmt.Sprintf("%d\n", p)
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(procs), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "memory.max"), []byte(limit+"\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "memory.current"), []byte("1000\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "cgroup.events"), []byte("populated 1\nfrozen 0\n"), 0o644))
+	writeEvents(t, dir, 0, 0, 0)
+}
+
+// setEvents rewrites memory.events.local then memory.events, as the kernel
+// would count an OOM charged to cg itself; the write raises IN_MODIFY.
+func setEvents(t *testing.T, root, cg string, oom, kill, localOOM uint64) {
+	t.Helper()
+	writeEvents(t, filepath.Join(root, cg), oom, kill, localOOM)
+}
+
+func writeEvents(t *testing.T, dir string, oom, kill, localOOM uint64) {
+	t.Helper()
+	must(t, os.WriteFile(filepath.Join(dir, "memory.events.local"), fmt.Appendf(nil, "low 0\nhigh 0\nmax 0\noom %d\noom_kill %d\noom_group_kill 0\n", localOOM, kill), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "memory.events"), fmt.Appendf(nil, "low 0\nhigh 0\nmax 0\noom %d\noom_kill %d\noom_group_kill 0\n", oom, kill), 0o644))
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type recorder struct {
+	mu       sync.Mutex
+	opened   []*Incident
+	resolved map[string]string
+	ch       chan struct{}
+}
+
+func newRecorder() *recorder {
+	return &recorder{resolved: map[string]string{}, ch: make(chan struct{}, 100)}
+}
+
+func (r *recorder) Open(inc *Incident) {
+	r.mu.Lock()
+	r.opened = append(r.opened, inc)
+	r.mu.Unlock()
+	r.ch <- struct{}{}
+}
+
+func (r *recorder) Resolved(inc *Incident, why string) {
+	r.mu.Lock()
+	r.resolved[inc.Cgroup] = why
+	r.mu.Unlock()
+	r.ch <- struct{}{}
+}
+
+// waitFor waits for cond, re-checking after every handler call; a missed
+// condition fails after a generous deadline (correctness, not timing).
+func (r *recorder) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		r.mu.Lock()
+		ok := cond()
+		r.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-r.ch:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func TestWatchdogFakeV2(t *testing.T) {
+	cgRoot, procRoot := t.TempDir(), t.TempDir()
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory pids\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), []byte("1\n"), 0o644))
+	writeProc(t, procRoot, 1, 0, "init", 0, 1000)
+	writeProc(t, procRoot, 50, 1, "sshd", -1000, 2000)
+	writeProc(t, procRoot, 60, 50, "bash", -1000, 3000)
+	writeProc(t, procRoot, 100, 60, "java", -1000, 900000)
+	writeProc(t, procRoot, 200, 1, "worker", 0, 5000)
+	writeCgroup(t, cgRoot, "lxc", "max")
+	writeCgroup(t, cgRoot, "lxc/web1", "20971520", 100)
+
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	h.AnyFS = true
+	rec := newRecorder()
+	ready := make(chan int, 1)
+	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams, ResolveAfter: 300 * time.Millisecond,
+		Ready: func(n int) { ready <- n }}, rec, zerolog.Nop())
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	if n := <-ready; n != 3 {
+		t.Fatalf("armed %d cgroups, want 3 (/, /lxc, /lxc/web1)", n)
+	}
+
+	// A loop in /lxc/web1: OOMs charged to it (local rises), no kill.
+	setEvents(t, cgRoot, "lxc/web1", 2, 0, 2)
+	setEvents(t, cgRoot, "lxc/web1", 9, 0, 9)
+	// The parent's hierarchical counters move too, but not its local ones.
+	setEvents(t, cgRoot, "lxc", 9, 0, 0)
+	rec.waitFor(t, "loop incident", func() bool { return len(rec.opened) >= 1 })
+	inc := rec.opened[0]
+	if inc.Verdict != VerdictLoop || inc.Cgroup != "/lxc/web1" || inc.Evidence.OOMs < 3 || inc.Evidence.Kills != 0 {
+		t.Fatalf("incident %+v", inc)
+	}
+	if inc.Evidence.Limit != 20971520 || len(inc.Candidates) != 1 || inc.Candidates[0].PID != 100 {
+		t.Fatalf("evidence %+v candidates %+v", inc.Evidence, inc.Candidates)
+	}
+	if inc.Origin == nil || inc.Origin.PID != 50 || inc.Origin.Comm != "sshd" || inc.Origin.ParentPID != 1 || inc.Origin.Depth != 2 {
+		t.Fatalf("origin %+v, want sshd (pid 50) two generations up", inc.Origin)
+	}
+
+	// A cgroup created later is picked up without a rescan; a normal OOM
+	// with a kill opens nothing.
+	writeCgroup(t, cgRoot, "system.slice", "max")
+	writeCgroup(t, cgRoot, "system.slice/app.service", "10485760", 200)
+	rec.waitFor(t, "new cgroups watched", func() bool { return w.Stats().Watched == 5 })
+	setEvents(t, cgRoot, "system.slice/app.service", 1, 1, 1)
+	setEvents(t, cgRoot, "system.slice/app.service", 5, 1, 5)
+
+	// Kill-less OOMs with a killable task: stalled.
+	writeCgroup(t, cgRoot, "stuck", "10485760", 200)
+	rec.waitFor(t, "stuck watched", func() bool { return w.Stats().Watched == 6 })
+	setEvents(t, cgRoot, "stuck", 3, 0, 3)
+	setEvents(t, cgRoot, "stuck", 8, 0, 8)
+	rec.waitFor(t, "stalled incident", func() bool { return len(rec.opened) >= 2 })
+	if got := rec.opened[1]; got.Verdict != VerdictStalled || got.Cgroup != "/stuck" {
+		t.Fatalf("second incident %+v, want stalled /stuck", got)
+	}
+
+	// OOMs stop: the incidents resolve.
+	rec.waitFor(t, "resolution", func() bool { return rec.resolved["/lxc/web1"] != "" && rec.resolved["/stuck"] != "" })
+
+	// Removing a cgroup drops its watch.
+	must(t, os.RemoveAll(filepath.Join(cgRoot, "system.slice")))
+	rec.waitFor(t, "removed cgroups dropped", func() bool { return w.Stats().Watched == 4 })
+	for _, inc := range rec.opened {
+		if inc.Cgroup == "/system.slice/app.service" || inc.Cgroup == "/lxc" {
+			t.Fatalf("unexpected incident %+v", inc)
+		}
+	}
+}
+
+func TestWatchdogMaxCgroups(t *testing.T) {
+	cgRoot := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	for i := 0; i < 10; i++ {
+		writeCgroup(t, cgRoot, fmt.Sprintf("c%d", i), "max")
+	}
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	ready := make(chan int, 1)
+	w, err := New(Config{CG: h, Proc: procfs.New(t.TempDir()), Detector: DefaultParams, MaxCgroups: 4,
+		Ready: func(n int) { ready <- n }}, newRecorder(), zerolog.Nop())
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	select {
+	case n := <-ready:
+		if n != 4 {
+			t.Errorf("armed %d cgroups, want the bound 4", n)
+		}
+	case err := <-done:
+		t.Fatalf("Run returned before ready: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

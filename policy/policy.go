@@ -169,13 +169,35 @@ func (p *Policy) run(ctx context.Context, inc *watchdog.Incident) []Result {
 		case Freeze:
 			rs, ended = p.freeze(ctx, log, inc)
 		}
+		for _, r := range rs {
+			e := log.Info()
+			if r.Err != "" {
+				e = log.Warn().Str("error", r.Err)
+			}
+			e.Str("event", "action").Str("action", r.Rung).Int("pid", r.PID).Str("comm", r.Comm).
+				Bool("done", r.Done).Bool("verified", r.Verified).Str("detail", r.Detail).Dur("took", r.Took).Msg("action " + r.Rung)
+		}
 		results = append(results, rs...)
 		if ended || ctx.Err() != nil {
+			log.Info().Str("event", "ladder_done").Str("outcome", outcome(rs, p.opts.DryRun)).Msg("ladder finished")
 			return results
 		}
 	}
-	log.Error().Msg("ladder exhausted: the loop goes on; an operator must act")
+	log.Error().Str("event", "ladder_done").Str("outcome", "exhausted").Msg("ladder exhausted: the loop goes on; an operator must act")
 	return results
+}
+
+// outcome names how a ladder ended from the last rung's results.
+func outcome(rs []Result, dryRun bool) string {
+	switch {
+	case dryRun:
+		return "dry-run"
+	case len(rs) > 0 && rs[len(rs)-1].Rung == Freeze && rs[len(rs)-1].Verified:
+		return "contained"
+	case len(rs) > 0 && rs[len(rs)-1].Verified:
+		return "resolved"
+	}
+	return "aborted"
 }
 
 func (p *Policy) exempt(comm string) bool {

@@ -133,7 +133,7 @@ func (w *Watchdog) Run(ctx context.Context) error {
 	if err := w.add("/"); err != nil && !errors.Is(err, cgroupfs.ErrTooMany) {
 		return fmt.Errorf("watch %s: %w", w.cfg.CG.Root, err)
 	}
-	w.log.Info().Str("hierarchy", w.cfg.CG.String()).Int("cgroups", len(w.cgroups)).
+	w.log.Info().Str("event", "ready").Str("hierarchy", w.cfg.CG.String()).Int("cgroups", len(w.cgroups)).
 		Dur("arm_time", time.Since(start)).Bool("v1_notifications_unsupported", w.unsupported.Load()).
 		Msg("watching memory cgroups")
 	if w.cfg.Ready != nil {
@@ -451,7 +451,7 @@ func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Ass
 	st.lastOOM = now
 	w.open.Add(1)
 	w.incidents.Add(1)
-	ev := w.log.Warn().Str("incident", inc.ID).Str("verdict", string(v)).Str("cgroup", cg).
+	ev := w.log.Warn().Str("event", "incident").Str("incident", inc.ID).Str("verdict", string(v)).Str("cgroup", cg).
 		Uint64("oom_events", a.OOMs).Uint64("oom_kills", a.Kills).Dur("window", w.cfg.Detector.Window).
 		Int("tasks", len(cands))
 	if inc.Origin != nil {
@@ -499,7 +499,7 @@ func (w *Watchdog) closeIncident(st *cgroupState, why string) {
 	inc := st.inc
 	st.inc = nil
 	w.open.Add(-1)
-	w.log.Info().Str("incident", inc.ID).Str("cgroup", inc.Cgroup).Str("why", why).Msg("incident resolved")
+	w.log.Info().Str("event", "resolved").Str("incident", inc.ID).Str("cgroup", inc.Cgroup).Str("why", why).Msg("incident resolved")
 	w.h.Resolved(inc, why)
 }
 

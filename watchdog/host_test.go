@@ -1,0 +1,172 @@
+package watchdog
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/internal/testtier"
+)
+
+// TestHelperHog is not a test: re-executed with OOMWATCH_WATCHDOG_HOG=1 it
+// waits for a line on stdin (by then it has been moved into its cgroup),
+// then allocates and touches 128 MiB and sleeps.
+func TestHelperHog(t *testing.T) {
+	if os.Getenv("OOMWATCH_WATCHDOG_HOG") != "1" {
+		return
+	}
+	_, _ = io.ReadFull(os.Stdin, make([]byte, 1))
+	var keep [][]byte
+	for i := 0; i < 128; i++ {
+		b := make([]byte, 1<<20)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
+		}
+		keep = append(keep, b)
+	}
+	time.Sleep(time.Hour)
+	_ = keep
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// v1Root returns the host's v1 memory hierarchy or gates the test.
+func v1Root(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		testtier.Require(t, testtier.Host, "needs root")
+	}
+	h, err := cgroupfs.Detect("/proc")
+	if err != nil || h.Version != 1 {
+		testtier.Require(t, testtier.Host, fmt.Sprintf("needs a cgroup v1 memory hierarchy (found %v, %v)", h, err))
+	}
+	if _, err := os.Stat(filepath.Join(h.Root, "cgroup.event_control")); err != nil {
+		testtier.Require(t, testtier.Host, "kernel without v1 memory events: "+err.Error())
+	}
+	return h.Root
+}
+
+func writeFile(t *testing.T, p, v string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(v), 0); err != nil {
+		t.Fatalf("write %q to %s: %v", v, p, err)
+	}
+}
+
+// TestWatchdogHostV1Paused: a real v1 memory cgroup with oom_kill_disable=1
+// stalls its task under_oom; the watchdog reports it as paused through the
+// real eventfd, sees it released when the limit is raised, and drops the
+// cgroup when it is removed. Only cgroups this test created are touched.
+func TestWatchdogHostV1Paused(t *testing.T) {
+	root := v1Root(t)
+	fdsBefore := countFDs(t)
+	base := filepath.Join(root, fmt.Sprintf("oomwatch-test-wd-%d-%d", os.Getpid(), time.Now().UnixNano()))
+	victim := filepath.Join(base, "victim")
+	for _, d := range []string{base, victim} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var hog *exec.Cmd
+	t.Cleanup(func() {
+		if hog != nil && hog.Process != nil {
+			_ = hog.Process.Kill()
+			_ = hog.Wait()
+		}
+		for _, d := range []string{victim, base} {
+			for i := 0; i < 50; i++ {
+				if err := os.Remove(d); err == nil || os.IsNotExist(err) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	})
+	writeFile(t, filepath.Join(victim, "memory.limit_in_bytes"), "33554432")
+	if _, err := os.Stat(filepath.Join(victim, "memory.memsw.limit_in_bytes")); err == nil {
+		writeFile(t, filepath.Join(victim, "memory.memsw.limit_in_bytes"), "33554432")
+	}
+	writeFile(t, filepath.Join(victim, "memory.oom_control"), "1")
+
+	h, err := cgroupfs.Open(base, "")
+	if err != nil || h.Version != 1 {
+		t.Fatalf("open %s: %+v %v", base, h, err)
+	}
+	rec := newRecorder()
+	ready := make(chan int, 1)
+	w, err := New(Config{CG: h, Proc: procfs.New("/proc"), Detector: DefaultParams, ResolveAfter: 200 * time.Millisecond,
+		Ready: func(n int) { ready <- n }}, rec, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	if n := <-ready; n != 2 {
+		t.Fatalf("armed %d cgroups, want 2", n)
+	}
+
+	hog = exec.Command(os.Args[0], "-test.run=^TestHelperHog$")
+	hog.Env = append(os.Environ(), "OOMWATCH_WATCHDOG_HOG=1")
+	stdin, err := hog.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(victim, "cgroup.procs"), fmt.Sprint(hog.Process.Pid))
+	if _, err := stdin.Write([]byte{'\n'}); err != nil {
+		t.Fatal(err)
+	}
+
+	rec.waitFor(t, "paused incident", func() bool { return len(rec.opened) >= 1 })
+	inc := rec.opened[0]
+	if inc.Verdict != VerdictPaused || inc.Cgroup != "/victim" || inc.Evidence.Limit != 33554432 {
+		t.Fatalf("incident %+v, want paused /victim with the 32 MiB limit", inc)
+	}
+
+	// The kernel's documented remedy: raise the limit; the task resumes.
+	if _, err := os.Stat(filepath.Join(victim, "memory.memsw.limit_in_bytes")); err == nil {
+		writeFile(t, filepath.Join(victim, "memory.memsw.limit_in_bytes"), "268435456")
+	}
+	writeFile(t, filepath.Join(victim, "memory.limit_in_bytes"), "268435456")
+	rec.waitFor(t, "paused incident resolved", func() bool { return strings.Contains(rec.resolved["/victim"], "under_oom") })
+
+	// Removal is a normal event: the cgroup is dropped, nothing breaks.
+	_ = hog.Process.Kill()
+	_ = hog.Wait()
+	hog = nil
+	for i := 0; i < 50; i++ {
+		if err := os.Remove(victim); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rec.waitFor(t, "removed cgroup dropped", func() bool { return w.Stats().Watched == 1 })
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if fdsAfter := countFDs(t); fdsAfter != fdsBefore {
+		t.Errorf("fd leak: %d fds before, %d after", fdsBefore, fdsAfter)
+	}
+}

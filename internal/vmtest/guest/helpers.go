@@ -409,6 +409,23 @@ func OpenKmsg(t testing.TB) *Kmsg {
 // Read returns the messages (text only) logged since the last Read.
 func (k *Kmsg) Read() []string {
 	var out []string
+	for _, r := range k.ReadRecords() {
+		out = append(out, r.Text)
+	}
+	return out
+}
+
+// KmsgRecord is one kernel log record with its timestamp.
+type KmsgRecord struct {
+	Seq  uint64
+	Usec uint64 // CLOCK_MONOTONIC-like kernel timestamp, microseconds since boot
+	Text string
+}
+
+// ReadRecords returns the records (with sequence numbers and timestamps)
+// logged since the last Read/ReadRecords.
+func (k *Kmsg) ReadRecords() []KmsgRecord {
+	var out []KmsgRecord
 	buf := make([]byte, 16<<10)
 	for {
 		n, err := unix.Read(k.fd, buf)
@@ -420,13 +437,20 @@ func (k *Kmsg) Read() []string {
 			return out
 		}
 		rec := string(buf[:n])
+		var r KmsgRecord
 		if i := strings.IndexByte(rec, ';'); i >= 0 {
+			f := strings.Split(rec[:i], ",")
+			if len(f) >= 3 {
+				r.Seq, _ = strconv.ParseUint(f[1], 10, 64)
+				r.Usec, _ = strconv.ParseUint(f[2], 10, 64)
+			}
 			rec = rec[i+1:]
 		}
 		if i := strings.IndexByte(rec, '\n'); i >= 0 {
 			rec = rec[:i]
 		}
-		out = append(out, rec)
+		r.Text = rec
+		out = append(out, r)
 	}
 }
 

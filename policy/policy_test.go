@@ -1,0 +1,166 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/watchdog"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestOptionsValidate(t *testing.T) {
+	mod := func(f func(*Options)) Options { o := DefaultOptions(); f(&o); return o }
+	tests := []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"unknown rung", mod(func(o *Options) { o.Ladder = []string{"reset-adj", "reboot"} }), `unknown ladder rung "reboot"`},
+		{"duplicate rung", mod(func(o *Options) { o.Ladder = []string{"freeze", "freeze"} }), "appears twice"},
+		{"empty ladder", mod(func(o *Options) { o.Ladder = nil }), "ladder is empty"},
+		{"reset to -1000", mod(func(o *Options) { o.ResetTo = -1000 }), "keep the task unkillable"},
+		{"bad glob", mod(func(o *Options) { o.ExemptComm = []string{"["} }), "exempt comm pattern"},
+		{"quiet longer than verify", mod(func(o *Options) { o.QuietFor = 3 * time.Second }), "must be shorter"},
+		{"no resets", mod(func(o *Options) { o.MaxResets = 0 }), "at least 1"},
+	}
+	for _, tt := range tests {
+		if err := tt.o.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v, want an error containing %q", tt.name, err, tt.want)
+		}
+	}
+	if err := DefaultOptions().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fakeHost builds a v2 cgroup /ct holding pid 4242 at -1000 and a fake /proc.
+func fakeHost(t *testing.T, comm string) (cgroupfs.Hierarchy, procfs.FS, string, string) {
+	t.Helper()
+	cgRoot, procRoot := t.TempDir(), t.TempDir()
+	files := map[string]string{
+		filepath.Join(cgRoot, "cgroup.controllers"):   "memory\n",
+		filepath.Join(cgRoot, "ct/cgroup.procs"):      "4242\n",
+		filepath.Join(cgRoot, "ct/memory.events"):     "oom 50\noom_kill 0\n",
+		filepath.Join(cgRoot, "ct/memory.max"):        "20971520\n",
+		filepath.Join(cgRoot, "ct/cgroup.freeze"):     "0\n",
+		filepath.Join(cgRoot, "ct/cgroup.events"):     "populated 1\nfrozen 1\n", // this fake kernel freezes at once
+		filepath.Join(procRoot, "4242/stat"):          fmt.Sprintf("4242 (%s) R 1 4242 4242 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n", comm),
+		filepath.Join(procRoot, "4242/status"):        "Name:\tx\nUid:\t0\t0\t0\t0\nVmRSS:\t 20000 kB\n",
+		filepath.Join(procRoot, "4242/cmdline"):       comm + "\x00",
+		filepath.Join(procRoot, "4242/oom_score_adj"): "-1000\n",
+		filepath.Join(procRoot, "4242/oom_adj"):       "-17\n",
+		filepath.Join(procRoot, "4242/cgroup"):        "0::/ct\n",
+		filepath.Join(procRoot, "1/stat"):             "1 (init) S 0 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
+		filepath.Join(procRoot, "1/status"):           "Name:\tinit\nUid:\t0\t0\t0\t0\n",
+		filepath.Join(procRoot, "1/cmdline"):          "init\x00",
+		filepath.Join(procRoot, "1/oom_score_adj"):    "0\n",
+		filepath.Join(procRoot, "1/oom_adj"):          "0\n",
+		filepath.Join(procRoot, "1/cgroup"):           "0::/\n",
+	}
+	for p, c := range files {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := cgroupfs.Open(cgRoot, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.AnyFS = true
+	return h, procfs.New(procRoot), cgRoot, procRoot
+}
+
+func runLadder(t *testing.T, opts Options, h cgroupfs.Hierarchy, proc procfs.FS) []Result {
+	t.Helper()
+	p, err := New(context.Background(), opts, h, proc, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []Result, 1)
+	p.OnDone = func(_ *watchdog.Incident, rs []Result) { got <- rs }
+	inc := &watchdog.Incident{ID: "t", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2}
+	p.Open(inc)
+	p.Open(inc) // a second open while one ladder runs is dropped
+	rs := <-got
+	p.Wait()
+	select {
+	case <-got:
+		t.Fatal("two ladders ran for one cgroup")
+	default:
+	}
+	return rs
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	h, proc, cgRoot, procRoot := fakeHost(t, "java")
+	opts := DefaultOptions()
+	opts.DryRun = true
+	rs := runLadder(t, opts, h, proc)
+	if len(rs) != 1 || rs[0].Rung != ResetAdj || rs[0].Done || rs[0].PID != 4242 || !strings.Contains(rs[0].Detail, "dry-run") {
+		t.Fatalf("results %+v, want one undone dry-run reset-adj of pid 4242", rs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(procRoot, "4242/oom_score_adj")); string(b) != "-1000\n" {
+		t.Fatalf("oom_score_adj changed to %q in dry-run", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(cgRoot, "ct/cgroup.freeze")); string(b) != "0\n" {
+		t.Fatalf("cgroup.freeze changed to %q in dry-run", b)
+	}
+}
+
+func TestExemptTaskEscalatesToFreeze(t *testing.T) {
+	h, proc, cgRoot, procRoot := fakeHost(t, "containerd-shim")
+	opts := DefaultOptions()
+	opts.ExemptComm = []string{"containerd-shim*"}
+	opts.FreezeTimeout = time.Second
+	rs := runLadder(t, opts, h, proc)
+	if len(rs) != 1 || rs[0].Rung != Freeze || !rs[0].Done || !rs[0].Verified {
+		t.Fatalf("results %+v, want a verified freeze", rs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(cgRoot, "ct/cgroup.freeze")); strings.TrimSpace(string(b)) != "1" {
+		t.Fatalf("cgroup.freeze = %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(procRoot, "4242/oom_score_adj")); string(b) != "-1000\n" {
+		t.Fatalf("exempt task's oom_score_adj changed to %q", b)
+	}
+}
+
+// On a fake /proc no pidfd can be had: reset-adj must refuse to act rather
+// than write to a file that may not be the task's, and the ladder goes on.
+func TestResetAdjRefusesWithoutPidfd(t *testing.T) {
+	h, proc, _, procRoot := fakeHost(t, "java")
+	opts := DefaultOptions()
+	opts.Ladder = []string{ResetAdj}
+	rs := runLadder(t, opts, h, proc)
+	if len(rs) != 1 || rs[0].Done || rs[0].Err == "" {
+		t.Fatalf("results %+v, want one refused reset", rs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(procRoot, "4242/oom_score_adj")); string(b) != "-1000\n" {
+		t.Fatalf("oom_score_adj changed to %q without a pidfd", b)
+	}
+}
+
+func TestOutcome(t *testing.T) {
+	if o := outcome([]Result{{Rung: Freeze, Verified: true}}, false); o != "contained" {
+		t.Fatal(o)
+	}
+	if o := outcome([]Result{{Rung: ResetAdj, Verified: true}}, false); o != "resolved" {
+		t.Fatal(o)
+	}
+	if o := outcome(nil, true); o != "dry-run" {
+		t.Fatal(o)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/oomwatch/oomwatch/policy"
+	"github.com/oomwatch/oomwatch/systemd"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
@@ -64,15 +65,37 @@ func run(ctx context.Context, log zerolog.Logger, roots rootFlags, params watchd
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	w, err := watchdog.New(watchdog.Config{
+	sd, err := systemd.NewNotifier()
+	if err != nil {
+		return err
+	}
+	var w *watchdog.Watchdog
+	status := func() string {
+		st := w.Stats()
+		return fmt.Sprintf("watching %d memory cgroups (cgroup v%d), %d open incidents", st.Watched, h.Version, st.OpenIncidents)
+	}
+	cfg := watchdog.Config{
 		CG: h, Proc: proc, Detector: params, MaxCgroups: maxCgroups,
-	}, pol, log.With().Str("component", "watchdog").Logger())
+		Ready: func(int) {
+			if err := sd.Ready(status()); err != nil {
+				log.Warn().Err(err).Msg("sd_notify READY failed")
+			}
+		},
+	}
+	// Pings come from the event loop itself: a stuck loop stops pinging and
+	// systemd restarts the daemon. Without WatchdogSec the loop sleeps.
+	if every := sd.PingEvery(); every > 0 {
+		cfg.Tick = func() { _ = sd.Ping(status()) }
+		cfg.TickEvery = every
+	}
+	w, err = watchdog.New(cfg, pol, log.With().Str("component", "watchdog").Logger())
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
 	log.Info().Str("version", version).Int("pid", os.Getpid()).Bool("dry_run", opts.DryRun).
 		Strs("ladder", opts.Ladder).Dur("window", params.Window).Uint64("min_ooms", params.MinOOMs).Msg("oomwatch starting")
 	err = w.Run(ctx)
+	_ = sd.Stopping()
 	pol.Wait()
 	if err != nil {
 		return err

@@ -22,21 +22,61 @@ import (
 
 // Rung names.
 const (
-	ResetAdj = "reset-adj"
-	Freeze   = "freeze"
+	ResetAdj   = "reset-adj"
+	RaiseLimit = "raise-limit"
+	Freeze     = "freeze"
+	Kill       = "kill"
 )
 
-// Options configure the ladder.
+// Rungs lists every rung name, in the order a full ladder uses them.
+var Rungs = []string{ResetAdj, RaiseLimit, Freeze, Kill}
+
+// Amount is a quantity of memory: a percentage of a reference (the original
+// limit) or a number of bytes.
+type Amount struct {
+	Percent float64 // used when > 0
+	Bytes   uint64
+}
+
+// Of resolves a against ref.
+func (a Amount) Of(ref uint64) uint64 {
+	if a.Percent > 0 {
+		return uint64(float64(ref) * a.Percent / 100)
+	}
+	return a.Bytes
+}
+
+// Kill modes.
+const (
+	KillLargest = "largest" // SIGKILL the largest task through a pidfd
+	KillCgroup  = "cgroup"  // kill every task: cgroup.kill (v2, 5.14+) or each task (v1)
+)
+
+// Options configure the ladder for one incident.
 type Options struct {
 	Ladder        []string      // rung names in order; default reset-adj, freeze
 	DryRun        bool          // detect and report, change nothing
 	ResetTo       int           // oom_score_adj written by reset-adj (default 0)
 	MaxResets     int           // tasks reset-adj may try before escalating (default 3)
 	ExemptComm    []string      // glob patterns (path.Match) on comm: never reset these
+	ExemptCmdline []string      // glob patterns on the space-joined cmdline
+	ExemptCgroup  []string      // glob patterns on the task's cgroup path
 	VerifyTimeout time.Duration // how long a rung gets to end the loop (default 2s)
 	QuietFor      time.Duration // OOM counter flat this long = loop stopped (default 300ms)
 	FreezeTimeout time.Duration // bound on waiting for frozen (default 5s)
 	Poll          time.Duration // verification poll interval (default 20ms)
+
+	RaiseStep    Amount        // raise-limit: added per step (default 10% of the original)
+	RaiseCeiling Amount        // raise-limit: never above this (default 200% of the original)
+	RevertMargin Amount        // revert once usage < original - margin … (default 10%)
+	RevertHold   time.Duration // … for this long (default 5m)
+
+	KillMode string // kill: largest or cgroup (default largest)
+
+	Cooldown time.Duration // no new ladder for a cgroup this soon after one ended (default 30s)
+	// PausedAction makes oomwatch the userspace OOM handler of v1 cgroups
+	// with oom_kill_disable=1: "" (report only), raise-limit or kill.
+	PausedAction string
 }
 
 // DefaultOptions are the documented defaults.
@@ -45,6 +85,9 @@ func DefaultOptions() Options {
 		Ladder: []string{ResetAdj, Freeze}, ResetTo: 0, MaxResets: 3,
 		VerifyTimeout: 2 * time.Second, QuietFor: 300 * time.Millisecond,
 		FreezeTimeout: 5 * time.Second, Poll: 20 * time.Millisecond,
+		RaiseStep: Amount{Percent: 10}, RaiseCeiling: Amount{Percent: 200},
+		RevertMargin: Amount{Percent: 10}, RevertHold: 5 * time.Minute,
+		KillMode: KillLargest, Cooldown: 30 * time.Second,
 	}
 }
 

@@ -9,7 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,12 +97,12 @@ func DefaultOptions() Options {
 // Validate checks the options and says what to fix.
 func (o Options) Validate() error {
 	if len(o.Ladder) == 0 {
-		return errors.New("ladder is empty: name at least one of reset-adj, freeze")
+		return errors.New("ladder is empty: name at least one of " + strings.Join(Rungs, ", "))
 	}
 	seen := map[string]bool{}
 	for _, r := range o.Ladder {
-		if r != ResetAdj && r != Freeze {
-			return fmt.Errorf("unknown ladder rung %q: known rungs are reset-adj, freeze", r)
+		if !slices.Contains(Rungs, r) {
+			return fmt.Errorf("unknown ladder rung %q: known rungs are %s", r, strings.Join(Rungs, ", "))
 		}
 		if seen[r] {
 			return fmt.Errorf("ladder rung %q appears twice", r)
@@ -109,9 +112,11 @@ func (o Options) Validate() error {
 	if o.ResetTo < -999 || o.ResetTo > 1000 {
 		return fmt.Errorf("reset value %d: want -999..1000 (-1000 would keep the task unkillable)", o.ResetTo)
 	}
-	for _, g := range o.ExemptComm {
-		if _, err := path.Match(g, ""); err != nil {
-			return fmt.Errorf("exempt comm pattern %q: %w", g, err)
+	for _, gs := range [][]string{o.ExemptComm, o.ExemptCmdline, o.ExemptCgroup} {
+		for _, g := range gs {
+			if _, err := path.Match(g, ""); err != nil {
+				return fmt.Errorf("exempt pattern %q: %w", g, err)
+			}
 		}
 	}
 	if o.MaxResets < 1 {
@@ -122,6 +127,27 @@ func (o Options) Validate() error {
 	}
 	if o.QuietFor >= o.VerifyTimeout {
 		return fmt.Errorf("quiet period %v must be shorter than the verify timeout %v", o.QuietFor, o.VerifyTimeout)
+	}
+	if o.RaiseStep.Of(100) == 0 && o.RaiseStep.Bytes == 0 {
+		return errors.New("raise-limit step must be more than 0")
+	}
+	if o.RaiseCeiling.Percent > 0 && o.RaiseCeiling.Percent <= 100 {
+		return fmt.Errorf("raise-limit ceiling %v%% must be above 100%% of the original limit", o.RaiseCeiling.Percent)
+	}
+	if o.RaiseCeiling.Percent == 0 && o.RaiseCeiling.Bytes == 0 {
+		return errors.New("raise-limit ceiling must be set")
+	}
+	if o.RevertHold <= 0 {
+		return errors.New("raise-limit revert hold must be positive")
+	}
+	if o.KillMode != KillLargest && o.KillMode != KillCgroup {
+		return fmt.Errorf("kill mode %q: want %s or %s", o.KillMode, KillLargest, KillCgroup)
+	}
+	if o.Cooldown < 0 {
+		return errors.New("cooldown must not be negative")
+	}
+	if o.PausedAction != "" && o.PausedAction != RaiseLimit && o.PausedAction != Kill {
+		return fmt.Errorf("paused action %q: want \"\" (report only), %s or %s", o.PausedAction, RaiseLimit, Kill)
 	}
 	return nil
 }
@@ -138,58 +164,117 @@ type Result struct {
 	Detail   string        `json:"detail,omitempty"`
 }
 
+// Config configures a Policy.
+type Config struct {
+	CG   cgroupfs.Hierarchy
+	Proc procfs.FS
+	// Options apply to every incident unless Settings is set.
+	Options Options
+	// Settings, if set, resolves the options for one cgroup (config rules):
+	// the matching rule's name and its options.
+	Settings func(cgroup string) (rule string, opts Options)
+	// StateDir keeps raised limits so a restarted oomwatch still reverts
+	// them. "" keeps them in memory only.
+	StateDir string
+	// MaxActionsPerMinute bounds host changes across all cgroups (default 30).
+	MaxActionsPerMinute int
+	// Units, if set, changes limits of systemd-owned cgroups through systemd.
+	Units UnitLimiter
+}
+
 // Policy is a watchdog.Handler that runs the ladder.
 type Policy struct {
-	opts Options
+	cfg  Config
 	cg   cgroupfs.Hierarchy
 	proc procfs.FS
 	insp watchdog.Inspector
 	log  zerolog.Logger
+	self int
 
-	ctx      context.Context
-	mu       sync.Mutex
-	inflight map[string]bool
-	wg       sync.WaitGroup
+	ctx       context.Context
+	mu        sync.Mutex
+	inflight  map[string]bool
+	lastDone  map[string]time.Time
+	wg        sync.WaitGroup
+	bucket    tokenBucket
+	raised    *raiseStore
+	reverting bool
 
 	// OnDone, if set, receives every finished ladder (alerts, tests).
-	OnDone func(inc *watchdog.Incident, results []Result)
+	OnDone func(inc *watchdog.Incident, rule string, results []Result)
 }
 
-// New validates opts and returns a policy whose ladders stop when ctx ends.
-func New(ctx context.Context, opts Options, cg cgroupfs.Hierarchy, proc procfs.FS, log zerolog.Logger) (*Policy, error) {
-	if err := opts.Validate(); err != nil {
+// New validates cfg and returns a policy whose ladders stop when ctx ends.
+// It loads the raised-limit state and resumes reverting.
+func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Policy, error) {
+	if err := cfg.Options.Validate(); err != nil {
 		return nil, err
 	}
-	return &Policy{
-		opts: opts, cg: cg, proc: proc, log: log, ctx: ctx,
-		insp:     watchdog.Inspector{CG: cg, Proc: proc},
+	if cfg.MaxActionsPerMinute <= 0 {
+		cfg.MaxActionsPerMinute = 30
+	}
+	p := &Policy{
+		cfg: cfg, cg: cfg.CG, proc: cfg.Proc, log: log, ctx: ctx, self: os.Getpid(),
+		insp:     watchdog.Inspector{CG: cfg.CG, Proc: cfg.Proc},
 		inflight: make(map[string]bool),
-	}, nil
+		lastDone: make(map[string]time.Time),
+		bucket:   newTokenBucket(cfg.MaxActionsPerMinute, time.Minute),
+	}
+	rs, err := openRaiseStore(cfg.StateDir)
+	if err != nil {
+		// Keep detecting and acting; only the restart-safety of raises is lost.
+		log.Error().Err(err).Str("state_dir", cfg.StateDir).Msg("raised limits cannot be persisted: a restart will not revert them")
+	}
+	p.raised = rs
+	if n := rs.len(); n > 0 {
+		log.Warn().Int("raised", n).Msg("resuming the revert of limits raised before a restart")
+		p.startReverter()
+	}
+	return p, nil
 }
 
-// Open starts the ladder for a loop; other verdicts are reported only.
+func (p *Policy) options(cg string) (string, Options) {
+	if p.cfg.Settings != nil {
+		return p.cfg.Settings(cg)
+	}
+	return "", p.cfg.Options
+}
+
+// Open starts the ladder for a loop, or the paused handler for a v1
+// oom_kill_disable cgroup when a rule asks for it; other verdicts are
+// reported only.
 func (p *Policy) Open(inc *watchdog.Incident) {
-	if inc.Verdict != watchdog.VerdictLoop {
+	rule, opts := p.options(inc.Cgroup)
+	switch {
+	case inc.Verdict == watchdog.VerdictLoop:
+	case inc.Verdict == watchdog.VerdictPaused && opts.PausedAction != "":
+		opts.Ladder = []string{opts.PausedAction}
+	default:
 		return
 	}
+	log := p.log.With().Str("incident", inc.ID).Str("cgroup", inc.Cgroup).Str("rule", rule).Bool("dry_run", opts.DryRun).Logger()
 	p.mu.Lock()
 	if p.inflight[inc.Cgroup] {
 		p.mu.Unlock()
 		return // at most one ladder per cgroup
+	}
+	if last, ok := p.lastDone[inc.Cgroup]; ok && time.Since(last) < opts.Cooldown {
+		p.mu.Unlock()
+		log.Warn().Str("event", "cooldown").Dur("cooldown", opts.Cooldown).Msg("ladder not started: cgroup acted on recently")
+		return
 	}
 	p.inflight[inc.Cgroup] = true
 	p.mu.Unlock()
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		defer func() {
-			p.mu.Lock()
-			delete(p.inflight, inc.Cgroup)
-			p.mu.Unlock()
-		}()
-		res := p.run(p.ctx, inc)
+		res := p.run(p.ctx, log, inc, opts)
+		p.mu.Lock()
+		delete(p.inflight, inc.Cgroup)
+		p.lastDone[inc.Cgroup] = time.Now()
+		p.mu.Unlock()
 		if p.OnDone != nil {
-			p.OnDone(inc, res)
+			p.OnDone(inc, rule, res)
 		}
 	}()
 }
@@ -197,20 +282,24 @@ func (p *Policy) Open(inc *watchdog.Incident) {
 // Resolved is informational for the ladder.
 func (p *Policy) Resolved(*watchdog.Incident, string) {}
 
-// Wait blocks until every running ladder has returned.
+// Wait blocks until every running ladder and the reverter have returned
+// (they return once the context given to New is done).
 func (p *Policy) Wait() { p.wg.Wait() }
 
-func (p *Policy) run(ctx context.Context, inc *watchdog.Incident) []Result {
+func (p *Policy) run(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) []Result {
 	var results []Result
-	log := p.log.With().Str("incident", inc.ID).Str("cgroup", inc.Cgroup).Bool("dry_run", p.opts.DryRun).Logger()
-	for _, rung := range p.opts.Ladder {
+	for _, rung := range opts.Ladder {
 		var rs []Result
 		var ended bool
 		switch rung {
 		case ResetAdj:
-			rs, ended = p.resetAdj(ctx, log, inc)
+			rs, ended = p.resetAdj(ctx, log, inc, opts)
+		case RaiseLimit:
+			rs, ended = p.raiseLimit(ctx, log, inc, opts)
 		case Freeze:
-			rs, ended = p.freeze(ctx, log, inc)
+			rs, ended = p.freeze(ctx, log, inc, opts)
+		case Kill:
+			rs, ended = p.kill(ctx, log, inc, opts)
 		}
 		for _, r := range rs {
 			e := log.Info()
@@ -222,7 +311,7 @@ func (p *Policy) run(ctx context.Context, inc *watchdog.Incident) []Result {
 		}
 		results = append(results, rs...)
 		if ended || ctx.Err() != nil {
-			log.Info().Str("event", "ladder_done").Str("outcome", outcome(rs, p.opts.DryRun)).Msg("ladder finished")
+			log.Info().Str("event", "ladder_done").Str("outcome", outcome(rs, opts.DryRun)).Msg("ladder finished")
 			return results
 		}
 	}
@@ -243,100 +332,62 @@ func outcome(rs []Result, dryRun bool) string {
 	return "aborted"
 }
 
-func (p *Policy) exempt(comm string) bool {
-	for _, g := range p.opts.ExemptComm {
-		if ok, _ := path.Match(g, comm); ok {
-			return true
-		}
+// allow is the global rate limit on host changes.
+func (p *Policy) allow(r *Result) bool {
+	if p.bucket.take(time.Now()) {
+		return true
 	}
+	r.Err = fmt.Sprintf("rate limited: more than %d actions per minute", p.cfg.MaxActionsPerMinute)
 	return false
 }
 
-// resetAdj writes ResetTo to the oom_score_adj of the largest non-exempt
-// unkillable task, then waits for a kill or for the OOMs to stop; if the loop
-// goes on it tries the next task, up to MaxResets.
-func (p *Policy) resetAdj(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident) ([]Result, bool) {
-	var results []Result
-	tried := map[int]bool{}
-	for len(tried) < p.opts.MaxResets {
-		cands, err := p.insp.Candidates(inc.Cgroup)
-		if err != nil {
-			results = append(results, Result{Rung: ResetAdj, Err: err.Error()})
-			return results, errors.Is(err, cgroupfs.ErrGone)
-		}
-		var target *watchdog.Candidate
-		for i := range cands { // largest RSS first
-			c := &cands[i]
-			if c.Unkillable && !c.Exiting && !tried[c.PID] && !p.exempt(c.Comm) {
-				target = c
-				break
-			}
-		}
-		if target == nil {
-			log.Info().Msg("reset-adj: no resettable task left (all exempt or already tried)")
-			return results, false
-		}
-		tried[target.PID] = true
-		r := p.resetOne(ctx, log, inc, *target)
-		results = append(results, r)
-		if r.Verified {
-			return results, true
-		}
-		if p.opts.DryRun {
-			return results, true // nothing changed, nothing to verify: report once
-		}
-	}
-	return results, false
-}
-
-func (p *Policy) resetOne(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, c watchdog.Candidate) Result {
-	start := time.Now()
-	r := Result{Rung: ResetAdj, PID: c.PID, Comm: procfs.Safe(c.Comm)}
-	ev := log.With().Int("pid", c.PID).Str("comm", procfs.Safe(c.Comm)).Uint64("rss", c.RSS).Int("oom_score_adj", c.OOMScoreAdj).Logger()
-	if p.opts.DryRun {
-		r.Detail = fmt.Sprintf("dry-run: would write %d to oom_score_adj", p.opts.ResetTo)
-		ev.Warn().Msg("dry-run: would reset oom_score_adj")
-		return r
-	}
-	// Act only through a pidfd whose /proc dir is verified to still be this
-	// process, and only if it is still in the incident's subtree: PID reuse
-	// can never redirect the write.
-	h, err := p.proc.Open(c.PID, func(lines []procfs.CgroupLine) bool {
+// inSubtree builds the membership check a pidfd handle is verified with.
+func (p *Policy) inSubtree(cg string) func([]procfs.CgroupLine) bool {
+	return func(lines []procfs.CgroupLine) bool {
 		for _, l := range lines {
-			if p.cg.InCgroup(inc.Cgroup, l.ID, l.Controllers, l.Path) {
+			if p.cg.InCgroup(cg, l.ID, l.Controllers, l.Path) {
 				return true
 			}
 		}
 		return false
-	})
-	if err != nil {
-		r.Err = err.Error()
-		ev.Info().Err(err).Msg("reset-adj: task not acted on")
-		return r
 	}
-	defer h.Close()
-	base, err := p.progress(inc.Cgroup)
-	if err != nil {
-		r.Err = err.Error()
-		return r
+}
+
+// protectedInside refuses whole-cgroup actions (freeze, cgroup kill) on a
+// subtree holding oomwatch itself or PID 1.
+func (p *Policy) protectedInside(cg string) error {
+	for _, pid := range []int{p.self, 1} {
+		lines, err := p.proc.Cgroups(pid)
+		if err != nil {
+			continue
+		}
+		if p.inSubtree(cg)(lines) {
+			who := "oomwatch itself"
+			if pid == 1 {
+				who = "PID 1"
+			}
+			return fmt.Errorf("refusing to act on %s: it holds %s", cg, who)
+		}
 	}
-	if err := h.SetOOMScoreAdj(p.opts.ResetTo); err != nil {
-		r.Err = err.Error()
-		ev.Error().Err(err).Msg("reset-adj failed")
-		return r
+	return nil
+}
+
+func (p *Policy) exempt(c watchdog.Candidate, opts Options) bool {
+	match := func(globs []string, s string) bool {
+		for _, g := range globs {
+			if ok, _ := path.Match(g, s); ok {
+				return true
+			}
+		}
+		return false
 	}
-	r.Done = true
-	ev.Warn().Int("new_oom_score_adj", p.opts.ResetTo).Msg("reset oom_score_adj: the kernel may now kill this task")
-	r.Verified, r.Detail = p.verifyStopped(ctx, inc.Cgroup, base)
-	r.Took = time.Since(start)
-	ev.Info().Bool("verified", r.Verified).Str("detail", r.Detail).Dur("took", r.Took).Msg("reset-adj verified")
-	return r
+	return match(opts.ExemptComm, c.Comm) || match(opts.ExemptCmdline, strings.Join(c.Cmdline, " ")) || match(opts.ExemptCgroup, c.Cgroup)
 }
 
 // progress are the counters verification compares: kills (v2 oom_kill +
 // oom_group_kill; v1 the subtree's oom_kill) and an OOM activity counter
-// (v2 oom; v1 memory.failcnt of the limit holder, which rises on every
-// failed charge retry).
+// (v2 oom; v1 memory.failcnt + memsw.failcnt of the limit holder, which
+// rise on every failed charge retry).
 type progress struct{ ooms, kills uint64 }
 
 func (p *Policy) progress(cg string) (progress, error) {
@@ -368,10 +419,10 @@ func (p *Policy) progress(cg string) (progress, error) {
 
 // verifyStopped waits up to VerifyTimeout for a kill, or for the OOM counter
 // to stay flat for QuietFor.
-func (p *Policy) verifyStopped(ctx context.Context, cg string, base progress) (bool, string) {
-	deadline := time.Now().Add(p.opts.VerifyTimeout)
+func (p *Policy) verifyStopped(ctx context.Context, cg string, base progress, opts Options) (bool, string) {
+	deadline := time.Now().Add(opts.VerifyTimeout)
 	last, lastChange := base, time.Now()
-	t := time.NewTicker(p.opts.Poll)
+	t := time.NewTicker(opts.Poll)
 	defer t.Stop()
 	for {
 		select {
@@ -392,40 +443,46 @@ func (p *Policy) verifyStopped(ctx context.Context, cg string, base progress) (b
 		}
 		if cur.ooms != last.ooms {
 			last, lastChange = cur, now
-		} else if now.Sub(lastChange) >= p.opts.QuietFor {
-			return true, fmt.Sprintf("no OOM for %v", p.opts.QuietFor)
+		} else if now.Sub(lastChange) >= opts.QuietFor {
+			if p.cg.Version == 1 {
+				// oom_kill_disable sleepers make no new OOM attempts while
+				// they wait: quiet counters alone do not mean released.
+				if oc, err := p.cg.OOMControl(cg); err == nil && oc.UnderOOM {
+					continue
+				}
+			}
+			return true, fmt.Sprintf("no OOM for %v", opts.QuietFor)
 		}
 		if now.After(deadline) {
-			return false, fmt.Sprintf("loop goes on after %v: %d more OOM events, no kill", p.opts.VerifyTimeout, cur.ooms-base.ooms)
+			return false, fmt.Sprintf("loop goes on after %v: %d more OOM events, no kill", opts.VerifyTimeout, cur.ooms-base.ooms)
 		}
 	}
 }
 
-// freeze stops the CPU burn and keeps the tasks for an operator. It is
-// bounded: some tasks (v1 oom_kill_disable sleepers, kernel threads) never
-// freeze.
-func (p *Policy) freeze(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident) ([]Result, bool) {
-	start := time.Now()
-	r := Result{Rung: Freeze}
-	if err := p.cg.FreezeSupported(inc.Cgroup); err != nil {
-		r.Err = err.Error()
-		log.Error().Err(err).Msg("freeze not possible")
-		return []Result{r}, false
+// tokenBucket allows n events per period, refilled continuously.
+type tokenBucket struct {
+	mu     sync.Mutex
+	n      float64
+	max    float64
+	rate   float64 // tokens per second
+	last   time.Time
+	inited bool
+}
+
+func newTokenBucket(n int, per time.Duration) tokenBucket {
+	return tokenBucket{max: float64(n), n: float64(n), rate: float64(n) / per.Seconds()}
+}
+
+func (b *tokenBucket) take(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.inited {
+		b.n = min(b.max, b.n+now.Sub(b.last).Seconds()*b.rate)
 	}
-	if p.opts.DryRun {
-		r.Detail = "dry-run: would freeze the cgroup"
-		log.Warn().Msg("dry-run: would freeze the cgroup")
-		return []Result{r}, true
+	b.inited, b.last = true, now
+	if b.n < 1 {
+		return false
 	}
-	err := p.cg.Freeze(inc.Cgroup, p.opts.FreezeTimeout, p.opts.Poll)
-	r.Done, r.Took = true, time.Since(start)
-	if err != nil {
-		r.Err = err.Error()
-		log.Error().Err(err).Msg("freeze did not complete")
-		return []Result{r}, false
-	}
-	r.Verified = true
-	r.Detail = "cgroup frozen; the loop is contained, not fixed: fix the cause, then thaw"
-	log.Error().Dur("took", r.Took).Msg("froze the looping cgroup: an operator must fix it and thaw it")
-	return []Result{r}, true
+	b.n--
+	return true
 }

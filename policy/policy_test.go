@@ -30,7 +30,10 @@ func TestOptionsValidate(t *testing.T) {
 		{"duplicate rung", mod(func(o *Options) { o.Ladder = []string{"freeze", "freeze"} }), "appears twice"},
 		{"empty ladder", mod(func(o *Options) { o.Ladder = nil }), "ladder is empty"},
 		{"reset to -1000", mod(func(o *Options) { o.ResetTo = -1000 }), "keep the task unkillable"},
-		{"bad glob", mod(func(o *Options) { o.ExemptComm = []string{"["} }), "exempt comm pattern"},
+		{"bad glob", mod(func(o *Options) { o.ExemptComm = []string{"["} }), "exempt pattern"},
+		{"bad kill mode", mod(func(o *Options) { o.KillMode = "all" }), `kill mode "all"`},
+		{"ceiling below 100%", mod(func(o *Options) { o.RaiseCeiling = Amount{Percent: 90} }), "must be above 100%"},
+		{"bad paused action", mod(func(o *Options) { o.PausedAction = "freeze" }), `paused action "freeze"`},
 		{"quiet longer than verify", mod(func(o *Options) { o.QuietFor = 3 * time.Second }), "must be shorter"},
 		{"no resets", mod(func(o *Options) { o.MaxResets = 0 }), "at least 1"},
 	}
@@ -86,16 +89,19 @@ func fakeHost(t *testing.T, comm string) (cgroupfs.Hierarchy, procfs.FS, string,
 
 func runLadder(t *testing.T, opts Options, h cgroupfs.Hierarchy, proc procfs.FS) []Result {
 	t.Helper()
-	p, err := New(context.Background(), opts, h, proc, zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := New(ctx, Config{CG: h, Proc: proc, Options: opts}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan []Result, 1)
-	p.OnDone = func(_ *watchdog.Incident, rs []Result) { got <- rs }
+	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
 	inc := &watchdog.Incident{ID: "t", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2}
 	p.Open(inc)
 	p.Open(inc) // a second open while one ladder runs is dropped
 	rs := <-got
+	cancel() // stops the reverter a raise starts
 	p.Wait()
 	select {
 	case <-got:

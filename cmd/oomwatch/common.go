@@ -61,16 +61,23 @@ func newFlagSet(name, synopsis string, out io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags maps -h to a clean exit and bad flags to exit code 2.
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// parseFlags maps -h to a clean exit and bad flags to exit code 2; no
+// positional arguments are allowed.
+func parseFlags(fs *flag.FlagSet, args []string) error { return parseFlagsN(fs, args, 0) }
+
+// parseFlagsN is parseFlags for commands taking exactly n arguments.
+func parseFlagsN(fs *flag.FlagSet, args []string, n int) error {
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return &exitError{code: 0, err: err}
 		}
 		return &exitError{code: 2, err: fmt.Errorf("%w (see --help)", err)}
 	}
-	if fs.NArg() > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))}
+	if fs.NArg() > n {
+		return &exitError{code: 2, err: fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(n))}
+	}
+	if fs.NArg() < n {
+		return &exitError{code: 2, err: fmt.Errorf("want %d argument(s), got %d (see --help)", n, fs.NArg())}
 	}
 	return nil
 }

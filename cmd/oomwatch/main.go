@@ -27,6 +27,7 @@ const usage = `oomwatch keeps hosts out of memory-cgroup OOM loops.
 Usage:
   oomwatch run [flags]     watch every memory cgroup and break OOM loops (the daemon)
   oomwatch scan [flags]    show where an OOM would loop today (exit 2 when one would)
+  oomwatch thaw CGROUP     thaw a cgroup oomwatch froze
   oomwatch version         print the version
   oomwatch help COMMAND    help for a command
 
@@ -49,6 +50,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		err = runCmd(rest, stderr)
 	case "scan":
 		err = scanCmd(rest, stdout, stderr)
+	case "thaw":
+		err = thawCmd(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "oomwatch %s\n", version)
 	case "help", "-h", "--help":

@@ -145,7 +145,7 @@ func TestRunStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	var logs bytes.Buffer
-	err := run(ctx, zerolog.New(&logs), rootFlags{cgroupRoot: fakeTree(t), procRoot: fakeProcs(t)}, watchdog.DefaultParams, policy.DefaultOptions(), 100)
+	err := run(ctx, zerolog.New(&logs), rootFlags{cgroupRoot: fakeTree(t), procRoot: fakeProcs(t)}, watchdog.DefaultParams, policy.DefaultOptions(), globals{maxCgroups: 100, stateDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, logs.String())
 	}

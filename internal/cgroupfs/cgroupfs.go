@@ -45,6 +45,7 @@ const (
 	fileUsageInBytes      = "memory.usage_in_bytes"
 	fileFailcnt           = "memory.failcnt"
 	fileMemswFailcnt      = "memory.memsw.failcnt"
+	fileMemswLimit        = "memory.memsw.limit_in_bytes"
 	fileFreezerState      = "freezer.state"
 )
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,13 +15,13 @@ import (
 // writable lists every cgroup file oomwatch may ever write. Anything else is
 // refused by write, whatever the caller asks.
 var writable = map[string]bool{
-	fileCgroupFreeze:              true,
-	fileCgroupKill:                true,
-	fileMemoryMax:                 true,
-	fileLimitInBytes:              true,
-	fileFreezerState:              true,
-	fileOOMControl:                true,
-	"memory.memsw.limit_in_bytes": true,
+	fileCgroupFreeze: true,
+	fileCgroupKill:   true,
+	fileMemoryMax:    true,
+	fileLimitInBytes: true,
+	fileFreezerState: true,
+	fileOOMControl:   true,
+	fileMemswLimit:   true,
 }
 
 // write is the one guarded write into cgroupfs: the path stays under root
@@ -134,4 +135,138 @@ func (h Hierarchy) Freeze(cg string, timeout, step time.Duration) error {
 		}
 		time.Sleep(step)
 	}
+}
+
+// MemswLimit reads v1 memory.memsw.limit_in_bytes; ok is false when the
+// kernel has no swap accounting (the file is absent).
+func (h Hierarchy) MemswLimit(cg string) (limit uint64, ok bool, err error) {
+	if h.Version != 1 {
+		return 0, false, nil
+	}
+	b, err := h.read(cg, fileMemswLimit)
+	if errors.Is(err, ErrGone) && h.Exists(cg) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	v, err := ParseLimit(fileMemswLimit, b)
+	return v, err == nil, err
+}
+
+func limitValue(version int, v uint64) string {
+	if v == Unlimited {
+		if version == 2 {
+			return "max" // v2 rejects -1 with EINVAL
+		}
+		return "-1"
+	}
+	return strconv.FormatUint(v, 10)
+}
+
+// SetLimit writes cg's memory limit. v1 keeps memory.limit_in_bytes <=
+// memory.memsw.limit_in_bytes at every step (else EINVAL): raising writes
+// memsw first, lowering writes it last. memsw, when the kernel has it, is set
+// to the same value. Lowering below usage fails with EBUSY on v1; on v2 it
+// makes the kernel reclaim and then OOM-kill, so callers lower only when
+// usage is well below the new limit.
+func (h Hierarchy) SetLimit(cg string, v uint64) error {
+	if h.Version == 2 {
+		return h.write(h.Root, cg, fileMemoryMax, limitValue(2, v))
+	}
+	cur, err := h.Limit(cg)
+	if err != nil {
+		return err
+	}
+	_, hasMemsw, err := h.MemswLimit(cg)
+	if err != nil {
+		return err
+	}
+	val := limitValue(1, v)
+	if hasMemsw && v >= cur {
+		if err := h.write(h.Root, cg, fileMemswLimit, val); err != nil {
+			return err
+		}
+	}
+	if err := h.write(h.Root, cg, fileLimitInBytes, val); err != nil {
+		return err
+	}
+	if hasMemsw && v < cur {
+		return h.write(h.Root, cg, fileMemswLimit, val)
+	}
+	return nil
+}
+
+// KillSupported reports whether v2 cgroup.kill exists (5.14+).
+func (h Hierarchy) KillSupported(cg string) bool {
+	return h.Version == 2 && exists(filepath.Join(h.Dir(cg), fileCgroupKill))
+}
+
+// KillAll writes 1 to v2 cgroup.kill: SIGKILL to every task of the subtree,
+// including tasks at oom_score_adj -1000 and tasks forking concurrently.
+func (h Hierarchy) KillAll(cg string) error {
+	if !h.KillSupported(cg) {
+		return fmt.Errorf("kill %s: no %s (cgroup v1 or a kernel before 5.14)", cg, fileCgroupKill)
+	}
+	return h.write(h.Root, cg, fileCgroupKill, "1")
+}
+
+// Thaw requests thawing and waits up to timeout for it.
+func (h Hierarchy) Thaw(cg string, timeout, step time.Duration) error {
+	if err := h.SetFrozen(cg, false); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		fr, err := h.FreezerState(cg)
+		if err != nil {
+			return err
+		}
+		if fr == "THAWED" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("thaw %s: still %s after %v", cg, fr, timeout)
+		}
+		time.Sleep(step)
+	}
+}
+
+// FreezerState says THAWED, FREEZING or FROZEN on both versions (v2: from
+// cgroup.freeze, the request, and cgroup.events frozen, the state).
+func (h Hierarchy) FreezerState(cg string) (string, error) {
+	if h.Version == 2 {
+		b, err := h.read(cg, fileCgroupFreeze)
+		if err != nil {
+			return "", err
+		}
+		ce, err := h.CgroupEvents(cg)
+		if err != nil {
+			return "", err
+		}
+		switch {
+		case ce.Frozen:
+			return "FROZEN", nil
+		case strings.TrimSpace(string(b)) == "1":
+			return "FREEZING", nil
+		}
+		return "THAWED", nil
+	}
+	if h.Freezer == "" || !exists(filepath.Join(h.Freezer, Clean(cg), fileFreezerState)) {
+		return "THAWED", nil // no freezer cgroup: nothing can be frozen
+	}
+	b, err := os.ReadFile(filepath.Join(h.Freezer, Clean(cg), fileFreezerState))
+	if err != nil {
+		return "", mapGone(fmt.Errorf("read %s of %s: %w", fileFreezerState, cg, err))
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// SetMemswLimit writes v1 memory.memsw.limit_in_bytes alone (restoring an
+// original that differed from the memory limit). It must stay >= the limit.
+func (h Hierarchy) SetMemswLimit(cg string, v uint64) error {
+	if h.Version != 1 {
+		return fmt.Errorf("set memsw limit of %s: cgroup v1 only", cg)
+	}
+	return h.write(h.Root, cg, fileMemswLimit, limitValue(1, v))
 }

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/oomwatch/oomwatch/internal/config"
+)
+
+func runCfg(f func([]string, io.Writer, io.Writer) error, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	err := f(args, &out, &errb)
+	code := 0
+	if err != nil {
+		code = 1
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
+		}
+		if ee == nil || ee.err.Error() != "" {
+			errb.WriteString(err.Error())
+		}
+	}
+	return code, out.String(), errb.String()
+}
+
+func TestConfigDefaults(t *testing.T) {
+	code, out, _ := runCfg(configCmd, "--defaults")
+	if code != 0 || out != string(config.DefaultsYAML()) {
+		t.Errorf("exit %d, output %d bytes: want the defaults file verbatim", code, len(out))
+	}
+	if code, _, errs := runCfg(configCmd); code != 2 || !strings.Contains(errs, "use --defaults") {
+		t.Errorf("no flag: exit %d %q", code, errs)
+	}
+	if code, _, errs := runCfg(configCmd, "--help"); code != 0 || !strings.Contains(errs, "Usage: oomwatch config") || !strings.Contains(errs, "-defaults") {
+		t.Errorf("--help: exit %d %q", code, errs)
+	}
+	if code, _, _ := runCfg(configCmd, "--defaults", "x"); code != 2 {
+		t.Errorf("extra argument: exit %d", code)
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", "rules:\n  - name: a\n  - name: b\n")
+	if code, out, errs := runCfg(checkConfigCmd, good); code != 0 || out != good+": OK (2 rules)\n" {
+		t.Errorf("good file: exit %d %q %q", code, out, errs)
+	}
+	one := write("one.yaml", "rules:\n  - name: a\n")
+	if code, out, _ := runCfg(checkConfigCmd, one); code != 0 || out != one+": OK (1 rule)\n" {
+		t.Errorf("one rule: exit %d %q", code, out)
+	}
+	defaults := write("defaults.yaml", string(config.DefaultsYAML()))
+	if code, out, _ := runCfg(checkConfigCmd, defaults); code != 0 || out != defaults+": OK (0 rules)\n" {
+		t.Errorf("defaults file: exit %d %q", code, out)
+	}
+
+	bad := write("bad.yaml", "detector:\n  min_ooms: three\nrules:\n  - name: a\n")
+	code, out, errs := runCfg(checkConfigCmd, bad)
+	want := bad + `:2:13: detector.min_ooms: want a whole number, found "three" — write a whole number, such as 3
+  2 |   min_ooms: three
+    |             ^
+` + bad + ": 1 problem: oomwatch would refuse this file as a whole\n"
+	if code != 1 || out != "" || errs != want {
+		t.Errorf("bad file: exit %d, stdout %q, stderr:\n%s\nwant:\n%s", code, out, errs, want)
+	}
+
+	two := write("two.yaml", "ladder: [reboot]\nkill: {mode: gentle}\n")
+	if code, _, errs := runCfg(checkConfigCmd, two); code != 1 || !strings.Contains(errs, two+":1:10: ladder[0]: unknown ladder rung") ||
+		!strings.Contains(errs, two+":2:14: kill.mode: unknown kill mode") || !strings.HasSuffix(errs, "2 problems: oomwatch would refuse this file as a whole\n") {
+		t.Errorf("two problems: exit %d %q", code, errs)
+	}
+
+	missing := filepath.Join(dir, "missing.yaml")
+	if code, _, errs := runCfg(checkConfigCmd, missing); code != 1 || !strings.Contains(errs, missing+": no such file") {
+		t.Errorf("missing file: exit %d %q", code, errs)
+	}
+
+	open := write("open.yaml", "dry_run: true\n")
+	os.Chmod(open, 0o666)
+	code, _, errs = runCfg(checkConfigCmd, open)
+	if os.Geteuid() == 0 {
+		if code != 1 || !strings.Contains(errs, "writable by group or other") || !strings.Contains(errs, "chmod go-w "+open) {
+			t.Errorf("world-writable file as root: exit %d %q", code, errs)
+		}
+	} else if code != 0 {
+		t.Errorf("world-writable file, not root: exit %d %q", code, errs)
+	}
+
+	if code, _, errs := runCfg(checkConfigCmd, "--help"); code != 0 || !strings.Contains(errs, "Usage: oomwatch check-config [flags] [FILE]") {
+		t.Errorf("--help: exit %d %q", code, errs)
+	}
+	if code, _, errs := runCfg(checkConfigCmd, good, bad); code != 2 || !strings.Contains(errs, "one file at a time") {
+		t.Errorf("two files: exit %d %q", code, errs)
+	}
+	if code, _, _ := runCfg(checkConfigCmd, "--bogus"); code != 2 {
+		t.Errorf("bad flag: exit %d", code)
+	}
+}

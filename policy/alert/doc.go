@@ -1,0 +1,338 @@
+// Package alert tells humans about OOM incidents: one versioned JSON
+// document per event, delivered to any number of sinks (exec hooks,
+// webhooks, Alertmanager, PagerDuty) without ever blocking detection or
+// remediation.
+//
+// Delivery is at-least-once per sink within its dedup and rate-limit rules:
+// every document is spooled to disk before it is delivered and removed once
+// it is, so a restart or an endpoint outage loses nothing, and a crash
+// between delivery and removal may deliver one document twice (receivers
+// can deduplicate on event_id, which is also the Standard Webhooks
+// webhook-id).
+//
+// The package depends on watchdog for the incident types only; cmd converts
+// policy results into Actions and wires the Dispatcher in.
+package alert
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/watchdog"
+)
+
+// Schema is the version string every document carries. A consumer that sees
+// another value must not assume the fields below.
+const Schema = "oomwatch.alert/v1"
+
+// Document types.
+const (
+	TypeDetected          = "detected"           // an incident was recognised
+	TypeRemediated        = "remediated"         // the ladder ended the loop (or contained it)
+	TypeRemediationFailed = "remediation-failed" // the ladder ran and the loop goes on
+	TypeResolved          = "resolved"           // no more OOMs, or the cgroup is gone
+)
+
+// Statuses and severities.
+const (
+	StatusFiring   = "firing"
+	StatusResolved = "resolved"
+
+	SeverityCritical = "critical" // verdict loop
+	SeverityWarning  = "warning"  // verdict stalled or paused
+	SeverityInfo     = "info"     // resolved
+)
+
+// Bounds on what a document carries. Process and cgroup names are chosen by
+// whoever runs the workload: they are capped so a hostile name cannot bloat
+// every alert.
+const (
+	MaxCandidates = 20
+	MaxActions    = 32
+	maxComm       = 64
+	maxCgroup     = 4096
+	maxName       = 256 // host, container, unit
+	maxText       = 1024
+)
+
+// Names are what cmd found out about the cgroup: the container and systemd
+// unit it belongs to, empty when unknown.
+type Names struct {
+	Container string
+	Unit      string
+}
+
+// Action is one rung of the remediation ladder as it ran (cmd converts
+// policy.Result into it, so alert never imports policy).
+type Action struct {
+	Action   string `json:"action"`
+	PID      int    `json:"pid,omitempty"`
+	Comm     string `json:"comm,omitempty"`
+	Done     bool   `json:"done"`
+	Verified bool   `json:"verified"`
+	Detail   string `json:"detail,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Candidate is one task of the incident's subtree.
+type Candidate struct {
+	PID        int    `json:"pid"`
+	Comm       string `json:"comm"`
+	Adj        int    `json:"adj"` // oom_score_adj
+	RSS        uint64 `json:"rss_bytes"`
+	Unkillable bool   `json:"unkillable"`
+}
+
+// Origin is the process that leaked OOM protection.
+type Origin struct {
+	PID        int    `json:"pid"`
+	Comm       string `json:"comm"`
+	ParentPID  int    `json:"parent_pid"`
+	ParentComm string `json:"parent_comm"`
+}
+
+// Document is the one alert format: the body of webhooks, the stdin of
+// exec hooks and PagerDuty's custom_details. Fields are only ever added
+// within a schema version.
+type Document struct {
+	Schema          string      `json:"schema"`
+	EventID         string      `json:"event_id"`
+	IncidentID      string      `json:"incident_id"`
+	Type            string      `json:"type"`
+	Status          string      `json:"status"`
+	Severity        string      `json:"severity"`
+	Host            string      `json:"host"`
+	Cgroup          string      `json:"cgroup"`
+	Container       string      `json:"container"`
+	Unit            string      `json:"unit"`
+	LimitBytes      uint64      `json:"limit_bytes"` // 0: no limit of its own
+	UsageBytes      uint64      `json:"usage_bytes"`
+	OOMEvents       uint64      `json:"oom_events"`
+	OOMKills        uint64      `json:"oom_kills"`
+	WindowSeconds   float64     `json:"window_seconds"`
+	Verdict         string      `json:"verdict"`
+	Candidates      []Candidate `json:"candidates"`
+	CandidatesTotal int         `json:"candidates_total"` // before the cap of MaxCandidates
+	Origin          *Origin     `json:"origin"`
+	Actions         []Action    `json:"actions"`
+	StartedAt       string      `json:"started_at"`
+	SentAt          string      `json:"sent_at"`
+}
+
+// NewDocument builds the document for one event of inc. typ is one of the
+// Type constants; now is the event time. Every string that comes from a
+// process or a cgroup is made valid UTF-8 (invalid bytes become the text
+// \xNN) and capped; JSON encoding escapes the rest, so quotes, newlines,
+// $(...) and backticks reach every sink as inert data.
+func NewDocument(typ string, inc *watchdog.Incident, names Names, actions []Action, host string, now time.Time) Document {
+	d := Document{
+		Schema:     Schema,
+		EventID:    newID(),
+		Type:       typ,
+		Status:     StatusFiring,
+		Host:       clean(host, maxName),
+		Container:  clean(names.Container, maxName),
+		Unit:       clean(names.Unit, maxName),
+		Candidates: []Candidate{},
+		Actions:    []Action{},
+		SentAt:     now.UTC().Format(time.RFC3339Nano),
+	}
+	if typ == TypeResolved {
+		d.Status = StatusResolved
+	}
+	if inc != nil {
+		d.IncidentID = clean(inc.ID, maxName)
+		d.Cgroup = clean(inc.Cgroup, maxCgroup)
+		d.Verdict = string(inc.Verdict)
+		if inc.Evidence.Limit != cgroupfs.Unlimited {
+			d.LimitBytes = inc.Evidence.Limit
+		}
+		d.UsageBytes = inc.Evidence.Usage
+		d.OOMEvents = inc.Evidence.OOMs
+		d.OOMKills = inc.Evidence.Kills
+		d.WindowSeconds = inc.Evidence.Window.Seconds()
+		if !inc.Started.IsZero() {
+			d.StartedAt = inc.Started.UTC().Format(time.RFC3339Nano)
+		}
+		d.CandidatesTotal = len(inc.Candidates)
+		for i, c := range inc.Candidates {
+			if i == MaxCandidates {
+				break
+			}
+			d.Candidates = append(d.Candidates, Candidate{PID: c.PID, Comm: clean(c.Comm, maxComm), Adj: c.OOMScoreAdj, RSS: c.RSS, Unkillable: c.Unkillable})
+		}
+		if o := inc.Origin; o != nil {
+			d.Origin = &Origin{PID: o.PID, Comm: clean(o.Comm, maxComm), ParentPID: o.ParentPID, ParentComm: clean(o.ParentComm, maxComm)}
+		}
+	}
+	if d.StartedAt == "" {
+		d.StartedAt = d.SentAt
+	}
+	d.Severity = severity(d.Type, d.Verdict)
+	for i, a := range actions {
+		if i == MaxActions {
+			break
+		}
+		d.Actions = append(d.Actions, Action{
+			Action: clean(a.Action, maxComm), PID: a.PID, Comm: clean(a.Comm, maxComm),
+			Done: a.Done, Verified: a.Verified, Detail: clean(a.Detail, maxText), Error: clean(a.Error, maxText),
+		})
+	}
+	return d
+}
+
+// severity: critical for a loop, warning for stalled or paused, info once
+// resolved.
+func severity(typ, verdict string) string {
+	if typ == TypeResolved {
+		return SeverityInfo
+	}
+	return incidentSeverity(verdict)
+}
+
+// incidentSeverity is the severity of the incident itself, whatever the
+// event: Alertmanager labels must not change between firing and resolved.
+func incidentSeverity(verdict string) string {
+	if verdict == string(watchdog.VerdictLoop) {
+		return SeverityCritical
+	}
+	return SeverityWarning
+}
+
+func (d Document) firing() bool { return d.Status != StatusResolved }
+
+// validTypes is the enum of Type.
+var validTypes = map[string]bool{TypeDetected: true, TypeRemediated: true, TypeRemediationFailed: true, TypeResolved: true}
+
+// newID returns a random UUIDv4.
+func newID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		// crypto/rand does not fail on Linux ≥ 3.17 (getrandom); keep the
+		// id unique anyway.
+		return fmt.Sprintf("t-%d", time.Now().UnixNano())
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// clean makes s valid UTF-8 without NULs (an invalid byte or a NUL becomes
+// the four characters \xNN, so nothing is silently lost) and cuts it to at
+// most max bytes on a rune boundary.
+func clean(s string, max int) string {
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) && len(s) <= max {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		var piece string
+		switch {
+		case r == utf8.RuneError && size == 1, r == 0:
+			piece = fmt.Sprintf(`\x%02x`, s[i])
+		default:
+			piece = s[i : i+size]
+		}
+		if b.Len()+len(piece) > max {
+			break
+		}
+		b.WriteString(piece)
+		i += size
+	}
+	return b.String()
+}
+
+// oneLine renders an untrusted string for a human-readable one-line field
+// (summaries, descriptions): control characters are escaped.
+func oneLine(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// summary is the one-line title shared by Alertmanager and PagerDuty.
+func (d Document) summary() string {
+	what := map[string]string{"loop": "OOM loop", "stalled": "OOM stall", "paused": "OOM pause"}[d.Verdict]
+	if what == "" {
+		what = "OOM incident"
+	}
+	s := fmt.Sprintf("%s in %s", what, oneLine(d.Cgroup))
+	if d.Container != "" {
+		s += " (" + oneLine(d.Container) + ")"
+	}
+	switch d.Type {
+	case TypeResolved:
+		s = "resolved: " + s
+	case TypeRemediated:
+		s += ": remediated"
+	case TypeRemediationFailed:
+		s += ": remediation failed"
+	}
+	if d.Host != "" {
+		s += " on " + oneLine(d.Host)
+	}
+	return s
+}
+
+// description is the human-readable detail line.
+func (d Document) description() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d OOM events and %d OOM kills in %gs", d.OOMEvents, d.OOMKills, d.WindowSeconds)
+	unk := 0
+	for _, c := range d.Candidates {
+		if c.Unkillable {
+			unk++
+		}
+	}
+	fmt.Fprintf(&b, "; %d/%d tasks listed unkillable", unk, len(d.Candidates))
+	if d.Origin != nil {
+		fmt.Fprintf(&b, "; protection leaked by %s", d.originText())
+	}
+	for _, a := range d.Actions {
+		fmt.Fprintf(&b, "; %s", oneLine(a.Action))
+		if a.PID != 0 {
+			fmt.Fprintf(&b, " pid %d (%s)", a.PID, oneLine(a.Comm))
+		}
+		fmt.Fprintf(&b, " done=%t verified=%t", a.Done, a.Verified)
+		if a.Error != "" {
+			fmt.Fprintf(&b, " error: %s", oneLine(a.Error))
+		}
+	}
+	return b.String()
+}
+
+func (d Document) originText() string {
+	if d.Origin == nil {
+		return ""
+	}
+	return fmt.Sprintf("pid %d (%s), parent pid %d (%s)", d.Origin.PID, oneLine(d.Origin.Comm), d.Origin.ParentPID, oneLine(d.Origin.ParentComm))
+}
+
+// truncRunes cuts s to at most n runes.
+func truncRunes(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}

@@ -1,0 +1,43 @@
+package policy
+
+import (
+	"context"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/oomwatch/oomwatch/watchdog"
+)
+
+// freeze stops the CPU burn and keeps the tasks for an operator. It is
+// bounded: some tasks (v1 oom_kill_disable sleepers, kernel threads) never
+// freeze.
+func (p *Policy) freeze(_ context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) ([]Result, bool) {
+	start := time.Now()
+	r := Result{Rung: Freeze}
+	if err := p.cg.FreezeSupported(inc.Cgroup); err != nil {
+		r.Err = err.Error()
+		return []Result{r}, false
+	}
+	if err := p.protectedInside(inc.Cgroup); err != nil {
+		r.Err = err.Error()
+		return []Result{r}, false
+	}
+	if opts.DryRun {
+		r.Detail = "dry-run: would freeze the cgroup"
+		return []Result{r}, true
+	}
+	if !p.allow(&r) {
+		return []Result{r}, false
+	}
+	err := p.cg.Freeze(inc.Cgroup, opts.FreezeTimeout, opts.Poll)
+	r.Done, r.Took = true, time.Since(start)
+	if err != nil {
+		r.Err = err.Error()
+		return []Result{r}, false
+	}
+	r.Verified = true
+	r.Detail = "cgroup frozen; the loop is contained, not fixed: fix the cause, then run oomwatch thaw " + inc.Cgroup
+	log.Error().Dur("took", r.Took).Msg("froze the looping cgroup: an operator must fix it and thaw it")
+	return []Result{r}, true
+}

@@ -1,0 +1,384 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/watchdog"
+)
+
+// UnitLimiter changes MemoryMax of a systemd unit at runtime (D-Bus), so
+// that systemd does not put the old value back on its next reload. Declared
+// here, implemented by package systemd.
+type UnitLimiter interface {
+	SetMemoryMax(ctx context.Context, unit string, bytes uint64) error
+}
+
+// systemdUnit returns the unit owning a v2 cgroup path ("…/foo.service" or
+// "…/bar.scope"), or "".
+func systemdUnit(cg string) string {
+	base := path.Base(cgroupfs.Clean(cg))
+	if strings.HasSuffix(base, ".service") || strings.HasSuffix(base, ".scope") {
+		return base
+	}
+	return ""
+}
+
+// raiseLimit raises the limit holder's limit by Step up to Ceiling (of the
+// original), verifying after each step, and remembers the original so the
+// reverter can put it back once usage has been well below it for a while.
+func (p *Policy) raiseLimit(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) ([]Result, bool) {
+	var results []Result
+	for {
+		r, again := p.raiseOnce(ctx, log, inc, opts)
+		results = append(results, r)
+		if r.Verified {
+			return results, true
+		}
+		if !again || opts.DryRun {
+			return results, opts.DryRun
+		}
+	}
+}
+
+func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) (Result, bool) {
+	start := time.Now()
+	r := Result{Rung: RaiseLimit}
+	cur, err := p.cg.Limit(inc.Cgroup)
+	if err != nil {
+		r.Err = err.Error()
+		return r, false
+	}
+	if cur == cgroupfs.Unlimited {
+		r.Err = "no limit to raise"
+		return r, false
+	}
+	rec := p.raised.get(inc.Cgroup)
+	orig := cur
+	if rec != nil {
+		orig = rec.Original
+	}
+	ceiling := opts.RaiseCeiling.Of(orig)
+	if opts.RaiseCeiling.Percent == 0 {
+		ceiling = max(opts.RaiseCeiling.Bytes, orig)
+	}
+	next := min(cur+max(opts.RaiseStep.Of(orig), 4096), ceiling)
+	if next <= cur {
+		r.Err = fmt.Sprintf("limit %d already at the ceiling %d", cur, ceiling)
+		return r, false
+	}
+	r.Detail = fmt.Sprintf("limit %d -> %d (original %d, ceiling %d)", cur, next, orig, ceiling)
+	if opts.DryRun {
+		r.Detail = "dry-run: would raise " + r.Detail
+		return r, false
+	}
+	if !p.allow(&r) {
+		return r, false
+	}
+	if rec == nil {
+		rec = &raiseRecord{Cgroup: inc.Cgroup, Version: p.cg.Version, Original: orig, Incident: inc.ID,
+			At: time.Now(), Margin: opts.RevertMargin.Of(orig), Hold: opts.RevertHold}
+		if p.cg.Version == 1 {
+			rec.OriginalMemsw, rec.HasMemsw, _ = p.cg.MemswLimit(inc.Cgroup)
+		}
+		if p.cg.Version == 2 && p.cfg.Units != nil {
+			rec.Unit = systemdUnit(inc.Cgroup)
+		}
+	}
+	base, err := p.progress(inc.Cgroup)
+	if err != nil {
+		r.Err = err.Error()
+		return r, false
+	}
+	// Remember before writing: a crash between the two must still revert.
+	rec.Raised, rec.BelowSince = next, time.Time{}
+	if err := p.raised.put(rec); err != nil {
+		log.Error().Err(err).Msg("cannot persist the raised limit: a restart will not revert it")
+	}
+	if err := p.setLimit(ctx, rec, next); err != nil {
+		r.Err = err.Error()
+		if cur2, err2 := p.cg.Limit(inc.Cgroup); err2 == nil && cur2 == orig && rec.Raised == next {
+			_ = p.raised.del(inc.Cgroup) // nothing changed
+		}
+		return r, false
+	}
+	r.Done = true
+	p.startReverter()
+	log.Warn().Uint64("original_limit", orig).Uint64("new_limit", next).Str("unit", rec.Unit).Msg("raised the memory limit")
+	r.Verified, r.Detail = p.verifyStopped(ctx, inc.Cgroup, base, opts)
+	r.Detail = fmt.Sprintf("limit %d -> %d (original %d, ceiling %d); %s", cur, next, orig, ceiling, r.Detail)
+	r.Took = time.Since(start)
+	return r, next < ceiling
+}
+
+// setLimit writes through systemd when it owns the cgroup, else cgroupfs.
+func (p *Policy) setLimit(ctx context.Context, rec *raiseRecord, v uint64) error {
+	if rec.Unit != "" && p.cfg.Units != nil {
+		if err := p.cfg.Units.SetMemoryMax(ctx, rec.Unit, v); err != nil {
+			return fmt.Errorf("set MemoryMax of %s via systemd: %w", rec.Unit, err)
+		}
+		return nil
+	}
+	return p.cg.SetLimit(rec.Cgroup, v)
+}
+
+func (p *Policy) restoreLimit(ctx context.Context, rec *raiseRecord) error {
+	if err := p.setLimit(ctx, rec, rec.Original); err != nil {
+		return err
+	}
+	if rec.HasMemsw && rec.OriginalMemsw != rec.Original {
+		return p.cg.SetMemswLimit(rec.Cgroup, rec.OriginalMemsw)
+	}
+	return nil
+}
+
+// startReverter runs the revert loop while raised limits exist.
+func (p *Policy) startReverter() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reverting || p.raised.len() == 0 {
+		return
+	}
+	p.reverting = true
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.revertLoop()
+	}()
+}
+
+func (p *Policy) revertLoop() {
+	for {
+		tick := p.raised.tick()
+		select {
+		case <-p.ctx.Done():
+			p.mu.Lock()
+			p.reverting = false
+			p.mu.Unlock()
+			return
+		case <-time.After(tick):
+		}
+		p.revertDue(time.Now())
+		p.mu.Lock()
+		if p.raised.len() == 0 {
+			p.reverting = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+	}
+}
+
+// revertDue puts back each original limit once usage has stayed below
+// original - margin for the hold time. Lowering v2 memory.max below usage
+// would OOM-kill and v1 would fail with EBUSY, hence the margin and hold.
+func (p *Policy) revertDue(now time.Time) {
+	for _, rec := range p.raised.all() {
+		log := p.log.With().Str("cgroup", rec.Cgroup).Uint64("original_limit", rec.Original).Logger()
+		if !p.cg.Exists(rec.Cgroup) {
+			log.Info().Msg("raised cgroup is gone: nothing to revert")
+			_ = p.raised.del(rec.Cgroup)
+			continue
+		}
+		cur, err := p.cg.Limit(rec.Cgroup)
+		if err == nil && cur != rec.Raised {
+			log.Warn().Uint64("limit", cur).Uint64("raised_to", rec.Raised).Msg("limit changed by someone else since the raise: leaving it alone")
+			_ = p.raised.del(rec.Cgroup)
+			continue
+		}
+		usage, err := p.cg.Usage(rec.Cgroup)
+		if err != nil {
+			continue
+		}
+		if usage+rec.Margin >= rec.Original {
+			if !rec.BelowSince.IsZero() {
+				rec.BelowSince = time.Time{}
+				_ = p.raised.put(&rec)
+			}
+			continue
+		}
+		if rec.BelowSince.IsZero() {
+			rec.BelowSince = now
+			_ = p.raised.put(&rec)
+			continue
+		}
+		if now.Sub(rec.BelowSince) < rec.Hold {
+			continue
+		}
+		r := Result{Rung: RaiseLimit}
+		if !p.allow(&r) {
+			continue
+		}
+		if err := p.restoreLimit(p.ctx, &rec); err != nil {
+			if errors.Is(err, syscall.EBUSY) {
+				continue // v1: usage rose above the original again; try later
+			}
+			log.Error().Err(err).Msg("cannot revert the raised limit")
+			continue
+		}
+		_ = p.raised.del(rec.Cgroup)
+		log.Warn().Str("event", "reverted").Uint64("usage", usage).Dur("below_for", now.Sub(rec.BelowSince)).Msg("reverted the raised memory limit")
+	}
+}
+
+// raiseRecord is one raised limit, persisted so a restart still reverts it.
+type raiseRecord struct {
+	Cgroup        string        `json:"cgroup"`
+	Version       int           `json:"cgroup_version"`
+	Original      uint64        `json:"original_limit"`
+	OriginalMemsw uint64        `json:"original_memsw_limit,omitempty"`
+	HasMemsw      bool          `json:"has_memsw,omitempty"`
+	Raised        uint64        `json:"raised_to"`
+	Unit          string        `json:"systemd_unit,omitempty"`
+	Margin        uint64        `json:"revert_margin"`
+	Hold          time.Duration `json:"revert_hold_ns"`
+	Incident      string        `json:"incident"`
+	At            time.Time     `json:"raised_at"`
+	BelowSince    time.Time     `json:"below_since"`
+}
+
+// raiseStore keeps raise records in memory and, with a state dir, in
+// raised.json written atomically (temp file, fsync, rename, fsync dir).
+type raiseStore struct {
+	mu   sync.Mutex
+	file string
+	recs map[string]raiseRecord
+}
+
+const raisedFile = "raised.json"
+
+func openRaiseStore(dir string) (*raiseStore, error) {
+	s := &raiseStore{recs: map[string]raiseRecord{}}
+	if dir == "" {
+		return s, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return s, fmt.Errorf("create state dir: %w", err)
+	}
+	s.file = filepath.Join(dir, raisedFile)
+	b, err := os.ReadFile(s.file)
+	if errors.Is(err, os.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, err
+	}
+	var recs []raiseRecord
+	if err := json.Unmarshal(b, &recs); err != nil {
+		return s, fmt.Errorf("%s is corrupt (%v): move it aside and check the limits it named by hand", s.file, err)
+	}
+	for _, r := range recs {
+		s.recs[r.Cgroup] = r
+	}
+	return s, nil
+}
+
+func (s *raiseStore) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.recs)
+}
+
+func (s *raiseStore) get(cg string) *raiseRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.recs[cg]; ok {
+		return &r
+	}
+	return nil
+}
+
+func (s *raiseStore) all() []raiseRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]raiseRecord, 0, len(s.recs))
+	for _, r := range s.recs {
+		out = append(out, r)
+	}
+	return out
+}
+
+// tick is how often the reverter looks: a tenth of the shortest hold,
+// between 100 ms and 5 s.
+func (s *raiseStore) tick() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := 5 * time.Second
+	for _, r := range s.recs {
+		t = min(t, r.Hold/10)
+	}
+	return max(t, 100*time.Millisecond)
+}
+
+func (s *raiseStore) put(r *raiseRecord) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recs[r.Cgroup] = *r
+	return s.saveLocked()
+}
+
+func (s *raiseStore) del(cg string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.recs, cg)
+	return s.saveLocked()
+}
+
+func (s *raiseStore) saveLocked() error {
+	if s.file == "" {
+		return nil
+	}
+	recs := make([]raiseRecord, 0, len(s.recs))
+	for _, r := range s.recs {
+		recs = append(recs, r)
+	}
+	b, err := json.MarshalIndent(recs, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(s.file, b)
+}
+
+// writeAtomic replaces file with data so that a crash leaves the old or the
+// new content, never a mix.
+func writeAtomic(file string, data []byte) error {
+	dir := filepath.Dir(file)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(file)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", file, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", file, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return fmt.Errorf("replace %s: %w", file, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

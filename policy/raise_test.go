@@ -1,0 +1,129 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/oomwatch/oomwatch/watchdog"
+)
+
+func readTrim(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRaiseLimitPersistsAndReverts: raise-limit raises memory.max, records the
+// original in the state dir before writing, and a restarted policy reverts it
+// once usage has stayed below the original minus the margin for the hold time.
+func TestRaiseLimitPersistsAndReverts(t *testing.T) {
+	h, proc, cgRoot, _ := fakeHost(t, "java")
+	state := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(cgRoot, "ct/memory.current"), []byte("20900000\n"), 0o644))
+	opts := DefaultOptions()
+	opts.Ladder = []string{RaiseLimit}
+	opts.RevertHold = 300 * time.Millisecond
+
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := New(ctx, Config{CG: h, Proc: proc, Options: opts, StateDir: state}, zerolog.Nop())
+	must(err)
+	got := make(chan []Result, 1)
+	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
+	p.Open(&watchdog.Incident{ID: "i1", Verdict: watchdog.VerdictLoop, Cgroup: "/ct"})
+	rs := <-got
+	if len(rs) != 1 || rs[0].Rung != RaiseLimit || !rs[0].Done || !rs[0].Verified {
+		t.Fatalf("results %+v", rs)
+	}
+	// 20 MiB + 10% of it.
+	if v := readTrim(t, filepath.Join(cgRoot, "ct/memory.max")); v != "23068672" {
+		t.Fatalf("memory.max = %s, want 23068672", v)
+	}
+	var recs []raiseRecord
+	b, err := os.ReadFile(filepath.Join(state, raisedFile))
+	must(err)
+	must(json.Unmarshal(b, &recs))
+	if len(recs) != 1 || recs[0].Original != 20971520 || recs[0].Raised != 23068672 {
+		t.Fatalf("state %s", b)
+	}
+	// Usage stays near the original: no revert. Stop "oomwatch".
+	time.Sleep(500 * time.Millisecond)
+	if v := readTrim(t, filepath.Join(cgRoot, "ct/memory.max")); v != "23068672" {
+		t.Fatalf("reverted while usage was above original-margin: %s", v)
+	}
+	cancel()
+	p.Wait()
+
+	// Restart: the new policy resumes the revert from the state file.
+	must(os.WriteFile(filepath.Join(cgRoot, "ct/memory.current"), []byte("1000000\n"), 0o644))
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	p2, err := New(ctx2, Config{CG: h, Proc: proc, Options: opts, StateDir: state}, zerolog.Nop())
+	must(err)
+	waitUntil(t, "revert", func() bool { return readTrim(t, filepath.Join(cgRoot, "ct/memory.max")) == "20971520" })
+	waitUntil(t, "state emptied", func() bool { return p2.raised.len() == 0 })
+	b, _ = os.ReadFile(filepath.Join(state, raisedFile))
+	if strings.TrimSpace(string(b)) != "[]" {
+		t.Fatalf("state after revert: %s", b)
+	}
+	cancel2()
+	p2.Wait()
+}
+
+func TestRaiseLimitStopsAtCeiling(t *testing.T) {
+	h, proc, cgRoot, _ := fakeHost(t, "java")
+	opts := DefaultOptions()
+	opts.Ladder = []string{RaiseLimit}
+	opts.RaiseStep = Amount{Percent: 60}
+	opts.RaiseCeiling = Amount{Percent: 150}
+	opts.VerifyTimeout, opts.QuietFor = 200*time.Millisecond, 100*time.Millisecond
+	// The loop goes on: memory.events keeps changing.
+	stop := make(chan struct{})
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			_ = os.WriteFile(filepath.Join(cgRoot, "ct/memory.events"), []byte("oom "+itoa(100+i)+"\noom_kill 0\n"), 0o644)
+		}
+	}()
+	defer close(stop)
+	rs := runLadder(t, opts, h, proc)
+	if len(rs) != 1 || !rs[0].Done || rs[0].Verified {
+		t.Fatalf("results %+v", rs)
+	}
+	if v := readTrim(t, filepath.Join(cgRoot, "ct/memory.max")); v != "31457280" {
+		t.Fatalf("memory.max = %s, want the 150%% ceiling 31457280", v)
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

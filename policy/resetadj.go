@@ -1,0 +1,84 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/watchdog"
+)
+
+// resetAdj writes ResetTo to the oom_score_adj of the largest non-exempt
+// unkillable task, then waits for a kill or for the OOMs to stop; if the loop
+// goes on it tries the next task, up to MaxResets.
+func (p *Policy) resetAdj(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) ([]Result, bool) {
+	var results []Result
+	tried := map[int]bool{}
+	for len(tried) < opts.MaxResets {
+		cands, err := p.insp.Candidates(inc.Cgroup)
+		if err != nil {
+			results = append(results, Result{Rung: ResetAdj, Err: err.Error()})
+			return results, errors.Is(err, cgroupfs.ErrGone)
+		}
+		var target *watchdog.Candidate
+		for i := range cands { // largest RSS first
+			c := &cands[i]
+			if c.Unkillable && !c.Exiting && !tried[c.PID] && !p.exempt(*c, opts) {
+				target = c
+				break
+			}
+		}
+		if target == nil {
+			log.Info().Msg("reset-adj: no resettable task left (all exempt or already tried)")
+			return results, false
+		}
+		tried[target.PID] = true
+		r := p.resetOne(ctx, log, inc, *target, opts)
+		results = append(results, r)
+		if r.Verified || opts.DryRun {
+			return results, true // dry-run: nothing changed, nothing to verify: report once
+		}
+	}
+	return results, false
+}
+
+func (p *Policy) resetOne(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, c watchdog.Candidate, opts Options) Result {
+	start := time.Now()
+	r := Result{Rung: ResetAdj, PID: c.PID, Comm: procfs.Safe(c.Comm)}
+	ev := log.With().Int("pid", c.PID).Str("comm", procfs.Safe(c.Comm)).Uint64("rss", c.RSS).Int("oom_score_adj", c.OOMScoreAdj).Logger()
+	if opts.DryRun {
+		r.Detail = fmt.Sprintf("dry-run: would write %d to oom_score_adj", opts.ResetTo)
+		return r
+	}
+	if !p.allow(&r) {
+		return r
+	}
+	// Act only through a pidfd whose /proc dir is verified to still be this
+	// process, and only if it is still in the incident's subtree: PID reuse
+	// can never redirect the write.
+	h, err := p.proc.Open(c.PID, p.inSubtree(inc.Cgroup))
+	if err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	defer h.Close()
+	base, err := p.progress(inc.Cgroup)
+	if err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	if err := h.SetOOMScoreAdj(opts.ResetTo); err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	r.Done = true
+	ev.Warn().Int("new_oom_score_adj", opts.ResetTo).Msg("reset oom_score_adj: the kernel may now kill this task")
+	r.Verified, r.Detail = p.verifyStopped(ctx, inc.Cgroup, base, opts)
+	r.Took = time.Since(start)
+	return r
+}

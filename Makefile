@@ -14,7 +14,7 @@ FUZZTIME ?= 10s
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test test-quick vm-deps demo bench fuzz lint clean
+.PHONY: all build deps alert-deps test test-quick vm-deps demo bench fuzz lint clean
 
 all: build
 
@@ -22,11 +22,17 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/oomwatch ./cmd/oomwatch
 
 # The VM tier needs qemu, busybox-static and two Debian kernels: vm-deps
-# installs and fetches them (idempotent; needs root on Debian 12).
+# installs and fetches them (idempotent; needs root on Debian 12). The
+# alerting tier runs a real Alertmanager: alert-deps installs it.
 vm-deps:
 	bash internal/vmtest/fetch.sh >/dev/null
 
-test: vm-deps
+alert-deps:
+	bash policy/alert/testdata/install-alertmanager.sh
+
+deps: vm-deps alert-deps
+
+test: deps
 	$(GO) vet ./...
 	$(GO) vet -tags vmguest ./internal/vmtest/guest
 	CGO_ENABLED=1 $(GO) test -race -count=1 $(TESTFLAGS) ./...

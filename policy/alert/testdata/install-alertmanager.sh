@@ -9,6 +9,14 @@ if [ -x /usr/bin/prometheus-alertmanager ]; then
 	exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Keep the packaged service from starting during the install (as Docker
+# images do with policy-rc.d); put back whatever was there before.
+prc=/usr/sbin/policy-rc.d
+saved=
+if [ -e "$prc" ]; then saved=$(mktemp); cp -p "$prc" "$saved"; fi
+printf '#!/bin/sh\nexit 101\n' >"$prc"; chmod 755 "$prc"
+restore() { if [ -n "$saved" ]; then mv "$saved" "$prc"; else rm -f "$prc"; fi; }
+trap restore EXIT
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends prometheus-alertmanager
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then

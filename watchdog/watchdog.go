@@ -8,10 +8,11 @@ package watchdog
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path"
 	"sort"
 	"strings"
@@ -46,6 +47,8 @@ type Config struct {
 	// Ready, if set, is called once every source is armed, with the number
 	// of cgroups watched.
 	Ready func(watched int)
+	// Observer, if set, is told about every incident.
+	Observer Observer
 	// Tick, if set, is called from the event loop at least every TickEvery
 	// (systemd watchdog pings: a stuck loop stops pinging).
 	Tick      func()
@@ -64,16 +67,30 @@ type cgroupState struct {
 	lastOOM  time.Time
 	paused   bool
 	noMemory bool      // v2 cgroup without the memory controller
-	noticed  time.Time // last time a non-loop suspect was logged (rate limit)
+	last     Counters  // last counters read
+	episode  time.Time // first OOM after a quiet window: detection latency starts here
 }
 
 // Stats is a snapshot for status and metrics.
 type Stats struct {
 	Watched       int
 	OpenIncidents int
-	Events        uint64
+	Events        uint64 // notifications handled
+	OOMs          uint64 // OOM events counted (sum of counter deltas)
+	Kills         uint64 // OOM kills counted
 	Incidents     uint64
-	Unsupported   bool // v1 OOM notifications unavailable
+	Unsupported   bool      // v1 OOM notifications unavailable
+	LastEvent     time.Time // zero before the first notification
+	// BusySince is when the loop started handling the current batch; zero
+	// while it waits for the kernel. A loop busy for long is stuck.
+	BusySince time.Time
+}
+
+// Observer learns about incidents as they open and close (metrics,
+// history). Calls come from the event loop and must return quickly.
+type Observer interface {
+	IncidentOpened(inc *Incident, detection time.Duration)
+	IncidentResolved(inc *Incident, why string)
 }
 
 // Watchdog is the main loop. Create with New, run with Run.
@@ -87,8 +104,10 @@ type Watchdog struct {
 	full    bool // MaxCgroups reached, warned once
 
 	events, incidents atomic.Uint64
+	ooms, kills       atomic.Uint64
 	watched, open     atomic.Int64
 	unsupported       atomic.Bool
+	lastEvent, busy   atomic.Int64 // unix nanoseconds; 0 = never / idle
 }
 
 // New checks cfg and prepares a watchdog; nothing is armed until Run.
@@ -114,8 +133,16 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Watchdog, error) {
 
 // Stats returns counters that are safe to read from any goroutine.
 func (w *Watchdog) Stats() Stats {
-	return Stats{Watched: int(w.watched.Load()), OpenIncidents: int(w.open.Load()),
-		Events: w.events.Load(), Incidents: w.incidents.Load(), Unsupported: w.unsupported.Load()}
+	st := Stats{Watched: int(w.watched.Load()), OpenIncidents: int(w.open.Load()),
+		Events: w.events.Load(), OOMs: w.ooms.Load(), Kills: w.kills.Load(),
+		Incidents: w.incidents.Load(), Unsupported: w.unsupported.Load()}
+	if t := w.lastEvent.Load(); t != 0 {
+		st.LastEvent = time.Unix(0, t)
+	}
+	if t := w.busy.Load(); t != 0 {
+		st.BusySince = time.Unix(0, t)
+	}
+	return st
 }
 
 // Run arms every source and processes events until ctx is done.
@@ -155,8 +182,13 @@ func (w *Watchdog) Run(ctx context.Context) error {
 			return fmt.Errorf("wait for events: %w", err)
 		}
 		now := time.Now()
+		w.busy.Store(now.UnixNano())
+		if len(buf) > 0 {
+			w.lastEvent.Store(now.UnixNano())
+		}
 		w.handle(now, buf)
 		w.resolveQuiet(now)
+		w.busy.Store(0)
 		if w.cfg.Tick != nil && now.Sub(lastTick) >= w.cfg.TickEvery {
 			w.cfg.Tick()
 			lastTick = now
@@ -250,6 +282,7 @@ func (w *Watchdog) arm(cg string) error {
 		return err
 	}
 	st.det.Observe(time.Now(), c)
+	st.last = c
 	return nil
 }
 
@@ -369,6 +402,16 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 		w.log.Warn().Err(err).Str("cgroup", cg).Msg("cannot read OOM counters")
 		return false
 	}
+	if c.OOM >= st.last.OOM && c.Kills >= st.last.Kills {
+		if d := c.OOM - st.last.OOM; d > 0 {
+			w.ooms.Add(d)
+			if st.lastOOM.IsZero() || now.Sub(st.lastOOM) > w.cfg.Detector.Window {
+				st.episode = now
+			}
+		}
+		w.kills.Add(c.Kills - st.last.Kills)
+	}
+	st.last = c
 	a := st.det.Observe(now, c)
 	if a.Reset {
 		w.log.Info().Str("cgroup", cg).Msg("counters went backwards: cgroup was recreated, detector reset")
@@ -459,6 +502,13 @@ func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Ass
 	}
 	ev.Msg(verdictMessage(v))
 	w.h.Open(inc)
+	if w.cfg.Observer != nil {
+		det := time.Duration(0)
+		if !st.episode.IsZero() {
+			det = now.Sub(st.episode)
+		}
+		w.cfg.Observer.IncidentOpened(inc, det)
+	}
 }
 
 func verdictMessage(v Verdict) string {
@@ -501,10 +551,17 @@ func (w *Watchdog) closeIncident(st *cgroupState, why string) {
 	w.open.Add(-1)
 	w.log.Info().Str("event", "resolved").Str("incident", inc.ID).Str("cgroup", inc.Cgroup).Str("why", why).Msg("incident resolved")
 	w.h.Resolved(inc, why)
+	if w.cfg.Observer != nil {
+		w.cfg.Observer.IncidentResolved(inc, why)
+	}
 }
 
+// newID returns a random incident id. Not crypto/rand: its getrandom(2)
+// blocks until the kernel's CRNG is ready, and early in boot that stalled
+// the event loop for seconds while a loop ran unchecked (seen in the VM on
+// 6.1 and 6.12). math/rand/v2 is seeded from AT_RANDOM and never blocks.
 func newID() string {
 	var b [8]byte
-	_, _ = rand.Read(b[:])
+	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
 	return hex.EncodeToString(b[:])
 }

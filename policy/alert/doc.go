@@ -15,9 +15,10 @@
 package alert
 
 import (
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -209,14 +210,14 @@ func (d Document) firing() bool { return d.Status != StatusResolved }
 // validTypes is the enum of Type.
 var validTypes = map[string]bool{TypeDetected: true, TypeRemediated: true, TypeRemediationFailed: true, TypeResolved: true}
 
-// newID returns a random UUIDv4.
+// newID returns a random UUIDv4. It uses math/rand/v2, seeded by the Go
+// runtime from the kernel's AT_RANDOM: crypto/rand's getrandom(2) blocks
+// until the kernel's CRNG is initialised, which early in boot (a VM without
+// virtio-rng) can take seconds — alerts must not wait for entropy.
 func newID() string {
 	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		// crypto/rand does not fail on Linux ≥ 3.17 (getrandom); keep the
-		// id unique anyway.
-		return fmt.Sprintf("t-%d", time.Now().UnixNano())
-	}
+	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])

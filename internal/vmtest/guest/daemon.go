@@ -64,6 +64,8 @@ func StartDaemon(t testing.TB, e Env, args ...string) *Daemon {
 			var m map[string]any
 			if json.Unmarshal([]byte(line), &m) != nil {
 				m = nil
+			} else {
+				m[RxKey] = time.Now() // when the line reached us (the daemon logs whole seconds)
 			}
 			d.mu.Lock()
 			d.lines = append(d.lines, line)
@@ -86,11 +88,21 @@ func StartDaemon(t testing.TB, e Env, args ...string) *Daemon {
 		d.Stop(t)
 		if t.Failed() {
 			d.Dump(t)
+			return
+		}
+		// not a failure (ladders legitimately warn), but worth seeing
+		for _, m := range d.Events(func(m map[string]any) bool {
+			return (m["level"] == "warn" || m["level"] == "error") && m["event"] == nil && m["incident"] == nil
+		}) {
+			t.Logf("daemon %v: %v", m["level"], m)
 		}
 	})
 	d.WaitEvent(t, 30*time.Second, "event=ready", Ev("event", "ready"))
 	return d
 }
+
+// RxKey is the field StartDaemon adds to each parsed line: a time.Time, when it was read.
+const RxKey = "_rx"
 
 // Ev matches log lines whose fields equal the given key/value pairs
 // (values compared as fmt.Sprint strings, so numbers and bools work too).

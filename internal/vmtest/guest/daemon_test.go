@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Generous: TCG under a loaded 2-core host; never asserted as timings.
@@ -66,6 +68,62 @@ func adjString(pid int) string {
 		return "?"
 	}
 	return fmt.Sprint(a)
+}
+
+// crngReady reports whether getrandom(2) would return without waiting.
+func crngReady() bool {
+	var b [1]byte
+	_, err := unix.Getrandom(b[:], unix.GRND_NONBLOCK)
+	return err == nil
+}
+
+// waitingForEntropy returns evidence if a thread of pid sits in getrandom(2)
+// (x86_64 syscall 318) or in the kernel's entropy wait.
+func waitingForEntropy(pid int) string {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		dir := fmt.Sprintf("/proc/%d/task/%s/", pid, task.Name())
+		sc, _ := os.ReadFile(dir + "syscall")
+		st, _ := os.ReadFile(dir + "stack")
+		if strings.HasPrefix(string(sc), "318 ") || strings.Contains(string(st), "random") || strings.Contains(string(st), "entropy") {
+			return fmt.Sprintf("tid %s syscall %q stack:\n%s", task.Name(), strings.TrimSpace(string(sc)), st)
+		}
+	}
+	return ""
+}
+
+// TestDaemonFirstIncidentNoEntropyWait: the tier's first loop runs while the
+// VM's CRNG is still initialising (no virtio-rng; "random: crng init done"
+// comes seconds after boot). Opening an incident must not wait for it: an
+// OOM loop early in boot would go on until the CRNG is ready.
+func TestDaemonFirstIncidentNoEntropyWait(t *testing.T) {
+	e := Setup(t)
+	RequireDaemon(t, e)
+	if crngReady() {
+		Unsupported(t, "the kernel CRNG is already initialised: cannot observe an entropy wait")
+	}
+	cg := NewCgroup(t, e, 20)
+	d := StartDaemon(t, e, "run")
+	p := StartHog(t, e, cg, 64, -1000)
+	var evidence string
+	readyAtIncident := false
+	Eventually(t, 60*time.Second, "incident verdict=loop", func() (bool, string) {
+		if len(d.Events(isIncident(cg, "loop"))) > 0 {
+			return true, ""
+		}
+		if evidence == "" {
+			evidence = waitingForEntropy(d.Pid)
+		}
+		readyAtIncident = crngReady()
+		return false, fmt.Sprintf("crng ready %v, %s", readyAtIncident, cg.Counters(t))
+	})
+	if evidence != "" {
+		t.Errorf("BUG: the daemon waited for the kernel CRNG (getrandom) while the loop went on; incident only after CRNG ready=%v; OOM activity so far %d; %s",
+			readyAtIncident, cg.OOMActivity(t), evidence)
+	}
+	inc := d.Events(isIncident(cg, "loop"))[0]
+	d.WaitEvent(t, actionTimeout, "action reset-adj", isAction(inc["incident"], "reset-adj"))
+	waitKilled(t, p, cg)
 }
 
 // TestDaemonBreaksLoop: one -1000 hog in a 20M cgroup wanting 64M: the

@@ -1,0 +1,181 @@
+package vmtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oomwatch/oomwatch/internal/testtier"
+)
+
+// TestVMBench measures OOM-loop duration per combination: oomwatch at its
+// defaults against a naive once-a-second poller (the guest's TestBenchLoops).
+// Off unless OOMWATCH_VM_BENCH=1:
+//
+//	OOMWATCH_VM_BENCH=1 go test -count=1 -v -run TestVMBench -timeout 40m ./internal/vmtest/
+//
+// OOMWATCH_VM_BENCH_N (default 10) loops per method and combination;
+// OOMWATCH_VM_COMBOS selects combinations as for TestVM.
+func TestVMBench(t *testing.T) {
+	if os.Getenv("OOMWATCH_VM_BENCH") != "1" {
+		t.Skip("set OOMWATCH_VM_BENCH=1 to run the VM benchmark")
+	}
+	n := 10
+	if s := os.Getenv("OOMWATCH_VM_BENCH_N"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 {
+			t.Fatalf("OOMWATCH_VM_BENCH_N=%q: want a positive integer", s)
+		}
+		n = v
+	}
+	if err := CheckHost(); err != nil {
+		testtier.Require(t, testtier.VM, err.Error())
+	}
+	kernels, err := Kernels()
+	if err != nil {
+		testtier.Require(t, testtier.VM, err.Error())
+	}
+	byName := map[string]Kernel{}
+	for _, k := range kernels {
+		byName[k.Name] = k
+	}
+	root := moduleRoot(t)
+	bin := t.TempDir()
+	files := map[string]string{
+		guestTests:  goBuild(t, root, filepath.Join(bin, "guest.test"), "test", "-c", "-tags", "vmguest", "./internal/vmtest/guest"),
+		guestHog:    goBuild(t, root, filepath.Join(bin, "hog"), "build", "./internal/testbin/hog"),
+		guestDaemon: goBuild(t, root, filepath.Join(bin, "oomwatch"), "build", "./cmd/oomwatch"),
+	}
+	combos := Combos
+	if s := os.Getenv("OOMWATCH_VM_COMBOS"); s != "" {
+		combos = nil
+		for _, c := range Combos {
+			if strings.Contains(","+s+",", ","+c.String()+",") {
+				combos = append(combos, c)
+			}
+		}
+	}
+	var all []benchSample
+	for _, c := range combos {
+		k, ok := byName[c.Kernel]
+		if !ok {
+			t.Errorf("%s: kernel not in cache", c)
+			continue
+		}
+		b := Boot{
+			Kernel: k, Mode: c.Mode, Files: files,
+			Env: map[string]string{
+				"OOMWATCH_VM_MODE": string(c.Mode), "OOMWATCH_VM_KERNEL": c.Kernel,
+				"OOMWATCH_VM_HOG": guestHog, "OOMWATCH_VM_DAEMON": guestDaemon,
+				"OOMWATCH_VM_BENCH_N": strconv.Itoa(n),
+			},
+			Cmd:     guestTests + " -test.v -test.count=1 -test.timeout=25m -test.run '^TestBenchLoops$'",
+			Timeout: 30 * time.Minute,
+			Append:  os.Getenv("OOMWATCH_VM_APPEND"),
+		}
+		if os.Getenv("OOMWATCH_VM_CONSOLE") == "1" {
+			b.Log = os.Stderr
+		}
+		res, err := Run(context.Background(), b)
+		t.Logf("%s: qemu start→exit %.1fs, guest exit %d", c, res.Elapsed.Seconds(), res.ExitCode)
+		if err != nil {
+			t.Errorf("%s: %v", c, err)
+			continue
+		}
+		got := parseBench(res.Output)
+		if len(got) == 0 || res.ExitCode != 0 {
+			t.Errorf("%s: guest exit %d, %d samples; console tail:\n%s", c, res.ExitCode, len(got), tail(res.Output, 40))
+		}
+		for _, s := range got {
+			t.Logf("%s %-8s #%d: loop %6.0f ms, kmsg OOMs %4d, counter %4d, incident +%.0f ms, action +%.0f ms (guest clock from hog ready), kmsg lost %d %s",
+				s.Combo, s.Method, s.I, s.LoopMS, s.KmsgOOMs, s.CounterOOMs, s.IncidentMS, s.ActionMS, s.KmsgLost, s.Err)
+		}
+		all = append(all, got...)
+	}
+	table := benchTable(all)
+	t.Log("\n" + table)
+	fmt.Print(table)
+}
+
+type benchSample struct {
+	Combo       string  `json:"combo"`
+	Method      string  `json:"method"`
+	I           int     `json:"i"`
+	LoopMS      float64 `json:"loop_ms"`
+	KmsgOOMs    int     `json:"kmsg_ooms"`
+	CounterOOMs int64   `json:"counter_ooms"`
+	KmsgLost    int     `json:"kmsg_lost"`
+	IncidentMS  float64 `json:"incident_ms"`
+	ActionMS    float64 `json:"action_ms"`
+	Err         string  `json:"err"`
+}
+
+var benchRE = regexp.MustCompile(`VMBENCH (\{[^}]*\})`)
+
+func parseBench(out string) []benchSample {
+	var res []benchSample
+	for _, m := range benchRE.FindAllStringSubmatch(out, -1) {
+		var s benchSample
+		if json.Unmarshal([]byte(m[1]), &s) == nil {
+			res = append(res, s)
+		}
+	}
+	return res
+}
+
+// pct is the nearest-rank percentile of sorted v.
+func pct(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	i := int(math.Ceil(p/100*float64(len(v)))) - 1
+	if i < 0 {
+		i = 0
+	}
+	return v[i]
+}
+
+func benchTable(all []benchSample) string {
+	type key struct{ combo, method string }
+	var keys []key
+	groups := map[key][]benchSample{}
+	for _, s := range all {
+		k := key{s.Combo, s.Method}
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], s)
+	}
+	var b strings.Builder
+	b.WriteString("loop = kmsg first \"Out of memory and no killable processes\" → \"Killed process <hog>\"; OOMs = kill-less OOM events in the loop\n")
+	fmt.Fprintf(&b, "%-8s %-9s %3s %4s | %10s %10s | %10s %10s | %10s %10s\n",
+		"combo", "method", "n", "err", "loop ms p50", "p95", "kmsg p50", "p95", "counter p50", "p95")
+	for _, k := range keys {
+		var ms, km, co []float64
+		errs := 0
+		for _, s := range groups[k] {
+			if s.Err != "" {
+				errs++
+				continue
+			}
+			ms = append(ms, s.LoopMS)
+			km = append(km, float64(s.KmsgOOMs))
+			co = append(co, float64(s.CounterOOMs))
+		}
+		sort.Float64s(ms)
+		sort.Float64s(km)
+		sort.Float64s(co)
+		fmt.Fprintf(&b, "%-8s %-9s %3d %4d | %11.0f %10.0f | %10.0f %10.0f | %11.0f %10.0f\n",
+			k.combo, k.method, len(ms), errs, pct(ms, 50), pct(ms, 95), pct(km, 50), pct(km, 95), pct(co, 50), pct(co, 95))
+	}
+	return b.String()
+}

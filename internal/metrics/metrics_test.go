@@ -1,0 +1,129 @@
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"go.uber.org/goleak"
+
+	"github.com/oomwatch/oomwatch/policy"
+	"github.com/oomwatch/oomwatch/policy/alert"
+	"github.com/oomwatch/oomwatch/watchdog"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type fakeWD struct{ st watchdog.Stats }
+
+func (f *fakeWD) Stats() watchdog.Stats { return f.st }
+
+type fakeAlerts struct{}
+
+func (fakeAlerts) Stats() []alert.SinkStats {
+	return []alert.SinkStats{{Name: "am", Kind: "alertmanager", Sent: 3, Failed: 1, QueueDepth: 2}}
+}
+
+func TestMetricsValuesAndLint(t *testing.T) {
+	wd := &fakeWD{st: watchdog.Stats{Watched: 12, OpenIncidents: 1, OOMs: 450, Kills: 1, Events: 77, LastEvent: time.Unix(1700000000, 0)}}
+	m := New("v1.2.3", wd, fakeAlerts{})
+	inc := &watchdog.Incident{ID: "a", Verdict: watchdog.VerdictLoop, Cgroup: "/lxc/web1", Started: time.Now().Add(-200 * time.Millisecond),
+		Evidence: watchdog.Evidence{OOMs: 40}}
+	m.IncidentOpened(inc, 15*time.Millisecond)
+	m.LadderDone(inc, []policy.Result{{Rung: policy.ResetAdj, Done: true, Verified: true}}, time.Now())
+
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	want := `
+# HELP oomwatch_watched_cgroups Memory cgroups watched.
+# TYPE oomwatch_watched_cgroups gauge
+oomwatch_watched_cgroups 12
+# HELP oomwatch_oom_events_total OOM events counted in watched cgroups.
+# TYPE oomwatch_oom_events_total counter
+oomwatch_oom_events_total 450
+# HELP oomwatch_incidents_total Incidents opened, by verdict (loop, stalled, paused).
+# TYPE oomwatch_incidents_total counter
+oomwatch_incidents_total{verdict="loop"} 1
+oomwatch_incidents_total{verdict="paused"} 0
+oomwatch_incidents_total{verdict="stalled"} 0
+# HELP oomwatch_actions_total Remediation actions, by action and result (verified, unverified, failed, dry_run).
+# TYPE oomwatch_actions_total counter
+oomwatch_actions_total{action="reset-adj",result="verified"} 1
+# HELP oomwatch_cgroup_incident_open 1 for each cgroup with an open incident (at most 100 series).
+# TYPE oomwatch_cgroup_incident_open gauge
+oomwatch_cgroup_incident_open{cgroup="/lxc/web1",verdict="loop"} 1
+# HELP oomwatch_alert_queue_depth Alerts waiting in a sink's queue.
+# TYPE oomwatch_alert_queue_depth gauge
+oomwatch_alert_queue_depth{kind="alertmanager",sink="am"} 2
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "oomwatch_watched_cgroups", "oomwatch_oom_events_total",
+		"oomwatch_incidents_total", "oomwatch_actions_total", "oomwatch_cgroup_incident_open", "oomwatch_alert_queue_depth"); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(m.remediation); n != 1 {
+		t.Fatalf("remediation histogram series %d", n)
+	}
+	m.IncidentResolved(inc, "quiet")
+	if n, _ := testutil.GatherAndCount(m.Registry(), "oomwatch_cgroup_incident_open"); n != 0 {
+		t.Fatalf("resolved incident still exported: %d series", n)
+	}
+}
+
+func TestCardinalityBounded(t *testing.T) {
+	m := New("dev", &fakeWD{}, nil)
+	for i := 0; i < 5*MaxCgroupSeries; i++ {
+		m.IncidentOpened(&watchdog.Incident{ID: fmt.Sprint(i), Verdict: watchdog.VerdictLoop, Cgroup: fmt.Sprintf("/c%d", i), Started: time.Now()}, 0)
+	}
+	if n, _ := testutil.GatherAndCount(m.Registry(), "oomwatch_cgroup_incident_open"); n != MaxCgroupSeries {
+		t.Fatalf("%d per-cgroup series, want the cap %d", n, MaxCgroupSeries)
+	}
+}
+
+func TestServeAndHealthz(t *testing.T) {
+	wd := &fakeWD{}
+	m := New("dev", wd, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, err := m.Serve(ctx, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(p string) (int, string) {
+		resp, err := http.Get("http://" + addr.String() + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != 200 || body != "ok\n" {
+		t.Fatalf("healthz %d %q", code, body)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "oomwatch_build_info") {
+		t.Fatalf("metrics %d", code)
+	}
+	wd.st.BusySince = time.Now().Add(-time.Minute)
+	if code, body := get("/healthz"); code != 503 || !strings.Contains(body, "event loop busy") {
+		t.Fatalf("stuck loop: healthz %d %q", code, body)
+	}
+	cancel()
+	// Let the server goroutines finish before goleak looks.
+	time.Sleep(100 * time.Millisecond)
+	http.DefaultClient.CloseIdleConnections()
+}

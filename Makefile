@@ -44,8 +44,9 @@ test-quick:
 demo: vm-deps
 	$(GO) run ./internal/demo
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# Micro-benchmarks, then the VM loop-break table (boots every kernel).
+bench: vm-deps
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 fuzz:
 	@for pkg in ./internal/cgroupfs ./internal/procfs; do \

@@ -17,18 +17,18 @@ import (
 	"github.com/oomwatch/oomwatch/internal/testtier"
 )
 
-// TestVMBench measures OOM-loop duration per combination: oomwatch at its
+// BenchmarkVMLoopBreak measures OOM-loop duration per combination: oomwatch at its
 // defaults against a naive once-a-second poller (the guest's TestBenchLoops).
-// Off unless OOMWATCH_VM_BENCH=1:
+// Run it with `make bench`, or alone:
 //
-//	OOMWATCH_VM_BENCH=1 go test -count=1 -v -run TestVMBench -timeout 40m ./internal/vmtest/
+//	go test -run '^$' -bench VMLoopBreak -timeout 60m ./internal/vmtest/
 //
 // OOMWATCH_VM_BENCH_N (default 10) loops per method and combination;
 // OOMWATCH_VM_COMBOS selects combinations as for TestVM.
-func TestVMBench(t *testing.T) {
-	if os.Getenv("OOMWATCH_VM_BENCH") != "1" {
-		t.Skip("set OOMWATCH_VM_BENCH=1 to run the VM benchmark")
-	}
+// BenchmarkVMLoopBreak boots each kernel/cgroup combination once (whatever
+// b.N) and prints the loop-break table; `make bench` runs it.
+func BenchmarkVMLoopBreak(b *testing.B) {
+	t := b
 	n := 10
 	if s := os.Getenv("OOMWATCH_VM_BENCH_N"); s != "" {
 		v, err := strconv.Atoi(s)

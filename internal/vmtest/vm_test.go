@@ -119,12 +119,17 @@ func report(t *testing.T, res Result, noDaemon bool) {
 	failed := false
 	for _, g := range tests {
 		g := g
+		// A scenario that declares itself not applicable to this kernel and
+		// cgroup combination (v1 on a kernel without it, a benchmark outside
+		// `make bench`) is not a skipped tier: list it, create no subtest.
+		if g.Result == "SKIP" && strings.Contains(g.Output, "VMTEST-UNSUPPORTED: ") {
+			t.Logf("not applicable here: %s: %s", g.Name, strings.TrimSpace(grepLines(g.Output, "VMTEST-UNSUPPORTED: ")))
+			continue
+		}
 		t.Run(g.Name, func(t *testing.T) {
 			switch {
 			case g.Result == "PASS":
 				t.Log("guest output:\n" + g.Output)
-			case g.Result == "SKIP" && strings.Contains(g.Output, "VMTEST-UNSUPPORTED: "):
-				t.Skip("unsupported here:\n" + g.Output)
 			case g.Result == "SKIP" && noDaemon && strings.Contains(g.Output, "VMTEST-NO-DAEMON: "):
 				t.Skip("no daemon (OOMWATCH_VM_NO_DAEMON=1):\n" + g.Output)
 			case g.Result == "SKIP":
@@ -154,7 +159,7 @@ func grepLines(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
-func moduleRoot(t *testing.T) string {
+func moduleRoot(t testing.TB) string {
 	t.Helper()
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil || strings.TrimSpace(string(out)) == "" || strings.TrimSpace(string(out)) == os.DevNull {
@@ -164,7 +169,7 @@ func moduleRoot(t *testing.T) string {
 }
 
 // goBuild runs `go <args> -o out` with CGO_ENABLED=0 (static, for the initramfs) and returns out.
-func goBuild(t *testing.T, root, out string, args ...string) string {
+func goBuild(t testing.TB, root, out string, args ...string) string {
 	t.Helper()
 	// -s -w: smaller initramfs, faster boot (Go tracebacks still work without symbol tables)
 	full := append([]string{args[0], "-o", out, "-ldflags=-s -w"}, args[1:]...)

@@ -47,6 +47,10 @@ type Config struct {
 	// Ready, if set, is called once every source is armed, with the number
 	// of cgroups watched.
 	Ready func(watched int)
+	// ParamsFor, if set, gives the detector parameters of one cgroup (config
+	// rules); Detector is used otherwise. Reconfigure makes the watchdog ask
+	// again.
+	ParamsFor func(cgroup string) Params
 	// Observer, if set, is told about every incident.
 	Observer Observer
 	// Tick, if set, is called from the event loop at least every TickEvery
@@ -67,6 +71,7 @@ type cgroupState struct {
 	lastOOM  time.Time
 	paused   bool
 	noMemory bool      // v2 cgroup without the memory controller
+	gen      uint64    // configuration generation the detector was built for
 	last     Counters  // last counters read
 	episode  time.Time // first OOM after a quiet window: detection latency starts here
 }
@@ -107,7 +112,8 @@ type Watchdog struct {
 	ooms, kills       atomic.Uint64
 	watched, open     atomic.Int64
 	unsupported       atomic.Bool
-	lastEvent, busy   atomic.Int64 // unix nanoseconds; 0 = never / idle
+	lastEvent, busy   atomic.Int64  // unix nanoseconds; 0 = never / idle
+	gen               atomic.Uint64 // bumped by Reconfigure
 }
 
 // New checks cfg and prepares a watchdog; nothing is armed until Run.
@@ -129,6 +135,22 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Watchdog, error) {
 		insp:    Inspector{CG: cfg.CG, Proc: cfg.Proc, MaxProcs: cfg.MaxProcs},
 		cgroups: make(map[string]*cgroupState),
 	}, nil
+}
+
+// SetObserver sets the observer; call it before Run.
+func (w *Watchdog) SetObserver(o Observer) { w.cfg.Observer = o }
+
+// Reconfigure makes every detector pick up new parameters (after a config
+// reload) at its cgroup's next notification. Safe from any goroutine.
+func (w *Watchdog) Reconfigure() { w.gen.Add(1) }
+
+func (w *Watchdog) params(cg string) Params {
+	if w.cfg.ParamsFor != nil {
+		if p := w.cfg.ParamsFor(cg); p.Validate() == nil {
+			return p
+		}
+	}
+	return w.cfg.Detector
 }
 
 // Stats returns counters that are safe to read from any goroutine.
@@ -242,7 +264,7 @@ func (w *Watchdog) arm(cg string) error {
 	if err := w.poller.WatchDir(cg, w.cfg.CG.Dir(cg)); err != nil {
 		return err
 	}
-	st := &cgroupState{det: NewDetector(w.cfg.Detector)}
+	st := &cgroupState{det: NewDetector(w.params(cg)), gen: w.gen.Load()}
 	w.cgroups[cg] = st
 	w.watched.Store(int64(len(w.cgroups)))
 	if cg == "/" {
@@ -284,6 +306,31 @@ func (w *Watchdog) arm(cg string) error {
 	st.det.Observe(time.Now(), c)
 	st.last = c
 	return nil
+}
+
+// enableMemory re-checks the children of cg after its cgroup.subtree_control
+// was written: enabling +memory gives existing children memory.events, and
+// kernfs sends no inotify event for files it adds. A child created before
+// its parent enabled the controller would otherwise never be watched.
+func (w *Watchdog) enableMemory(cg string) {
+	for c, st := range w.cgroups {
+		if !st.noMemory || c == "/" {
+			continue
+		}
+		if p, ok := cgroupfs.Parent(c); !ok || p != cgroupfs.Clean(cg) || !w.cfg.CG.HasMemoryEvents(c) {
+			continue
+		}
+		if err := w.poller.PinFile(c, w.cfg.CG.MemoryEventsPath(c)); err != nil {
+			continue
+		}
+		cnt, err := w.counters(c, st, 0)
+		if err != nil {
+			continue
+		}
+		st.noMemory, st.last = false, cnt
+		st.det.Observe(time.Now(), cnt)
+		w.log.Debug().Str("cgroup", c).Msg("memory controller enabled: now watching OOM counters")
+	}
 }
 
 // drop forgets cg and everything below it.
@@ -354,6 +401,10 @@ func (w *Watchdog) handle(now time.Time, evs []eventfd.Event) {
 				suspects = append(suspects, ev.Key)
 			}
 		case eventfd.Modified:
+			if w.cfg.CG.Version == 2 && cgroupfs.SubtreeControlFile(ev.Name) {
+				w.enableMemory(ev.Key)
+				continue
+			}
 			if w.cfg.CG.Version == 2 && cgroupfs.MemoryEventsFile(ev.Name) {
 				if w.observe(now, ev.Key, 0) {
 					suspects = append(suspects, ev.Key)
@@ -412,6 +463,11 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 		w.kills.Add(c.Kills - st.last.Kills)
 	}
 	st.last = c
+	if g := w.gen.Load(); st.gen != g {
+		// New rules: rebuild the detector from the current counters.
+		st.det, st.gen = NewDetector(w.params(cg)), g
+		st.det.Observe(now, st.last)
+	}
 	a := st.det.Observe(now, c)
 	if a.Reset {
 		w.log.Info().Str("cgroup", cg).Msg("counters went backwards: cgroup was recreated, detector reset")

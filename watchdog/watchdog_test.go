@@ -233,3 +233,44 @@ func TestWatchdogMaxCgroups(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A v2 cgroup created before its parent enabled +memory has no
+// memory.events at first; enabling the controller (a write to the parent's
+// cgroup.subtree_control) must make the watchdog watch it.
+func TestWatchdogMemoryEnabledLater(t *testing.T) {
+	cgRoot, procRoot := t.TempDir(), t.TempDir()
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.subtree_control"), nil, 0o644))
+	writeProc(t, procRoot, 1, 0, "init", 0, 1000)
+	writeProc(t, procRoot, 100, 1, "java", -1000, 9000)
+	stage := filepath.Join(t.TempDir(), "web1")
+	must(t, os.MkdirAll(stage, 0o755))
+	must(t, os.WriteFile(filepath.Join(stage, "cgroup.procs"), []byte("100\n"), 0o644))
+	must(t, os.Rename(stage, filepath.Join(cgRoot, "web1"))) // no memory files yet
+
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	rec := newRecorder()
+	ready := make(chan int, 1)
+	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams, Ready: func(n int) { ready <- n }}, rec, zerolog.Nop())
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-ready
+
+	// The kernel adds the files, then the write to subtree_control lands.
+	dir := filepath.Join(cgRoot, "web1")
+	must(t, os.WriteFile(filepath.Join(dir, "memory.max"), []byte("20971520\n"), 0o644))
+	writeEvents(t, dir, 0, 0, 0)
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.subtree_control"), []byte("+memory"), 0o644))
+	time.Sleep(200 * time.Millisecond) // let the loop handle the write before the OOMs
+	setEvents(t, cgRoot, "web1", 4, 0, 4)
+	setEvents(t, cgRoot, "web1", 9, 0, 9)
+	rec.waitFor(t, "loop in a cgroup whose memory controller came later", func() bool { return len(rec.opened) == 1 })
+	if inc := rec.opened[0]; inc.Cgroup != "/web1" || inc.Verdict != VerdictLoop {
+		t.Fatalf("incident %+v", inc)
+	}
+}

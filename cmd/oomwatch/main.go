@@ -28,6 +28,8 @@ Usage:
   oomwatch run [flags]     watch every memory cgroup and break OOM loops (the daemon)
   oomwatch scan [flags]    show where an OOM would loop today (exit 2 when one would)
   oomwatch thaw CGROUP     thaw a cgroup oomwatch froze
+  oomwatch config --defaults      print the built-in config, every key documented
+  oomwatch check-config [FILE]    check a config file (default /etc/oomwatch/oomwatch.yaml)
   oomwatch version         print the version
   oomwatch help COMMAND    help for a command
 
@@ -52,6 +54,10 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		err = scanCmd(rest, stdout, stderr)
 	case "thaw":
 		err = thawCmd(rest, stdout, stderr)
+	case "config":
+		err = configCmd(rest, stdout, stderr)
+	case "check-config":
+		err = checkConfigCmd(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "oomwatch %s\n", version)
 	case "help", "-h", "--help":

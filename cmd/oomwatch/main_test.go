@@ -145,7 +145,10 @@ func TestRunStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	var logs bytes.Buffer
-	err := run(ctx, zerolog.New(&logs), rootFlags{cgroupRoot: fakeTree(t), procRoot: fakeProcs(t)}, watchdog.DefaultParams, policy.DefaultOptions(), globals{maxCgroups: 100, stateDir: t.TempDir()})
+	f := runFlags{roots: rootFlags{cgroupRoot: fakeTree(t), procRoot: fakeProcs(t)}, configPath: "/nonexistent/oomwatch.yaml",
+		opts: policy.DefaultOptions(), params: watchdog.DefaultParams, stateDir: t.TempDir(),
+		set: map[string]bool{"state-dir": true, "metrics-listen": true}}
+	err := run(ctx, zerolog.New(&logs), f)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, logs.String())
 	}

@@ -2,84 +2,207 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/containerd/cgroups/v3"
+	"github.com/goccy/go-yaml"
 	"github.com/rs/zerolog"
 
+	"github.com/oomwatch/oomwatch/internal/cgnames"
+	"github.com/oomwatch/oomwatch/internal/config"
+	"github.com/oomwatch/oomwatch/internal/metrics"
 	"github.com/oomwatch/oomwatch/policy"
+	"github.com/oomwatch/oomwatch/policy/alert"
 	"github.com/oomwatch/oomwatch/systemd"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
+// runFlags are the command-line settings of run. Flags given explicitly
+// override the config file (for every rule); the others leave it alone.
+type runFlags struct {
+	roots      rootFlags
+	configPath string
+	level      string
+	set        map[string]bool // flags given on the command line
+
+	opts                                            policy.Options
+	params                                          watchdog.Params
+	ladder, exemptComm, exemptCmdline, exemptCgroup listFlag
+	maxCgroups, maxActions                          int
+	stateDir, metricsListen                         string
+}
+
 func runCmd(args []string, stderr io.Writer) error {
-	fs := newFlagSet("run", "Watch every memory cgroup and break OOM loops. Needs no config file.\nLogs JSON lines to stderr.", stderr)
-	var roots rootFlags
-	roots.register(fs)
-	opts := policy.DefaultOptions()
-	params := watchdog.DefaultParams
-	var ladder, exempt listFlag
-	var g globals
-	var level string
-	fs.BoolVar(&opts.DryRun, "dry-run", false, "detect and report loops, change nothing")
-	fs.Var(&ladder, "ladder", "remediation rungs in order (default reset-adj,freeze)")
-	fs.Var(&exempt, "exempt-comm", "never reset the oom_score_adj of tasks whose comm matches this glob (repeatable, comma-separated)")
-	fs.IntVar(&opts.ResetTo, "reset-to", opts.ResetTo, "oom_score_adj written by reset-adj")
-	fs.DurationVar(&params.Window, "window", params.Window, "detection window")
-	fs.Uint64Var(&params.MinOOMs, "min-ooms", params.MinOOMs, "kill-less OOM events within the window that make a loop")
-	fs.DurationVar(&opts.VerifyTimeout, "verify-timeout", opts.VerifyTimeout, "time each rung gets to end the loop before escalating")
-	fs.DurationVar(&opts.FreezeTimeout, "freeze-timeout", opts.FreezeTimeout, "bound on waiting for a cgroup to freeze")
-	fs.IntVar(&g.maxCgroups, "max-cgroups", watchdog.DefaultMaxCgroups, "bound on the number of cgroups watched")
-	fs.StringVar(&g.stateDir, "state-dir", "/var/lib/oomwatch", "where raised limits are remembered across restarts (\"\": memory only)")
-	fs.IntVar(&g.maxActions, "max-actions-per-minute", 30, "global bound on changes to the host")
-	var exemptCmdline, exemptCgroup listFlag
-	fs.Var(&exemptCmdline, "exempt-cmdline", "never reset tasks whose space-joined cmdline matches this glob (repeatable)")
-	fs.Var(&exemptCgroup, "exempt-cgroup", "never reset tasks whose cgroup path matches this glob (repeatable)")
-	fs.StringVar(&opts.KillMode, "kill-mode", opts.KillMode, "kill rung: largest (one task) or cgroup (every task)")
-	fs.DurationVar(&opts.Cooldown, "cooldown", opts.Cooldown, "no new ladder for a cgroup this soon after one ended")
-	fs.StringVar(&opts.PausedAction, "paused-action", "", "act as the userspace OOM handler of v1 oom_kill_disable cgroups: raise-limit or kill (default: report only)")
-	fs.DurationVar(&opts.RevertHold, "revert-hold", opts.RevertHold, "raise-limit: revert after usage stayed below the original limit minus the margin this long")
-	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	fs := newFlagSet("run", "Watch every memory cgroup and break OOM loops. Works with no config file\n(embedded defaults; see oomwatch config --defaults). Logs JSON lines to stderr.\nSIGHUP reloads the config file; a bad file is reported and the old one stays.", stderr)
+	f := runFlags{opts: policy.DefaultOptions(), params: watchdog.DefaultParams}
+	f.roots.register(fs)
+	fs.StringVar(&f.configPath, "config", config.DefaultPath, "config file (a missing file at the default path means built-in defaults)")
+	fs.StringVar(&f.level, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&f.opts.DryRun, "dry-run", false, "detect and report loops, change nothing")
+	fs.Var(&f.ladder, "ladder", "remediation rungs in order: reset-adj, raise-limit, freeze, kill (default reset-adj,freeze)")
+	fs.Var(&f.exemptComm, "exempt-comm", "never reset tasks whose comm matches this glob (repeatable, comma-separated)")
+	fs.Var(&f.exemptCmdline, "exempt-cmdline", "never reset tasks whose space-joined cmdline matches this glob (repeatable)")
+	fs.Var(&f.exemptCgroup, "exempt-cgroup", "never reset tasks whose cgroup path matches this glob (repeatable)")
+	fs.IntVar(&f.opts.ResetTo, "reset-to", f.opts.ResetTo, "oom_score_adj written by reset-adj")
+	fs.DurationVar(&f.params.Window, "window", f.params.Window, "detection window")
+	fs.Uint64Var(&f.params.MinOOMs, "min-ooms", f.params.MinOOMs, "kill-less OOM events within the window that make a loop")
+	fs.DurationVar(&f.opts.VerifyTimeout, "verify-timeout", f.opts.VerifyTimeout, "time each rung gets to end the loop before escalating")
+	fs.DurationVar(&f.opts.FreezeTimeout, "freeze-timeout", f.opts.FreezeTimeout, "bound on waiting for a cgroup to freeze")
+	fs.StringVar(&f.opts.KillMode, "kill-mode", f.opts.KillMode, "kill rung: largest (one task) or cgroup (every task)")
+	fs.DurationVar(&f.opts.Cooldown, "cooldown", f.opts.Cooldown, "no new ladder for a cgroup this soon after one ended")
+	fs.StringVar(&f.opts.PausedAction, "paused-action", "", "act as the userspace OOM handler of v1 oom_kill_disable cgroups: raise-limit or kill (default: report only)")
+	fs.DurationVar(&f.opts.RevertHold, "revert-hold", f.opts.RevertHold, "raise-limit: revert after usage stayed below the original limit minus the margin this long")
+	fs.IntVar(&f.maxCgroups, "max-cgroups", watchdog.DefaultMaxCgroups, "bound on the number of cgroups watched")
+	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/oomwatch", "where raised limits and spooled alerts survive restarts (\"\": memory only)")
+	fs.IntVar(&f.maxActions, "max-actions-per-minute", 30, "global bound on changes to the host")
+	fs.StringVar(&f.metricsListen, "metrics-listen", "127.0.0.1:9731", "Prometheus /metrics and /healthz address (\"\": off)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if len(ladder) > 0 {
-		opts.Ladder = ladder
-	}
-	opts.ExemptComm = exempt
-	opts.ExemptCmdline, opts.ExemptCgroup = exemptCmdline, exemptCgroup
-	lvl, err := zerolog.ParseLevel(level)
-	if err != nil || level == "" {
-		return &exitError{code: 2, err: fmt.Errorf("--log-level %q: want debug, info, warn or error", level)}
+	f.set = map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	lvl, err := zerolog.ParseLevel(f.level)
+	if err != nil || f.level == "" {
+		return &exitError{code: 2, err: fmt.Errorf("--log-level %q: want debug, info, warn or error", f.level)}
 	}
 	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Logger()
-
+	if w, ok := journalWriter(); ok {
+		log = zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	return run(ctx, log, roots, params, opts, g)
+	return run(ctx, log, f)
 }
 
-// globals are daemon-wide settings (not per rule).
-type globals struct {
-	maxCgroups int
-	stateDir   string
-	maxActions int
+// journalWriter is replaced when the systemd package provides journald
+// output; stderr JSON otherwise.
+var journalWriter = func() (io.Writer, bool) { return nil, false }
+
+// apply lays the explicitly given flags over a rule's resolved settings.
+func (f *runFlags) apply(p watchdog.Params, o policy.Options) (watchdog.Params, policy.Options) {
+	if f.set["window"] {
+		p.Window = f.params.Window
+	}
+	if f.set["min-ooms"] {
+		p.MinOOMs = f.params.MinOOMs
+	}
+	set := map[string]func(){
+		"dry-run":        func() { o.DryRun = f.opts.DryRun },
+		"ladder":         func() { o.Ladder = f.ladder },
+		"exempt-comm":    func() { o.ExemptComm = f.exemptComm },
+		"exempt-cmdline": func() { o.ExemptCmdline = f.exemptCmdline },
+		"exempt-cgroup":  func() { o.ExemptCgroup = f.exemptCgroup },
+		"reset-to":       func() { o.ResetTo = f.opts.ResetTo },
+		"verify-timeout": func() { o.VerifyTimeout = f.opts.VerifyTimeout },
+		"freeze-timeout": func() { o.FreezeTimeout = f.opts.FreezeTimeout },
+		"kill-mode":      func() { o.KillMode = f.opts.KillMode },
+		"cooldown":       func() { o.Cooldown = f.opts.Cooldown },
+		"paused-action":  func() { o.PausedAction = f.opts.PausedAction },
+		"revert-hold":    func() { o.RevertHold = f.opts.RevertHold },
+	}
+	for name, fn := range set {
+		if f.set[name] {
+			fn()
+		}
+	}
+	return p, o
 }
 
-func run(ctx context.Context, log zerolog.Logger, roots rootFlags, params watchdog.Params, opts policy.Options, g globals) error {
-	h, proc, err := roots.open()
+func (f *runFlags) global(g config.Global) config.Global {
+	if f.set["max-cgroups"] {
+		g.MaxCgroups = f.maxCgroups
+	}
+	if f.set["state-dir"] {
+		g.StateDir = f.stateDir
+	}
+	if f.set["max-actions-per-minute"] {
+		g.MaxActionsPerMinute = f.maxActions
+	}
+	if f.set["metrics-listen"] {
+		g.MetricsListen = f.metricsListen
+	}
+	return g
+}
+
+// loadConfig reads the config and checks that the flags laid over it still
+// make valid settings.
+func (f *runFlags) loadConfig(load func() (*config.Config, error)) (*config.Config, alert.Config, error) {
+	cfg, err := load()
+	if err != nil {
+		return nil, alert.Config{}, err
+	}
+	p, o := f.apply(cfg.TopLevel().Detector, cfg.TopLevel().Policy)
+	if err := p.Validate(); err != nil {
+		return nil, alert.Config{}, &exitError{code: 2, err: err}
+	}
+	if err := o.Validate(); err != nil {
+		return nil, alert.Config{}, &exitError{code: 2, err: err}
+	}
+	ac, err := alertConfig(cfg)
+	return cfg, ac, err
+}
+
+// alertConfig decodes the alerts section strictly.
+func alertConfig(cfg *config.Config) (alert.Config, error) {
+	var ac alert.Config
+	raw := cfg.Global().Alerts
+	if len(raw) == 0 {
+		return ac, nil
+	}
+	if err := yaml.UnmarshalWithOptions(raw, &ac, yaml.Strict()); err != nil {
+		return ac, fmt.Errorf("%s: alerts: %s", cfg.Path, yaml.FormatError(err, false, true))
+	}
+	if err := ac.Validate(); err != nil {
+		return ac, fmt.Errorf("%s: alerts: %w", cfg.Path, err)
+	}
+	return ac, nil
+}
+
+func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
+	explicit := f.set["config"]
+	cfg, acfg, err := f.loadConfig(func() (*config.Config, error) { return config.Load(f.configPath, explicit) })
 	if err != nil {
 		return err
 	}
-	if err := params.Validate(); err != nil {
-		return &exitError{code: 2, err: err}
+	holder := config.NewHolder(cfg, config.LoadOptions{Explicit: explicit, RequireRootOwned: os.Geteuid() == 0})
+	g := f.global(cfg.Global())
+
+	h, proc, err := f.roots.open()
+	if err != nil {
+		return err
 	}
-	pol, err := policy.New(ctx, policy.Config{CG: h, Proc: proc, Options: opts, StateDir: g.stateDir,
-		MaxActionsPerMinute: g.maxActions}, log.With().Str("component", "policy").Logger())
+	describeHost(log, h.String())
+
+	host, _ := os.Hostname()
+	var disp atomic.Pointer[alert.Dispatcher]
+	if d, err := newDispatcher(acfg, g.StateDir, log); err != nil {
+		return err
+	} else if d != nil {
+		disp.Store(d)
+	}
+	defer func() {
+		if d := disp.Load(); d != nil {
+			cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer ccancel()
+			_ = d.Close(cctx)
+		}
+	}()
+
+	settings := func(cg string) (string, policy.Options) {
+		r := holder.Current().For(cg)
+		_, o := f.apply(r.Detector, r.Policy)
+		return r.Rule, o
+	}
+	_, topOpts := f.apply(cfg.TopLevel().Detector, cfg.TopLevel().Policy)
+	pol, err := policy.New(ctx, policy.Config{CG: h, Proc: proc, Options: topOpts, Settings: settings,
+		StateDir: g.StateDir, MaxActionsPerMinute: g.MaxActionsPerMinute}, log.With().Str("component", "policy").Logger())
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -92,8 +215,14 @@ func run(ctx context.Context, log zerolog.Logger, roots rootFlags, params watchd
 		st := w.Stats()
 		return fmt.Sprintf("watching %d memory cgroups (cgroup v%d), %d open incidents", st.Watched, h.Version, st.OpenIncidents)
 	}
-	cfg := watchdog.Config{
-		CG: h, Proc: proc, Detector: params, MaxCgroups: g.maxCgroups,
+	topParams, _ := f.apply(cfg.TopLevel().Detector, cfg.TopLevel().Policy)
+	wcfg := watchdog.Config{
+		CG: h, Proc: proc, Detector: topParams, MaxCgroups: g.MaxCgroups,
+		ParamsFor: func(cg string) watchdog.Params {
+			r := holder.Current().For(cg)
+			p, _ := f.apply(r.Detector, r.Policy)
+			return p
+		},
 		Ready: func(int) {
 			if err := sd.Ready(status()); err != nil {
 				log.Warn().Err(err).Msg("sd_notify READY failed")
@@ -103,15 +232,48 @@ func run(ctx context.Context, log zerolog.Logger, roots rootFlags, params watchd
 	// Pings come from the event loop itself: a stuck loop stops pinging and
 	// systemd restarts the daemon. Without WatchdogSec the loop sleeps.
 	if every := sd.PingEvery(); every > 0 {
-		cfg.Tick = func() { _ = sd.Ping(status()) }
-		cfg.TickEvery = every
+		wcfg.Tick = func() { _ = sd.Ping(status()) }
+		wcfg.TickEvery = every
 	}
-	w, err = watchdog.New(cfg, pol, log.With().Str("component", "watchdog").Logger())
+	hd := &handler{pol: pol, alerts: &disp, host: host, log: log}
+	w, err = watchdog.New(wcfg, hd, log.With().Str("component", "watchdog").Logger())
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	log.Info().Str("version", version).Int("pid", os.Getpid()).Bool("dry_run", opts.DryRun).
-		Strs("ladder", opts.Ladder).Dur("window", params.Window).Uint64("min_ooms", params.MinOOMs).Msg("oomwatch starting")
+	m := metrics.New(version, w, dispStats{&disp})
+	w.SetObserver(m)
+	pol.OnDone = func(inc *watchdog.Incident, rule string, rs []policy.Result) {
+		m.LadderDone(inc, rs, time.Now())
+		hd.ladderDone(inc, rule, rs)
+	}
+	if g.MetricsListen != "" {
+		addr, err := m.Serve(ctx, g.MetricsListen)
+		if err != nil {
+			return err
+		}
+		log.Info().Str("listen", addr.String()).Msg("serving /metrics and /healthz")
+	}
+
+	// SIGHUP: reload; a bad file is reported and the old config stays.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			_ = sd.Reloading()
+			reload(log, &f, holder, w, &disp, g.StateDir)
+			_ = sd.Ready(status())
+		}
+	}()
+
+	log.Info().Str("version", version).Int("pid", os.Getpid()).Str("config", configName(cfg)).
+		Strs("rules", cfg.RuleNames()).Bool("dry_run", topOpts.DryRun).Strs("ladder", topOpts.Ladder).
+		Dur("window", topParams.Window).Uint64("min_ooms", topParams.MinOOMs).Msg("oomwatch starting")
 	err = w.Run(ctx)
 	_ = sd.Stopping()
 	pol.Wait()
@@ -120,6 +282,120 @@ func run(ctx context.Context, log zerolog.Logger, roots rootFlags, params watchd
 	}
 	log.Info().Dur("uptime", time.Since(startTime)).Msg("oomwatch stopped")
 	return nil
+}
+
+func configName(c *config.Config) string {
+	if c.Path == "" {
+		return "built-in defaults"
+	}
+	return c.Path
+}
+
+func reload(log zerolog.Logger, f *runFlags, holder *config.Holder, w *watchdog.Watchdog, disp *atomic.Pointer[alert.Dispatcher], stateDir string) {
+	path := f.configPath
+	cfg, acfg, err := f.loadConfig(func() (*config.Config, error) {
+		return config.LoadWith(path, config.LoadOptions{Explicit: f.set["config"], RequireRootOwned: os.Geteuid() == 0})
+	})
+	if err != nil {
+		log.Error().Str("event", "reload_failed").Err(err).Msg("config reload failed: the old config stays in force")
+		return
+	}
+	if err := holder.Set(cfg); err != nil {
+		log.Error().Str("event", "reload_failed").Err(err).Msg("config reload failed: the old config stays in force")
+		return
+	}
+	w.Reconfigure()
+	nd, err := newDispatcher(acfg, stateDir, log)
+	if err != nil {
+		log.Error().Err(err).Msg("alert sinks not reloaded: the old ones stay")
+	} else {
+		old := disp.Swap(nd)
+		if old != nil {
+			go func() {
+				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = old.Close(cctx)
+			}()
+		}
+	}
+	log.Info().Str("event", "reloaded").Str("config", configName(cfg)).Strs("rules", cfg.RuleNames()).Msg("config reloaded")
+}
+
+func newDispatcher(ac alert.Config, stateDir string, log zerolog.Logger) (*alert.Dispatcher, error) {
+	if len(ac.Exec)+len(ac.Webhook)+len(ac.Alertmanager)+len(ac.PagerDuty) == 0 {
+		return nil, nil
+	}
+	return alert.New(ac, alert.Options{StateDir: stateDir, Version: version}, log.With().Str("component", "alert").Logger())
+}
+
+// describeHost logs how containerd/cgroups sees the host next to what
+// oomwatch chose, and the cgroup oomwatch itself runs in.
+func describeHost(log zerolog.Logger, chosen string) {
+	mode := map[cgroups.CGMode]string{cgroups.Legacy: "legacy", cgroups.Hybrid: "hybrid", cgroups.Unified: "unified", cgroups.Unavailable: "unavailable"}[cgroups.Mode()]
+	ev := log.Info().Str("hierarchy", chosen).Str("host_cgroup_mode", mode)
+	if v1, v2, err := cgroups.ParseCgroupFileUnified("/proc/self/cgroup"); err == nil {
+		own := v2
+		if p, ok := v1["memory"]; ok {
+			own = p
+		}
+		ev = ev.Str("own_cgroup", own)
+	}
+	ev.Msg("cgroup layout")
+}
+
+// dispStats reads the current dispatcher's stats (none without sinks).
+type dispStats struct {
+	p *atomic.Pointer[alert.Dispatcher]
+}
+
+func (d dispStats) Stats() []alert.SinkStats {
+	if x := d.p.Load(); x != nil {
+		return x.Stats()
+	}
+	return nil
+}
+
+// handler sits between the watchdog and the policy: it sends the alert for
+// each step of an incident and hands loops to the ladder.
+type handler struct {
+	pol    *policy.Policy
+	alerts *atomic.Pointer[alert.Dispatcher]
+	host   string
+	log    zerolog.Logger
+}
+
+func (h *handler) send(typ string, inc *watchdog.Incident, rs []policy.Result) {
+	d := h.alerts.Load()
+	if d == nil {
+		return
+	}
+	n := cgnames.Parse(inc.Cgroup)
+	var acts []alert.Action
+	for _, r := range rs {
+		acts = append(acts, alert.Action{Action: r.Rung, PID: r.PID, Comm: r.Comm, Done: r.Done, Verified: r.Verified, Detail: r.Detail, Error: r.Err})
+	}
+	d.Send(alert.NewDocument(typ, inc, alert.Names{Container: n.Container, Unit: n.Unit}, acts, h.host, time.Now()))
+}
+
+func (h *handler) Open(inc *watchdog.Incident) {
+	h.send(alert.TypeDetected, inc, nil)
+	h.pol.Open(inc)
+}
+
+func (h *handler) Resolved(inc *watchdog.Incident, why string) {
+	h.send(alert.TypeResolved, inc, nil)
+	h.pol.Resolved(inc, why)
+}
+
+func (h *handler) ladderDone(inc *watchdog.Incident, _ string, rs []policy.Result) {
+	typ := alert.TypeRemediationFailed
+	if n := len(rs); n > 0 && rs[n-1].Verified {
+		typ = alert.TypeRemediated
+	}
+	if n := len(rs); n > 0 && !rs[n-1].Done && rs[n-1].Err == "" {
+		typ = alert.TypeDetected // dry-run: nothing was done
+	}
+	h.send(typ, inc, rs)
 }
 
 var startTime = time.Now()

@@ -460,6 +460,10 @@ func Notifying(name string) bool {
 	return name == fileMemoryEvents || name == fileCgroupEvents || name == fileMemoryEventsLocal
 }
 
+// SubtreeControlFile reports whether name is cgroup.subtree_control, whose
+// writes enable or disable controllers in the children.
+func SubtreeControlFile(name string) bool { return name == "cgroup.subtree_control" }
+
 // MemoryEventsFile reports whether name is the v2 memory.events file.
 func MemoryEventsFile(name string) bool {
 	return name == fileMemoryEvents || name == fileMemoryEventsLocal

@@ -29,12 +29,16 @@ role_login() { # the admin's login shell: starts the container
 }
 role_lxcstart() {
 	name lxc-start
-	mkdir -p $CG
+	# v2: enable the memory controller for lxc's children before creating
+	# web1, as LXC and systemd do. oomwatch treats a v2 cgroup it first sees
+	# without memory.events as having no memory controller for good.
+	mkdir $MEM/lxc
+	[ "$MODE" = v2 ] && echo +memory >$MEM/lxc/cgroup.subtree_control
+	mkdir $CG
 	if [ "$MODE" = v1 ]; then
 		echo $LIMIT >$CG/memory.limit_in_bytes
 		[ -e $CG/memory.memsw.limit_in_bytes ] && echo $LIMIT >$CG/memory.memsw.limit_in_bytes
 	else
-		echo +memory >$MEM/lxc/cgroup.subtree_control
 		echo $LIMIT >$CG/memory.max
 		[ -e $CG/memory.swap.max ] && echo 0 >$CG/memory.swap.max
 	fi
@@ -114,7 +118,7 @@ mkdir -p $RUN
 mkfifo $RUN/go
 
 say "Kernel $(uname -r), cgroup $MODE, no swap. Starting the daemon: oomwatch run &"
-/bin/oomwatch run 2>$LOG &
+/bin/oomwatch run --log-level ${DEMO_LOG_LEVEL:-info} 2>$LOG &
 OW=$!
 wait_for 20 has_log '"event":"ready"' || fail "no ready line from oomwatch in 20s"
 logs '"event":"ready"'
@@ -148,14 +152,14 @@ start=$(cut -d' ' -f1 /proc/uptime)
 i=0
 while :; do
 	sleep 0.2
+	if java_in_cg; then state="java looping at the limit"; else state="java gone"; fi
 	set -- $(counters)
 	ooms=$1 kills=$2 nk=$(nokill)
-	if java_in_cg; then state="java looping at the limit"; else state="java gone"; fi
 	now=$(cut -d' ' -f1 /proc/uptime)
 	i=$((i + 1))
 	[ $i -le 10 ] && info "$(awk -v a=$start -v b=$now 'BEGIN {printf "+%.1fs", b - a}')  'no killable processes': $nk  $OOMNAME: $ooms  oom_kill: $kills  ($state)"
 	[ "$kills" -ge 1 ] && ! java_in_cg && break
-	[ $i -le 150 ] || fail "the loop was not broken within 30s"
+	awk -v a=$start -v b=$now 'BEGIN {exit !(b - a > 30)}' && fail "the loop was not broken within 30s"
 	oomwatch_alive
 done
 
@@ -169,14 +173,17 @@ say "The kernel's side"
 dmesg | grep -m1 'invoked oom-killer' | sed 's/^/    /'
 dmesg | grep -m1 'no killable processes' | sed 's/^/    /'
 dmesg | grep 'Killed process' | sed 's/^/    /'
-loop=$(dmesg | awk -F'[][]' '/invoked oom-killer/ && !f {f = $2} /Killed process/ {k = $2} END {if (f != "" && k != "") printf "%.2f", k - f}')
+# first OOM and the kill, kernel timestamps
+set -- $(dmesg | awk -F'[][]' '/invoked oom-killer/ && !f {f = $2} /Killed process/ {k = $2} END {print f + 0, k + 0}')
+first=$1 kill=$2
+loop=$(awk -v f=$first -v k=$kill 'BEGIN {if (f > 0 && k > 0) printf "%.2f", k - f}')
 
 say "Afterwards (1s apart): OOMs stopped?"
 set -- $(counters); o1=$1 k1=$2 n1=$(nokill)
 sleep 1
 set -- $(counters); o2=$1 k2=$2 n2=$(nokill)
 info "$OOMNAME: $o1 -> $o2   oom_kill: $k1 -> $k2   'no killable processes': $n1 -> $n2"
-counters_raw | sed 's/^/    /' | grep -E 'failcnt|oom'
+counters_raw | grep -E '^(oom|under_oom)' | tr '\n' ' ' | sed -e 's/^/    /' -e 's/ $/\n/'
 wait_for 6 has_log '"event":"resolved"'
 logs '"event":"resolved"'
 oomwatch_alive
@@ -185,12 +192,21 @@ killed=$(dmesg | grep -c 'Killed process.*(java)')
 verdict=$(grep '"event":"incident"' $LOG | grep -o '"verdict":"[a-z]*"' | head -n1 | cut -d'"' -f4)
 origin=$(grep '"event":"incident"' $LOG | grep -o '"origin_comm":"[^"]*"' | head -n1 | cut -d'"' -f4)
 reset=$(grep '"event":"action"' $LOG | grep '"action":"reset-adj"' | grep -c '"verified":true')
-echo "DEMO_RESULT mode=$MODE kernel=$(uname -r) verdict=$verdict origin=$origin reset_verified=$reset java_killed=$killed oom_kill=$k2 nokill_lines=$n2 ooms=$o2 stopped=$([ "$o1" = "$o2" ] && [ "$n1" = "$n2" ] && echo 1 || echo 0) loop_s=$loop"
+echo "DEMO_RESULT mode=$MODE kernel=$(uname -r) verdict=$verdict origin=$origin reset_verified=$reset java_killed=$killed oom_kill=$k2 nokill_lines=$n2 ooms=$o2 stopped=$([ "$o1" = "$o2" ] && [ "$n1" = "$n2" ] && echo 1 || echo 0) loop_s=$loop go_at=$start first_oom_at=$first"
 [ "$killed" -ge 1 ] || fail "no 'Killed process ... (java)' in the kernel log"
 [ "$k2" = 1 ] || fail "oom_kill is $k2, want 1"
 [ "$o1" = "$o2" ] || fail "OOMs still counting: $o1 -> $o2"
 [ "$verdict" = loop ] || fail "incident verdict '$verdict', want loop"
 [ "$origin" = sshd ] || fail "incident origin '$origin', want sshd"
 [ "$reset" -ge 1 ] || fail "no verified reset-adj action"
+if [ -n "${DEMO_DEBUG:-}" ]; then
+	echo "--- DEBUG: uptime at go: $start"
+	echo "--- DEBUG: oomwatch log:"; cat $LOG
+	echo "--- DEBUG: 'no killable' lines per 100ms since the first OOM:"
+	dmesg | awk -F'[][]' '/no killable/ {t = $2 + 0; if (!f) f = t; b[int((t - f) * 10)]++; if (int((t - f) * 10) > m) m = int((t - f) * 10)} END {for (i = 0; i <= m; i++) printf "%d ", b[i]; print ""}'
+	echo "--- DEBUG: kernel OOM lines (first 5, last 5):"
+	dmesg | grep -E 'invoked oom-killer|Killed process|no killable' | head -n 5
+	dmesg | grep -E 'invoked oom-killer|Killed process|no killable' | tail -n 5
+fi
 kill $OW
 exit 0

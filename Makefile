@@ -48,16 +48,20 @@ demo: vm-deps
 bench: vm-deps
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
+# Every fuzz target of every package, FUZZTIME each (CI runs a short pass).
 fuzz:
-	@for pkg in ./internal/cgroupfs ./internal/procfs; do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 3s $$pkg >/tmp/oomwatch-fuzz.log 2>&1 \
+	      || { cat /tmp/oomwatch-fuzz.log; exit 1; }; \
+	    grep -E '^(ok|PASS)' /tmp/oomwatch-fuzz.log | head -1; \
 	  done; \
 	done
 
 lint:
 	$(GO) vet ./...
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 clean:
 	rm -rf bin dist

@@ -207,7 +207,7 @@ func kernel(name string) (vmtest.Kernel, error) {
 			return k, nil
 		}
 	}
-	return vmtest.Kernel{}, fmt.Errorf("Debian %s cloud kernel not in %s", name, vmtest.CacheDir())
+	return vmtest.Kernel{}, fmt.Errorf("the Debian %s cloud kernel is not in %s", name, vmtest.CacheDir())
 }
 
 // prerequisites makes sure qemu, cpio, static busybox and the kernel are

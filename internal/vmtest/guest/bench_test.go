@@ -48,7 +48,7 @@ func TestBenchLoops(t *testing.T) {
 	e := Setup(t)
 	nStr := os.Getenv("OOMWATCH_VM_BENCH_N")
 	if nStr == "" {
-		Unsupported(t, "benchmark: run via OOMWATCH_VM_BENCH=1 go test -run TestVMBench ./internal/vmtest/")
+		Unsupported(t, "benchmark: run by make bench (BenchmarkVMLoopBreak)")
 	}
 	RequireDaemon(t, e)
 	n, err := strconv.Atoi(nStr)

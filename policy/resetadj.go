@@ -20,10 +20,17 @@ func (p *Policy) resetAdj(ctx context.Context, log zerolog.Logger, inc *watchdog
 	var results []Result
 	tried := map[int]bool{}
 	for len(tried) < opts.MaxResets {
-		cands, err := p.insp.Candidates(inc.Cgroup)
-		if err != nil {
-			results = append(results, Result{Rung: ResetAdj, Err: err.Error()})
-			return results, errors.Is(err, cgroupfs.ErrGone)
+		// The first pick uses the tasks the watchdog just inspected: every
+		// millisecond counts while the kernel loops. The pidfd check in
+		// resetOne makes a stale pick harmless. Later picks re-read /proc.
+		cands := inc.Candidates
+		if len(tried) > 0 || len(cands) == 0 {
+			var err error
+			cands, err = p.insp.Candidates(inc.Cgroup)
+			if err != nil {
+				results = append(results, Result{Rung: ResetAdj, Err: err.Error()})
+				return results, errors.Is(err, cgroupfs.ErrGone)
+			}
 		}
 		var target *watchdog.Candidate
 		for i := range cands { // largest RSS first

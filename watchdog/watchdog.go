@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -40,7 +41,10 @@ type Config struct {
 	Proc       procfs.FS
 	Detector   Params
 	MaxCgroups int // bound on watched cgroups; <= 0 means DefaultMaxCgroups
-	MaxProcs   int // bound on tasks inspected per incident
+	// MaxPerSubtree bounds the cgroups watched under one top-level cgroup;
+	// <= 0 means DefaultMaxPerSubtree.
+	MaxPerSubtree int
+	MaxProcs      int // bound on tasks inspected per incident
 	// ResolveAfter is how long a cgroup with an open incident must see no OOM
 	// before the incident is resolved. <= 0 means 2 × Detector.Window.
 	ResolveAfter time.Duration
@@ -61,6 +65,10 @@ type Config struct {
 
 // DefaultMaxCgroups bounds discovery when the config says nothing.
 const DefaultMaxCgroups = 65536
+
+// DefaultMaxPerSubtree bounds one top-level subtree (a container's
+// delegated cgroups) when the config says nothing.
+const DefaultMaxPerSubtree = 16384
 
 type cgroupState struct {
 	det      *Detector
@@ -100,13 +108,17 @@ type Observer interface {
 
 // Watchdog is the main loop. Create with New, run with Run.
 type Watchdog struct {
-	cfg     Config
-	h       Handler
-	log     zerolog.Logger
-	poller  *eventfd.Poller
-	insp    Inspector
-	cgroups map[string]*cgroupState
-	full    bool // MaxCgroups reached, warned once
+	cfg       Config
+	h         Handler
+	log       zerolog.Logger
+	poller    *eventfd.Poller
+	insp      Inspector
+	cgroups   map[string]*cgroupState
+	full      bool            // MaxCgroups reached, warned once
+	perTop    map[string]int  // watched cgroups per top-level subtree
+	kids      map[string]int  // watched direct children per cgroup
+	capped    map[string]bool // subtrees warned about
+	armErrors int
 
 	events, incidents atomic.Uint64
 	ooms, kills       atomic.Uint64
@@ -124,6 +136,9 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Watchdog, error) {
 	if cfg.MaxCgroups <= 0 {
 		cfg.MaxCgroups = DefaultMaxCgroups
 	}
+	if cfg.MaxPerSubtree <= 0 {
+		cfg.MaxPerSubtree = DefaultMaxPerSubtree
+	}
 	if cfg.ResolveAfter <= 0 {
 		cfg.ResolveAfter = 2 * cfg.Detector.Window
 	}
@@ -134,6 +149,9 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Watchdog, error) {
 		cfg: cfg, h: h, log: log,
 		insp:    Inspector{CG: cfg.CG, Proc: cfg.Proc, MaxProcs: cfg.MaxProcs},
 		cgroups: make(map[string]*cgroupState),
+		perTop:  make(map[string]int),
+		kids:    make(map[string]int),
+		capped:  make(map[string]bool),
 	}, nil
 }
 
@@ -247,17 +265,57 @@ func (w *Watchdog) add(cg string) error {
 		if len(w.cgroups) >= w.cfg.MaxCgroups {
 			if !w.full {
 				w.full = true
-				w.log.Warn().Int("max_cgroups", w.cfg.MaxCgroups).Str("cgroup", c).
+				w.log.Warn().Str("event", "cgroup_cap").Int("max_cgroups", w.cfg.MaxCgroups).Str("cgroup", c).
 					Msg("cgroup limit reached: further cgroups are not watched (raise max_cgroups)")
 			}
 			return cgroupfs.ErrTooMany
+		}
+		if top := w.overSubtreeCap(c); top != "" {
+			if !w.capped[top] {
+				w.capped[top] = true
+				w.log.Warn().Str("event", "cgroup_cap").Str("subtree", top).Int("max_per_subtree", w.cfg.MaxPerSubtree).
+					Msg("subtree holds too many cgroups: its new cgroups are not watched")
+			}
+			return filepath.SkipDir
 		}
 		err := w.arm(c)
 		if errors.Is(err, cgroupfs.ErrGone) || errors.Is(err, eventfd.ErrGone) {
 			return nil
 		}
+		if err != nil && c != "/" {
+			// One cgroup we cannot watch (permissions, fd limit) must not
+			// stop the daemon from watching the others.
+			w.armErrors++
+			if w.armErrors <= 10 {
+				w.log.Warn().Err(err).Str("cgroup", c).Msg("cannot watch cgroup")
+			}
+			return nil
+		}
 		return err
 	})
+}
+
+// overSubtreeCap returns the top-level subtree (the first path element:
+// /lxc.payload.web1, /kubepods.slice, …) of c if it already holds
+// MaxPerSubtree watched cgroups, so a container that creates cgroups in its
+// delegated subtree cannot take the global budget from everyone else.
+func (w *Watchdog) overSubtreeCap(c string) string {
+	top := topLevel(c)
+	if top == "" || w.perTop[top] < w.cfg.MaxPerSubtree {
+		return ""
+	}
+	return top
+}
+
+func topLevel(c string) string {
+	c = cgroupfs.Clean(c)
+	if c == "/" {
+		return ""
+	}
+	if i := strings.IndexByte(c[1:], '/'); i >= 0 {
+		return c[:i+1]
+	}
+	return c
 }
 
 func (w *Watchdog) arm(cg string) error {
@@ -266,6 +324,12 @@ func (w *Watchdog) arm(cg string) error {
 	}
 	st := &cgroupState{det: NewDetector(w.params(cg)), gen: w.gen.Load()}
 	w.cgroups[cg] = st
+	if p, ok := cgroupfs.Parent(cg); ok {
+		w.kids[p]++
+	}
+	if top := topLevel(cg); top != "" {
+		w.perTop[top]++
+	}
 	w.watched.Store(int64(len(w.cgroups)))
 	if cg == "/" {
 		return nil // the root has no memory.events; v1: "OOM notification doesn't work for the root cgroup"
@@ -335,16 +399,42 @@ func (w *Watchdog) enableMemory(cg string) {
 
 // drop forgets cg and everything below it.
 func (w *Watchdog) drop(cg string) {
-	for c, st := range w.cgroups {
-		if cgroupfs.InSubtree(c, cg) {
-			w.poller.Unwatch(c)
-			if st.inc != nil {
-				w.closeIncident(st, "cgroup removed")
+	cg = cgroupfs.Clean(cg)
+	if w.kids[cg] > 0 {
+		// rmdir needs an empty cgroup, so children are normally dropped
+		// first; after an overflow or a Gone of a whole subtree, sweep.
+		for c := range w.cgroups {
+			if c != cg && cgroupfs.InSubtree(c, cg) {
+				w.forget(c)
 			}
-			delete(w.cgroups, c)
 		}
 	}
+	w.forget(cg)
 	w.watched.Store(int64(len(w.cgroups)))
+}
+
+// forget drops one cgroup's watches and state.
+func (w *Watchdog) forget(c string) {
+	st, ok := w.cgroups[c]
+	if !ok {
+		return
+	}
+	w.poller.Unwatch(c)
+	if st.inc != nil {
+		w.closeIncident(st, "cgroup removed")
+	}
+	delete(w.cgroups, c)
+	if p, ok := cgroupfs.Parent(c); ok {
+		if w.kids[p]--; w.kids[p] <= 0 {
+			delete(w.kids, p)
+		}
+	}
+	if top := topLevel(c); top != "" {
+		if w.perTop[top]--; w.perTop[top] <= 0 {
+			delete(w.perTop, top)
+			delete(w.capped, top)
+		}
+	}
 }
 
 // counters reads cg's counters; v1Count is what the eventfd just reported.

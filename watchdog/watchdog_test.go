@@ -274,3 +274,37 @@ func TestWatchdogMemoryEnabledLater(t *testing.T) {
 		t.Fatalf("incident %+v", inc)
 	}
 }
+
+// A container that creates many cgroups in its delegated subtree cannot
+// take the global budget: the per-subtree cap stops it, others still count.
+func TestWatchdogPerSubtreeCap(t *testing.T) {
+	cgRoot := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	writeCgroup(t, cgRoot, "evil", "max")
+	for i := 0; i < 20; i++ {
+		writeCgroup(t, cgRoot, fmt.Sprintf("evil/c%d", i), "max")
+	}
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	rec := newRecorder()
+	ready := make(chan int, 1)
+	w, err := New(Config{CG: h, Proc: procfs.New(t.TempDir()), Detector: DefaultParams, MaxCgroups: 100, MaxPerSubtree: 5,
+		Ready: func(n int) { ready <- n }}, rec, zerolog.Nop())
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if n := <-ready; n != 6 { // "/" and 5 under /evil
+		t.Fatalf("armed %d cgroups, want 6", n)
+	}
+	writeCgroup(t, cgRoot, "evil/late", "max")
+	writeCgroup(t, cgRoot, "good", "max")
+	rec.waitFor(t, "/good watched despite /evil at its cap", func() bool { return w.Stats().Watched == 7 })
+	// Removing /evil's cgroups frees its budget.
+	for i := 0; i < 20; i++ {
+		must(t, os.RemoveAll(filepath.Join(cgRoot, fmt.Sprintf("evil/c%d", i))))
+	}
+	rec.waitFor(t, "/evil's budget freed", func() bool { return w.Stats().Watched == 3 })
+}

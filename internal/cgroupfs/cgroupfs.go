@@ -399,7 +399,7 @@ func (h Hierarchy) Children(cg string) ([]string, error) {
 
 // Walk visits cg and every descendant, parents first, stopping after max
 // cgroups (max <= 0: no bound) with ErrTooMany. Cgroups that vanish during
-// the walk are skipped.
+// the walk are skipped; fn returning filepath.SkipDir skips a subtree.
 func (h Hierarchy) Walk(cg string, max int, fn func(cg string) error) error {
 	n := 0
 	var walk func(string) error
@@ -408,7 +408,9 @@ func (h Hierarchy) Walk(cg string, max int, fn func(cg string) error) error {
 			return ErrTooMany
 		}
 		n++
-		if err := fn(c); err != nil {
+		if err := fn(c); errors.Is(err, filepath.SkipDir) {
+			return nil // do not descend
+		} else if err != nil {
 			return err
 		}
 		kids, err := h.Children(c)

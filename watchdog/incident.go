@@ -24,6 +24,10 @@ const (
 	// VerdictPaused: v1 oom_kill_disable=1 and under_oom: the kernel waits
 	// for a userspace OOM handler by design.
 	VerdictPaused Verdict = "paused"
+	// VerdictForced: kill-less OOMs and usage above the limit: a 4.19–5.15
+	// kernel forced the charge over the limit instead of looping. Reported;
+	// no action (the limit is not holding, nothing is stuck).
+	VerdictForced Verdict = "forced-charge"
 	// VerdictKilled: OOMs with kills, the kernel coped. No action.
 	VerdictKilled Verdict = "oom-killed"
 )

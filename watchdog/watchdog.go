@@ -55,6 +55,10 @@ type Config struct {
 	// rules); Detector is used otherwise. Reconfigure makes the watchdog ask
 	// again.
 	ParamsFor func(cgroup string) Params
+	// ForcedChargeKernel: the kernel charges over the limit instead of
+	// looping (4.19–5.15, see KernelForcesCharge); usage above the limit
+	// after kill-less OOMs is then reported as VerdictForced.
+	ForcedChargeKernel bool
 	// Observer, if set, is told about every incident.
 	Observer Observer
 	// Tick, if set, is called from the event loop at least every TickEvery
@@ -625,7 +629,15 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 		w.log.Warn().Err(err).Str("cgroup", cg).Msg("cannot inspect tasks")
 		return
 	}
-	w.openIncident(now, cg, st, a, Classify(cands), cands)
+	v := Classify(cands)
+	lim, lerr := w.cfg.CG.Limit(cg)
+	use, uerr := w.cfg.CG.Usage(cg)
+	if w.cfg.ForcedChargeKernel && lerr == nil && uerr == nil {
+		if forced, _ := ForcedCharge(ChargeSample{KilllessOOMs: a.OOMs, Kills: a.Kills, Usage: use, Limit: lim}); forced {
+			v = VerdictForced
+		}
+	}
+	w.openIncident(now, cg, st, a, v, cands)
 }
 
 func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Assessment, v Verdict, cands []Candidate) {
@@ -665,6 +677,8 @@ func verdictMessage(v Verdict) string {
 		return "OOM stalled: repeated OOMs without a kill although killable tasks exist"
 	case VerdictPaused:
 		return "OOM paused: oom_kill_disable=1 and under_oom, the kernel waits for a userspace handler"
+	case VerdictForced:
+		return "OOM forced charge: kill-less OOMs and usage above the limit (kernel 4.19-5.15 charges over the limit instead of looping)"
 	}
 	return string(v)
 }

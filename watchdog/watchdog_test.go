@@ -308,3 +308,40 @@ func TestWatchdogPerSubtreeCap(t *testing.T) {
 	}
 	rec.waitFor(t, "/evil's budget freed", func() bool { return w.Stats().Watched == 3 })
 }
+
+// On a 4.19–5.15 kernel, kill-less OOMs with usage above the limit are a
+// forced charge, reported as such; on 5.16+ the same counters are a loop.
+func TestWatchdogForcedCharge(t *testing.T) {
+	for _, forcedKernel := range []bool{true, false} {
+		cgRoot, procRoot := t.TempDir(), t.TempDir()
+		must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
+		must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+		writeProc(t, procRoot, 1, 0, "init", 0, 1000)
+		writeProc(t, procRoot, 100, 1, "java", -1000, 9000)
+		writeCgroup(t, cgRoot, "ct", "20971520", 100)
+		must(t, os.WriteFile(filepath.Join(cgRoot, "ct/memory.current"), []byte("20979712\n"), 0o644))
+		h, err := cgroupfs.Open(cgRoot, "")
+		must(t, err)
+		rec := newRecorder()
+		ready := make(chan int, 1)
+		w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams, ForcedChargeKernel: forcedKernel,
+			Ready: func(n int) { ready <- n }}, rec, zerolog.Nop())
+		must(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- w.Run(ctx) }()
+		<-ready
+		setEvents(t, cgRoot, "ct", 2, 0, 2)
+		setEvents(t, cgRoot, "ct", 7, 0, 7)
+		rec.waitFor(t, "incident", func() bool { return len(rec.opened) == 1 })
+		want := VerdictLoop
+		if forcedKernel {
+			want = VerdictForced
+		}
+		if got := rec.opened[0].Verdict; got != want {
+			t.Errorf("forced-charge kernel %v: verdict %v, want %v", forcedKernel, got, want)
+		}
+		cancel()
+		must(t, <-done)
+	}
+}

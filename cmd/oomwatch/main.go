@@ -27,6 +27,8 @@ const usage = `oomwatch keeps hosts out of memory-cgroup OOM loops.
 Usage:
   oomwatch run [flags]     watch every memory cgroup and break OOM loops (the daemon)
   oomwatch scan [flags]    show where an OOM would loop today (exit 2 when one would)
+  oomwatch status          what the running daemon sees and did
+  oomwatch incidents       the incident history (works without the daemon)
   oomwatch thaw CGROUP     thaw a cgroup oomwatch froze
   oomwatch config --defaults      print the built-in config, every key documented
   oomwatch check-config [FILE]    check a config file (default /etc/oomwatch/oomwatch.yaml)
@@ -54,6 +56,10 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		err = scanCmd(rest, stdout, stderr)
 	case "thaw":
 		err = thawCmd(rest, stdout, stderr)
+	case "status":
+		err = statusCmd(rest, stdout, stderr)
+	case "incidents":
+		err = incidentsCmd(rest, stdout, stderr)
 	case "config":
 		err = configCmd(rest, stdout, stderr)
 	case "check-config":

@@ -147,7 +147,8 @@ func TestRunStopsCleanly(t *testing.T) {
 	var logs bytes.Buffer
 	f := runFlags{roots: rootFlags{cgroupRoot: fakeTree(t), procRoot: fakeProcs(t)}, configPath: "/nonexistent/oomwatch.yaml",
 		opts: policy.DefaultOptions(), params: watchdog.DefaultParams, stateDir: t.TempDir(),
-		set: map[string]bool{"state-dir": true, "metrics-listen": true}}
+		statusSocket: filepath.Join(t.TempDir(), "oomwatch.sock"),
+		set:          map[string]bool{"state-dir": true, "metrics-listen": true}}
 	err := run(ctx, zerolog.New(&logs), f)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, logs.String())

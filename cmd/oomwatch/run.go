@@ -14,10 +14,14 @@ import (
 	"github.com/containerd/cgroups/v3"
 	"github.com/goccy/go-yaml"
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/oomwatch/oomwatch/internal/cgnames"
 	"github.com/oomwatch/oomwatch/internal/config"
+	"github.com/oomwatch/oomwatch/internal/history"
+	"github.com/oomwatch/oomwatch/internal/kmsg"
 	"github.com/oomwatch/oomwatch/internal/metrics"
+	"github.com/oomwatch/oomwatch/internal/statusd"
 	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/policy/alert"
 	"github.com/oomwatch/oomwatch/systemd"
@@ -37,6 +41,7 @@ type runFlags struct {
 	ladder, exemptComm, exemptCmdline, exemptCgroup listFlag
 	maxCgroups, maxActions                          int
 	stateDir, metricsListen                         string
+	statusSocket                                    string
 }
 
 func runCmd(args []string, stderr io.Writer) error {
@@ -63,6 +68,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/oomwatch", "where raised limits and spooled alerts survive restarts (\"\": memory only)")
 	fs.IntVar(&f.maxActions, "max-actions-per-minute", 30, "global bound on changes to the host")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "127.0.0.1:9731", "Prometheus /metrics and /healthz address (\"\": off)")
+	fs.StringVar(&f.statusSocket, "status-socket", statusd.DefaultSocket, "unix socket for oomwatch status (\"\": off)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -180,6 +186,46 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 	}
 	describeHost(log, h.String())
 
+	// The status socket first: a second daemon exits before arming anything.
+	var sock *statusd.Server
+	if f.statusSocket != "" {
+		if sock, err = statusd.Listen(f.statusSocket); err != nil {
+			return err
+		}
+	}
+	klogState := "reading /dev/kmsg"
+	klog, kerr := kmsg.Open(kmsg.Options{})
+	if kerr != nil {
+		klogState, klog = kerr.Error(), nil
+		log.Warn().Err(kerr).Msg("kernel log evidence off")
+	} else {
+		kctx, kcancel := context.WithCancel(ctx)
+		kdone := make(chan struct{})
+		go func() {
+			defer close(kdone)
+			if err := klog.Run(kctx); err != nil {
+				log.Warn().Err(err).Msg("kernel log reader stopped")
+			}
+		}()
+		defer func() { kcancel(); <-kdone; klog.Close() }()
+	}
+	var hist *history.Async
+	journalState := "off (no state directory)"
+	if g.StateDir != "" {
+		j := history.Open(g.StateDir, history.Options{})
+		journalState = j.Path()
+		hist = history.NewAsync(j, 256, func(err error) {
+			if err != nil {
+				log.Error().Err(err).Msg("incident journal not written; oomwatch keeps working")
+			} else {
+				log.Info().Msg("incident journal writable again")
+			}
+		})
+		defer hist.Close()
+		hist.Append(func() history.Record { return history.Start(version, os.Getpid()) })
+	}
+	tracker := statusd.NewTracker()
+
 	host, _ := os.Hostname()
 	var disp atomic.Pointer[alert.Dispatcher]
 	if d, err := newDispatcher(acfg, g.StateDir, log); err != nil {
@@ -218,6 +264,7 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 	topParams, _ := f.apply(cfg.TopLevel().Detector, cfg.TopLevel().Policy)
 	wcfg := watchdog.Config{
 		CG: h, Proc: proc, Detector: topParams, MaxCgroups: g.MaxCgroups,
+		ForcedChargeKernel: watchdog.KernelForcesCharge(kernelRelease()),
 		ParamsFor: func(cg string) watchdog.Params {
 			r := holder.Current().For(cg)
 			p, _ := f.apply(r.Detector, r.Policy)
@@ -235,10 +282,30 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 		wcfg.Tick = func() { _ = sd.Ping(status()) }
 		wcfg.TickEvery = every
 	}
-	hd := &handler{pol: pol, alerts: &disp, host: host, log: log}
+	hd := &handler{pol: pol, alerts: &disp, host: host, log: log, hist: hist, klog: klog, track: tracker}
 	w, err = watchdog.New(wcfg, hd, log.With().Str("component", "watchdog").Logger())
 	if err != nil {
 		return &exitError{code: 2, err: err}
+	}
+	if sock != nil {
+		sdone := make(chan struct{})
+		go func() {
+			defer close(sdone)
+			_ = sock.Serve(ctx, func() statusd.Status {
+				st := w.Stats()
+				s := statusd.Status{Version: version, PID: os.Getpid(), Started: startTime, DryRun: topOpts.DryRun, Ladder: topOpts.Ladder,
+					CgroupVersion: h.Version, Layout: h.Layout, Hierarchy: h.String(),
+					Roots:   statusd.Roots{Memory: h.Root, Freezer: h.Freezer, Proc: f.roots.procRoot},
+					Watched: st.Watched, OOMs: st.OOMs, Kills: st.Kills, Incidents: st.Incidents, LastEvent: st.LastEvent,
+					KernelLog: klogState, Journal: journalState}
+				for _, a := range (dispStats{&disp}).Stats() {
+					s.Alerts = append(s.Alerts, statusd.SinkQueue{Name: a.Name, Kind: a.Kind, Queued: a.QueueDepth, Sent: a.Sent, Failed: a.Failed, Dropped: a.Dropped})
+				}
+				tracker.Fill(&s)
+				return s
+			})
+		}()
+		defer func() { <-sdone }() // Serve returns once ctx is cancelled
 	}
 	m := metrics.New(version, w, dispStats{&disp})
 	w.SetObserver(m)
@@ -343,6 +410,14 @@ func describeHost(log zerolog.Logger, chosen string) {
 	ev.Msg("cgroup layout")
 }
 
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
 // dispStats reads the current dispatcher's stats (none without sinks).
 type dispStats struct {
 	p *atomic.Pointer[alert.Dispatcher]
@@ -362,6 +437,16 @@ type handler struct {
 	alerts *atomic.Pointer[alert.Dispatcher]
 	host   string
 	log    zerolog.Logger
+	hist   *history.Async   // nil without a state directory
+	klog   *kmsg.Reader     // nil when /dev/kmsg cannot be read
+	track  *statusd.Tracker // for oomwatch status
+}
+
+func (h *handler) evidence(cg string, since time.Time) []string {
+	if h.klog == nil {
+		return nil
+	}
+	return h.klog.Evidence(cg, since)
 }
 
 func (h *handler) send(typ string, inc *watchdog.Incident, rs []policy.Result) {
@@ -379,15 +464,35 @@ func (h *handler) send(typ string, inc *watchdog.Incident, rs []policy.Result) {
 
 func (h *handler) Open(inc *watchdog.Incident) {
 	h.send(alert.TypeDetected, inc, nil)
+	n := cgnames.Parse(inc.Cgroup)
+	h.track.Opened(statusd.OpenIncident{ID: inc.ID, Cgroup: inc.Cgroup, Container: n.Container, Verdict: string(inc.Verdict), Since: inc.Started})
+	if h.hist != nil {
+		rec, since := history.Opened(inc, history.Names{Container: n.Container, Unit: n.Unit}, nil), inc.Started.Add(-2*inc.Evidence.Window)
+		h.hist.Append(func() history.Record { rec.KernelLog = h.evidence(rec.Cgroup, since); return rec })
+	}
 	h.pol.Open(inc)
 }
 
 func (h *handler) Resolved(inc *watchdog.Incident, why string) {
 	h.send(alert.TypeResolved, inc, nil)
+	h.track.Resolved(inc.ID)
+	if h.hist != nil {
+		rec, since := history.Resolved(inc, why, nil), inc.Started.Add(-2*inc.Evidence.Window)
+		h.hist.Append(func() history.Record { rec.KernelLog = h.evidence(rec.Cgroup, since); return rec })
+	}
 	h.pol.Resolved(inc, why)
 }
 
 func (h *handler) ladderDone(inc *watchdog.Incident, _ string, rs []policy.Result) {
+	now, acts := time.Now(), make([]history.Action, 0, len(rs))
+	for _, r := range rs {
+		acts = append(acts, history.Action{Action: r.Rung, PID: r.PID, Comm: r.Comm, Done: r.Done, Verified: r.Verified, Detail: r.Detail, Error: r.Err, TookMS: r.Took.Milliseconds()})
+		h.track.Acted(statusd.Action{Time: now, Incident: inc.ID, Cgroup: inc.Cgroup, Action: r.Rung, PID: r.PID, Comm: r.Comm, Done: r.Done, Verified: r.Verified, Detail: r.Detail, Error: r.Err})
+	}
+	if h.hist != nil {
+		rec := history.Actions(inc, acts, "")
+		h.hist.Append(func() history.Record { return rec })
+	}
 	typ := alert.TypeRemediationFailed
 	if n := len(rs); n > 0 && rs[n-1].Verified {
 		typ = alert.TypeRemediated

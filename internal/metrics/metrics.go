@@ -61,7 +61,7 @@ func New(version string, wd WatchdogStats, alerts AlertStats) *Metrics {
 		reg: prometheus.NewRegistry(), wd: wd, alerts: alerts,
 		open: map[string]*watchdog.Incident{},
 		incidents: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "oomwatch_incidents_total", Help: "Incidents opened, by verdict (loop, stalled, paused).",
+			Name: "oomwatch_incidents_total", Help: "Incidents opened, by verdict (loop, stalled, paused, forced-charge).",
 		}, []string{"verdict"}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oomwatch_actions_total", Help: "Remediation actions, by action and result (verified, unverified, failed, dry_run).",
@@ -73,7 +73,7 @@ func New(version string, wd WatchdogStats, alerts AlertStats) *Metrics {
 			Name: "oomwatch_remediation_latency_seconds", Help: "Time from the incident to the verified end of the loop.", Buckets: latencyBuckets,
 		}),
 	}
-	for _, v := range []watchdog.Verdict{watchdog.VerdictLoop, watchdog.VerdictStalled, watchdog.VerdictPaused} {
+	for _, v := range []watchdog.Verdict{watchdog.VerdictLoop, watchdog.VerdictStalled, watchdog.VerdictPaused, watchdog.VerdictForced} {
 		m.incidents.WithLabelValues(string(v)) // export zeros
 	}
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{

@@ -56,8 +56,9 @@ oomwatch_watched_cgroups 12
 # HELP oomwatch_oom_events_total OOM events counted in watched cgroups.
 # TYPE oomwatch_oom_events_total counter
 oomwatch_oom_events_total 450
-# HELP oomwatch_incidents_total Incidents opened, by verdict (loop, stalled, paused).
+# HELP oomwatch_incidents_total Incidents opened, by verdict (loop, stalled, paused, forced-charge).
 # TYPE oomwatch_incidents_total counter
+oomwatch_incidents_total{verdict="forced-charge"} 0
 oomwatch_incidents_total{verdict="loop"} 1
 oomwatch_incidents_total{verdict="paused"} 0
 oomwatch_incidents_total{verdict="stalled"} 0

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/internal/statusd"
+)
+
+// statusCmd asks the running daemon what it sees: oomwatch status
+// [--socket PATH] [--json]. Exit 1 when no daemon answers.
+func statusCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("status", "Ask the running daemon what it watches, its open incidents, recent actions\nand alert queues (over its root-only unix socket). Exit status 1: no daemon answers.", stderr)
+	sock := fs.String("socket", statusd.DefaultSocket, "the daemon's status socket")
+	asJSON := fs.Bool("json", false, "print the daemon's JSON document")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	st, err := statusd.Query(*sock)
+	if err != nil {
+		if errors.Is(err, statusd.ErrNotRunning) {
+			err = fmt.Errorf("%w (start it with oomwatch run, or pass --socket)", err)
+		}
+		return &exitError{code: 1, err: err}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	printStatus(stdout, st, time.Now())
+	return nil
+}
+
+func printStatus(w io.Writer, st statusd.Status, now time.Time) {
+	fmt.Fprintf(w, "oomwatch %s, pid %d, up %s (since %s)\n", st.Version, st.PID, ago(now, st.Started), st.Started.Local().Format(time.DateTime))
+	mode := "acting"
+	if st.DryRun {
+		mode = "dry-run: detect and report, change nothing"
+	}
+	if len(st.Ladder) > 0 {
+		mode += ", ladder " + strings.Join(st.Ladder, " → ")
+	}
+	fmt.Fprintf(w, "mode:       %s\n", mode)
+	fmt.Fprintf(w, "hierarchy:  %s\n", st.Hierarchy)
+	roots := "memory " + st.Roots.Memory
+	if st.Roots.Freezer != "" {
+		roots += ", freezer " + st.Roots.Freezer
+	}
+	if st.Roots.Proc != "" {
+		roots += ", proc " + st.Roots.Proc
+	}
+	fmt.Fprintf(w, "roots:      %s\n", roots)
+	last := "no OOM event yet"
+	if !st.LastEvent.IsZero() {
+		last = "last event " + ago(now, st.LastEvent) + " ago"
+	}
+	fmt.Fprintf(w, "watching:   %d memory cgroups; %d OOM events, %d kills, %d incidents seen; %s\n", st.Watched, st.OOMs, st.Kills, st.Incidents, last)
+	if st.KernelLog != "" {
+		fmt.Fprintf(w, "kernel log: %s\n", st.KernelLog)
+	}
+	if st.Journal != "" {
+		fmt.Fprintf(w, "journal:    %s\n", st.Journal)
+	}
+
+	fmt.Fprintf(w, "\nopen incidents: %d\n", len(st.OpenIncidents))
+	if len(st.OpenIncidents) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  SINCE\tVERDICT\tCGROUP\tID")
+		for _, o := range st.OpenIncidents {
+			fmt.Fprintf(tw, "  %s ago\t%s\t%s\t%s\n", ago(now, o.Since), o.Verdict, cgLabel(o.Cgroup, o.Container), o.ID)
+		}
+		tw.Flush()
+	}
+
+	fmt.Fprintf(w, "\nrecent actions: %d\n", len(st.RecentActions))
+	if len(st.RecentActions) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  TIME\tACTION\tTARGET\tRESULT\tCGROUP")
+		for _, a := range st.RecentActions {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", a.Time.Local().Format(time.TimeOnly), a.Action, target(a.PID, a.Comm), result(a.Done, a.Verified, a.Error), procfs.Safe(a.Cgroup))
+		}
+		tw.Flush()
+	}
+
+	if len(st.Alerts) > 0 {
+		fmt.Fprintf(w, "\nalert sinks: %d\n", len(st.Alerts))
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  SINK\tKIND\tQUEUED\tSENT\tFAILED\tDROPPED")
+		for _, s := range st.Alerts {
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%d\t%d\n", s.Name, s.Kind, s.Queued, s.Sent, s.Failed, s.Dropped)
+		}
+		tw.Flush()
+	} else {
+		fmt.Fprintln(w, "\nalert sinks: none configured")
+	}
+}
+
+// cgLabel is a cgroup path, with the container name when there is one;
+// both come from names containers choose, so they are escaped.
+func cgLabel(cg, container string) string {
+	if container != "" {
+		return procfs.Safe(cg) + " (" + procfs.Safe(container) + ")"
+	}
+	return procfs.Safe(cg)
+}
+
+func target(pid int, comm string) string {
+	switch {
+	case pid == 0 && comm == "":
+		return "-"
+	case comm == "":
+		return fmt.Sprint(pid)
+	}
+	return fmt.Sprintf("%d (%s)", pid, procfs.Safe(comm))
+}
+
+func result(done, verified bool, err string) string {
+	switch {
+	case err != "":
+		return "failed: " + procfs.Safe(err)
+	case !done:
+		return "dry-run"
+	case verified:
+		return "verified"
+	}
+	return "done, not verified"
+}
+
+// ago is a short duration: 45s, 12m, 3h5m, 2d4h.
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "?"
+	}
+	d := now.Sub(t)
+	if d < 0 {
+		d = 0
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+}

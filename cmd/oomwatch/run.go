@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/oomwatch/oomwatch/internal/history"
 	"github.com/oomwatch/oomwatch/internal/kmsg"
 	"github.com/oomwatch/oomwatch/internal/metrics"
+	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/internal/statusd"
 	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/policy/alert"
@@ -185,6 +187,9 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 		return err
 	}
 	describeHost(log, h.String())
+	if msg := namespaceWarning(proc); msg != "" {
+		log.Warn().Str("event", "limited_view").Msg(msg)
+	}
 
 	// The status socket first: a second daemon exits before arming anything.
 	var sock *statusd.Server
@@ -270,7 +275,11 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 			p, _ := f.apply(r.Detector, r.Policy)
 			return p
 		},
-		Ready: func(int) {
+		Ready: func(n int) {
+			if n <= 1 {
+				log.Warn().Str("event", "limited_view").Str("hierarchy", h.String()).
+					Msg("only the root cgroup is visible: nothing to watch. In a container, mount the host's /sys/fs/cgroup read-write and share the host's cgroup and PID namespaces")
+			}
 			if err := sd.Ready(status()); err != nil {
 				log.Warn().Err(err).Msg("sd_notify READY failed")
 			}
@@ -408,6 +417,22 @@ func describeHost(log zerolog.Logger, chosen string) {
 		ev = ev.Str("own_cgroup", own)
 	}
 	ev.Msg("cgroup layout")
+}
+
+// namespaceWarning says when oomwatch cannot see the host's cgroups: in a
+// private cgroup namespace, PID 1 (if visible at all) lies outside our root
+// and the kernel shows its path with "/.." (KERNEL.md §6).
+func namespaceWarning(proc procfs.FS) string {
+	lines, err := proc.Cgroups(1)
+	if err != nil {
+		return ""
+	}
+	for _, l := range lines {
+		if strings.HasPrefix(l.Path, "/..") {
+			return "oomwatch runs in a private cgroup namespace and sees only its own subtree; run it with the host's cgroup namespace (podman/docker --cgroupns=host) to watch the host"
+		}
+	}
+	return ""
 }
 
 func kernelRelease() string {

@@ -30,7 +30,7 @@ vm-deps:
 alert-deps:
 	bash policy/alert/testdata/install-alertmanager.sh
 
-deps: vm-deps alert-deps
+deps: vm-deps alert-deps sdvm-deps
 
 test: deps
 	$(GO) vet ./...
@@ -65,3 +65,5 @@ lint:
 
 clean:
 	rm -rf bin dist
+
+include packaging/deb.mk

@@ -200,6 +200,9 @@ type Policy struct {
 	raised    *raiseStore
 	reverting bool
 
+	// OnAction, if set, receives each action's result as soon as it is
+	// known (the journal records it before the ladder ends).
+	OnAction func(inc *watchdog.Incident, r Result)
 	// OnDone, if set, receives every finished ladder (alerts, tests).
 	OnDone func(inc *watchdog.Incident, rule string, results []Result)
 }
@@ -308,6 +311,9 @@ func (p *Policy) run(ctx context.Context, log zerolog.Logger, inc *watchdog.Inci
 			}
 			e.Str("event", "action").Str("action", r.Rung).Int("pid", r.PID).Str("comm", r.Comm).
 				Bool("done", r.Done).Bool("verified", r.Verified).Str("detail", r.Detail).Dur("took", r.Took).Msg("action " + r.Rung)
+			if p.OnAction != nil {
+				p.OnAction(inc, r)
+			}
 		}
 		results = append(results, rs...)
 		if ended || ctx.Err() != nil {

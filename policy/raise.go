@@ -23,17 +23,30 @@ import (
 // that systemd does not put the old value back on its next reload. Declared
 // here, implemented by package systemd.
 type UnitLimiter interface {
+	// UnitForCgroup names the unit whose cgroup is exactly cg, "" when
+	// systemd does not manage it.
+	UnitForCgroup(ctx context.Context, cgroup string) (string, error)
 	SetMemoryMax(ctx context.Context, unit string, bytes uint64) error
 }
 
-// systemdUnit returns the unit owning a v2 cgroup path ("…/foo.service" or
-// "…/bar.scope"), or "".
-func systemdUnit(cg string) string {
-	base := path.Base(cgroupfs.Clean(cg))
-	if strings.HasSuffix(base, ".service") || strings.HasSuffix(base, ".scope") {
-		return base
+// systemdUnit returns the systemd unit that owns v2 cgroup cg, or "" when
+// none does or systemd cannot be asked (then cgroupfs is written directly).
+// Only cgroups named like a unit ("….service", "….scope") are asked.
+func (p *Policy) systemdUnit(ctx context.Context, cg string) string {
+	if p.cfg.Units == nil || p.cg.Version != 2 {
+		return ""
 	}
-	return ""
+	base := path.Base(cgroupfs.Clean(cg))
+	if !strings.HasSuffix(base, ".service") && !strings.HasSuffix(base, ".scope") {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	unit, err := p.cfg.Units.UnitForCgroup(ctx, cgroupfs.Clean(cg))
+	if err != nil || unit != base {
+		return ""
+	}
+	return unit
 }
 
 // raiseLimit raises the limit holder's limit by Step up to Ceiling (of the
@@ -93,9 +106,7 @@ func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdo
 		if p.cg.Version == 1 {
 			rec.OriginalMemsw, rec.HasMemsw, _ = p.cg.MemswLimit(inc.Cgroup)
 		}
-		if p.cg.Version == 2 && p.cfg.Units != nil {
-			rec.Unit = systemdUnit(inc.Cgroup)
-		}
+		rec.Unit = p.systemdUnit(ctx, inc.Cgroup)
 	}
 	base, err := p.progress(inc.Cgroup)
 	if err != nil {
@@ -103,7 +114,9 @@ func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdo
 		return r, false
 	}
 	// Remember before writing: a crash between the two must still revert.
-	rec.Raised, rec.BelowSince = next, time.Time{}
+	// Prev is the limit before this step, so a restart recognises both
+	// "written" (Raised) and "crashed before the write" (Prev) as ours.
+	rec.Prev, rec.Raised, rec.BelowSince = cur, next, time.Time{}
 	if err := p.raised.put(rec); err != nil {
 		log.Error().Err(err).Msg("cannot persist the raised limit: a restart will not revert it")
 	}
@@ -193,7 +206,7 @@ func (p *Policy) revertDue(now time.Time) {
 			continue
 		}
 		cur, err := p.cg.Limit(rec.Cgroup)
-		if err == nil && cur != rec.Raised {
+		if err == nil && cur != rec.Raised && cur != rec.Prev {
 			log.Warn().Uint64("limit", cur).Uint64("raised_to", rec.Raised).Msg("limit changed by someone else since the raise: leaving it alone")
 			_ = p.raised.del(rec.Cgroup)
 			continue
@@ -241,6 +254,7 @@ type raiseRecord struct {
 	OriginalMemsw uint64        `json:"original_memsw_limit,omitempty"`
 	HasMemsw      bool          `json:"has_memsw,omitempty"`
 	Raised        uint64        `json:"raised_to"`
+	Prev          uint64        `json:"raised_from"` // the limit before the last step
 	Unit          string        `json:"systemd_unit,omitempty"`
 	Margin        uint64        `json:"revert_margin"`
 	Hold          time.Duration `json:"revert_hold_ns"`

@@ -69,6 +69,13 @@ func checkConfigCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "%s: %d %s: oomwatch would refuse this file as a whole\n", path, n, plural(n, "problem", "problems"))
 		return &exitError{code: 1, err: errors.New("")}
 	}
+	// The alerts section is checked the way run checks it: a file
+	// check-config accepts is a file run accepts.
+	if _, err := alertConfig(cfg); err != nil {
+		fmt.Fprintln(stderr, err)
+		fmt.Fprintf(stderr, "%s: oomwatch would refuse this file as a whole\n", path)
+		return &exitError{code: 1, err: errors.New("")}
+	}
 	n := len(cfg.RuleNames())
 	if cfg.Path == "" {
 		fmt.Fprintf(stdout, "%s: OK (no file: the built-in defaults, 0 rules)\n", path)

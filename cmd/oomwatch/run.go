@@ -81,17 +81,14 @@ func runCmd(args []string, stderr io.Writer) error {
 		return &exitError{code: 2, err: fmt.Errorf("--log-level %q: want debug, info, warn or error", f.level)}
 	}
 	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Logger()
-	if w, ok := journalWriter(); ok {
-		log = zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+	if w, ok := systemd.JournalWriter(); ok {
+		// Under systemd: structured journal fields; journald stamps the time.
+		log = zerolog.New(w).Level(lvl)
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 	return run(ctx, log, f)
 }
-
-// journalWriter is replaced when the systemd package provides journald
-// output; stderr JSON otherwise.
-var journalWriter = func() (io.Writer, bool) { return nil, false }
 
 // apply lays the explicitly given flags over a rule's resolved settings.
 func (f *runFlags) apply(p watchdog.Params, o policy.Options) (watchdog.Params, policy.Options) {
@@ -165,7 +162,9 @@ func alertConfig(cfg *config.Config) (alert.Config, error) {
 		return ac, nil
 	}
 	if err := yaml.UnmarshalWithOptions(raw, &ac, yaml.Strict()); err != nil {
-		return ac, fmt.Errorf("%s: alerts: %s", cfg.Path, yaml.FormatError(err, false, true))
+		// No source excerpt: the lines around an error in alerts hold
+		// secrets (HMAC keys, tokens, routing keys).
+		return ac, fmt.Errorf("%s: alerts: %s", cfg.Path, yaml.FormatError(err, false, false))
 	}
 	if err := ac.Validate(); err != nil {
 		return ac, fmt.Errorf("%s: alerts: %w", cfg.Path, err)
@@ -252,8 +251,12 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 		return r.Rule, o
 	}
 	_, topOpts := f.apply(cfg.TopLevel().Detector, cfg.TopLevel().Policy)
+	// Limits of systemd units (.service, .scope) change through systemd's
+	// D-Bus API, so systemd does not put the old value back.
+	units := &systemd.Units{}
+	defer units.Close()
 	pol, err := policy.New(ctx, policy.Config{CG: h, Proc: proc, Options: topOpts, Settings: settings,
-		StateDir: g.StateDir, MaxActionsPerMinute: g.MaxActionsPerMinute}, log.With().Str("component", "policy").Logger())
+		StateDir: g.StateDir, MaxActionsPerMinute: g.MaxActionsPerMinute, Units: units}, log.With().Str("component", "policy").Logger())
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -318,6 +321,7 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 	}
 	m := metrics.New(version, w, dispStats{&disp})
 	w.SetObserver(m)
+	pol.OnAction = hd.acted
 	pol.OnDone = func(inc *watchdog.Incident, rule string, rs []policy.Result) {
 		m.LadderDone(inc, rs, time.Now())
 		hd.ladderDone(inc, rule, rs)
@@ -508,14 +512,24 @@ func (h *handler) Resolved(inc *watchdog.Incident, why string) {
 	h.pol.Resolved(inc, why)
 }
 
-func (h *handler) ladderDone(inc *watchdog.Incident, _ string, rs []policy.Result) {
-	now, acts := time.Now(), make([]history.Action, 0, len(rs))
-	for _, r := range rs {
-		acts = append(acts, history.Action{Action: r.Rung, PID: r.PID, Comm: r.Comm, Done: r.Done, Verified: r.Verified, Detail: r.Detail, Error: r.Err, TookMS: r.Took.Milliseconds()})
-		h.track.Acted(statusd.Action{Time: now, Incident: inc.ID, Cgroup: inc.Cgroup, Action: r.Rung, PID: r.PID, Comm: r.Comm, Done: r.Done, Verified: r.Verified, Detail: r.Detail, Error: r.Err})
-	}
+// acted records one action as soon as it is known: a crash mid-ladder
+// still leaves it in the journal.
+func (h *handler) acted(inc *watchdog.Incident, r policy.Result) {
+	a := history.Action{Action: r.Rung, PID: r.PID, Comm: r.Comm, Done: r.Done, Verified: r.Verified, Detail: r.Detail, Error: r.Err, TookMS: r.Took.Milliseconds()}
+	h.track.Acted(statusd.Action{Time: time.Now(), Incident: inc.ID, Cgroup: inc.Cgroup, Action: r.Rung, PID: r.PID, Comm: r.Comm, Done: r.Done, Verified: r.Verified, Detail: r.Detail, Error: r.Err})
 	if h.hist != nil {
-		rec := history.Actions(inc, acts, "")
+		rec := history.Actions(inc, []history.Action{a}, "")
+		h.hist.Append(func() history.Record { return rec })
+	}
+}
+
+func (h *handler) ladderDone(inc *watchdog.Incident, _ string, rs []policy.Result) {
+	if h.hist != nil {
+		acts := make([]history.Action, 0, len(rs))
+		for _, r := range rs {
+			acts = append(acts, history.Action{Action: r.Rung, Done: r.Done, Verified: r.Verified})
+		}
+		rec := history.Actions(inc, nil, history.Outcome(acts))
 		h.hist.Append(func() history.Record { return rec })
 	}
 	typ := alert.TypeRemediationFailed

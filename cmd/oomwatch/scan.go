@@ -64,7 +64,7 @@ func printScan(w io.Writer, res watchdog.ScanResult) {
 		if c.WouldLoop {
 			mark = "!!"
 		}
-		fmt.Fprintf(w, "%s %s  limit %s  usage %s  tasks %d", mark, c.Cgroup, bytesStr(c.Limit), bytesStr(c.Usage), c.Tasks)
+		fmt.Fprintf(w, "%s %s  limit %s  usage %s  tasks %d", mark, procfs.Safe(c.Cgroup), bytesStr(c.Limit), bytesStr(c.Usage), c.Tasks)
 		if c.WouldLoop {
 			fmt.Fprint(w, "  WOULD LOOP: every task is unkillable")
 		}

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -188,6 +189,13 @@ func Run(ctx context.Context, b Boot) (Result, error) {
 	if b.SMP == 0 {
 		b.SMP = 2
 	}
+	// One TCG VM at a time on this host: two at once on 2 cores make both
+	// slow enough to time out. The systemd-VM tier takes the same lock.
+	unlock, err := lockVMs()
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
 	tmp, err := os.MkdirTemp("", "oomwatch-vm-")
 	if err != nil {
 		return res, err
@@ -420,4 +428,22 @@ func (s *startWatcher) at() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.seen
+}
+
+// lockVMs holds an exclusive flock on CacheDir()/.vm.lock while a VM runs
+// (the same file internal/sdvm locks).
+func lockVMs() (func(), error) {
+	p := filepath.Join(CacheDir(), ".vm.lock")
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("flock %s: %w", p, err)
+	}
+	return func() { f.Close() }, nil
 }

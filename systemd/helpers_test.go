@@ -1,0 +1,56 @@
+package systemd
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+var (
+	daemonOnce sync.Once
+	daemonBin  string
+	daemonErr  error
+	daemonOut  []byte
+)
+
+// goTool is the go command of the toolchain running the tests.
+func goTool() string {
+	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+		return p
+	}
+	return "go"
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// buildDaemon builds cmd/oomwatch once per test run, static like the
+// package ships it.
+func buildDaemon(t *testing.T) string {
+	t.Helper()
+	daemonOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "oomwatch-systemd-test-")
+		if err != nil {
+			daemonErr = err
+			return
+		}
+		daemonBin = filepath.Join(dir, "oomwatch")
+		cmd := exec.Command(goTool(), "build", "-o", daemonBin, "github.com/oomwatch/oomwatch/cmd/oomwatch")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		daemonOut, daemonErr = cmd.CombinedOutput()
+	})
+	if daemonErr != nil {
+		t.Fatalf("go build ./cmd/oomwatch: %v\n%s", daemonErr, daemonOut)
+	}
+	return daemonBin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if daemonBin != "" {
+		os.RemoveAll(filepath.Dir(daemonBin))
+	}
+	os.Exit(code)
+}

@@ -1,0 +1,182 @@
+package watchdog
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/rs/zerolog"
+
+	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/internal/procfs"
+)
+
+// HostileNames are cgroup names a container can give its delegated cgroups:
+// shell metacharacters, quotes, control characters, invalid UTF-8, a
+// display-reversing code point and the longest name a file system allows.
+var HostileNames = []string{
+	"nl\nforged line",
+	`q"uo'te`,
+	"$(touch pwned)",
+	"`id`",
+	"bad\xff\xfeutf8",
+	"esc\x1b[31mred\rcr\ttab",
+	"rtl\u202etxt.exe",
+	strings.Repeat("L", 255),
+}
+
+// HostileComms are process names (comm is at most 15 bytes).
+var HostileComms = []string{
+	"a\nb",
+	`"x'`,
+	"$(reboot)",
+	"`rm`",
+	"\xff\xfe",
+	"x) R 1 (y",
+	"\x1b[2J",
+	"ok",
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// CheckJSONLines fails for any line of out that is not one valid JSON
+// object made of printable, valid UTF-8 text.
+func CheckJSONLines(t *testing.T, what, out string) []map[string]any {
+	t.Helper()
+	var objs []map[string]any
+	for i, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if !utf8.ValidString(l) {
+			t.Errorf("%s line %d is not valid UTF-8: %q", what, i+1, l)
+		}
+		for _, r := range l {
+			if r < 0x20 || r == 0x7f {
+				t.Errorf("%s line %d holds a raw control character %U: %q", what, i+1, r, l)
+				break
+			}
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Errorf("%s line %d is not one JSON object (%v): %q", what, i+1, err, l)
+			continue
+		}
+		objs = append(objs, m)
+	}
+	return objs
+}
+
+// TestFaultHostileNamesLogged: loops in cgroups with hostile names, whose
+// tasks and their protecting ancestors have hostile comms. Every zerolog
+// line (ready, incident, resolved) stays one valid JSON object with no raw
+// control character, and each incident names its cgroup.
+func TestFaultHostileNamesLogged(t *testing.T) {
+	cgRoot, procRoot := t.TempDir(), t.TempDir()
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory pids\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), []byte("1\n"), 0o644))
+	writeProc(t, procRoot, 1, 0, "init", 0, 1000)
+	for i, name := range HostileNames {
+		origin, task := 1000+2*i, 1001+2*i
+		writeProc(t, procRoot, origin, 1, HostileComms[i], -1000, 100)
+		writeProc(t, procRoot, task, origin, HostileComms[len(HostileComms)-1-i], -1000, 50000)
+		writeCgroup(t, cgRoot, name, "20971520", task)
+		// The kernel escapes the name in status (comm stays raw in stat).
+		for _, pid := range []int{origin, task} {
+			st, err := os.ReadFile(filepath.Join(procRoot, fmt.Sprint(pid), "status"))
+			must(t, err)
+			name := strings.SplitN(strings.TrimPrefix(string(st), "Name:\t"), "\nState:", 2)[0]
+			esc := strings.NewReplacer("\\", `\\`, "\n", `\n`).Replace(name)
+			must(t, os.WriteFile(filepath.Join(procRoot, fmt.Sprint(pid), "status"), []byte(strings.Replace(string(st), name, esc, 1)), 0o644))
+		}
+	}
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	h.AnyFS = true
+	rec := newRecorder()
+	var logs syncBuf
+	ready := make(chan int, 1)
+	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams, ResolveAfter: 300 * time.Millisecond,
+		Ready: func(n int) { ready <- n }}, rec, zerolog.New(&logs).With().Timestamp().Logger())
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	if n := <-ready; n != len(HostileNames)+1 {
+		t.Fatalf("armed %d cgroups, want %d", n, len(HostileNames)+1)
+	}
+	for _, name := range HostileNames {
+		setEvents(t, cgRoot, name, 2, 0, 2)
+		setEvents(t, cgRoot, name, 9, 0, 9)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+			for _, i := range rec.opened {
+				t.Logf("opened %q", i.Cgroup)
+			}
+		}
+	}()
+	rec.waitFor(t, "one loop incident per hostile cgroup", func() bool { return len(rec.opened) == len(HostileNames) })
+	rec.waitFor(t, "every incident resolved", func() bool { return len(rec.resolved) == len(HostileNames) })
+	for _, inc := range rec.opened {
+		if inc.Verdict != VerdictLoop || inc.Origin == nil {
+			t.Errorf("incident %q: verdict %s origin %v", inc.Cgroup, inc.Verdict, inc.Origin)
+		}
+	}
+	cancel()
+	<-done
+	done <- nil
+
+	objs := CheckJSONLines(t, "watchdog log", logs.String())
+	logged := map[string]bool{}
+	for _, m := range objs {
+		if m["event"] == "incident" {
+			logged[m["cgroup"].(string)] = true
+		}
+	}
+	for _, name := range HostileNames {
+		cg := "/" + name
+		cg = string([]rune(cg)) // zerolog: one U+FFFD per invalid byte
+		if !logged[cg] && !logged[procfs.Safe("/"+name)] {
+			t.Errorf("no incident line names cgroup %q (logged: %q)", "/"+name, keys(logged))
+		}
+	}
+	if t.Failed() {
+		t.Logf("log:\n%s", logs.String())
+	}
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

@@ -11,6 +11,8 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 TESTFLAGS ?=
 FUZZTIME ?= 10s
+# CI passes an iteration count (e.g. 20000x): a short -fuzztime in seconds can
+# end mid-minimization with "context deadline exceeded".
 
 export CGO_ENABLED ?= 0
 

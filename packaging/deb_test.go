@@ -15,13 +15,12 @@ import (
 )
 
 func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	return "go"
+	return "/usr/local/go/bin/go"
 }
 
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // buildDeb runs build-deb.sh and returns the .deb's path and the script's
 // stderr. bin, if set, is shipped instead of building the binary.

@@ -30,6 +30,7 @@ func (p *Policy) freeze(_ context.Context, log zerolog.Logger, inc *watchdog.Inc
 	if !p.allow(&r) {
 		return []Result{r}, false
 	}
+	p.intend(inc, Result{Rung: Freeze, Detail: "freezing the cgroup"})
 	err := p.cg.Freeze(inc.Cgroup, opts.FreezeTimeout, opts.Poll)
 	r.Done, r.Took = true, time.Since(start)
 	if err != nil {

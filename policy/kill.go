@@ -56,6 +56,7 @@ func (p *Policy) kill(ctx context.Context, log zerolog.Logger, inc *watchdog.Inc
 		r.Err = err.Error()
 		return []Result{r}, false
 	}
+	p.intend(inc, Result{Rung: Kill, PID: r.PID, Comm: r.Comm, Detail: fmt.Sprintf("SIGKILL to %d task(s) (%s)", len(targets), opts.KillMode)})
 	killed := 0
 	if opts.KillMode == KillCgroup && p.cg.KillSupported(inc.Cgroup) {
 		// cgroup.kill also catches tasks forking while we kill.

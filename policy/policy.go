@@ -200,6 +200,10 @@ type Policy struct {
 	raised    *raiseStore
 	reverting bool
 
+	// BeforeAction, if set, is called right before each change to the host
+	// (not in dry-run), on the ladder's goroutine: a write-ahead journal
+	// entry. It should return quickly and must not block for long.
+	BeforeAction func(inc *watchdog.Incident, r Result)
 	// OnAction, if set, receives each action's result as soon as it is
 	// known (the journal records it before the ladder ends).
 	OnAction func(inc *watchdog.Incident, r Result)
@@ -336,6 +340,13 @@ func outcome(rs []Result, dryRun bool) string {
 		return "resolved"
 	}
 	return "aborted"
+}
+
+// intend announces a host change to BeforeAction.
+func (p *Policy) intend(inc *watchdog.Incident, r Result) {
+	if p.BeforeAction != nil {
+		p.BeforeAction(inc, r)
+	}
 }
 
 // allow is the global rate limit on host changes.

@@ -120,6 +120,7 @@ func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdo
 	if err := p.raised.put(rec); err != nil {
 		log.Error().Err(err).Msg("cannot persist the raised limit: a restart will not revert it")
 	}
+	p.intend(inc, Result{Rung: RaiseLimit, Detail: fmt.Sprintf("raising the limit %d -> %d (original %d)", cur, next, orig)})
 	if err := p.setLimit(ctx, rec, next); err != nil {
 		r.Err = err.Error()
 		if cur2, err2 := p.cg.Limit(inc.Cgroup); err2 == nil && cur2 == orig && rec.Raised == next {

@@ -79,6 +79,7 @@ func (p *Policy) resetOne(ctx context.Context, log zerolog.Logger, inc *watchdog
 		r.Err = err.Error()
 		return r
 	}
+	p.intend(inc, Result{Rung: ResetAdj, PID: c.PID, Comm: r.Comm, Detail: fmt.Sprintf("writing %d to oom_score_adj", opts.ResetTo)})
 	if err := h.SetOOMScoreAdj(opts.ResetTo); err != nil {
 		r.Err = err.Error()
 		return r

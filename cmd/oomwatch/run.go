@@ -321,6 +321,7 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 	}
 	m := metrics.New(version, w, dispStats{&disp})
 	w.SetObserver(m)
+	pol.BeforeAction = hd.intent
 	pol.OnAction = hd.acted
 	pol.OnDone = func(inc *watchdog.Incident, rule string, rs []policy.Result) {
 		m.LadderDone(inc, rs, time.Now())
@@ -510,6 +511,17 @@ func (h *handler) Resolved(inc *watchdog.Incident, why string) {
 		h.hist.Append(func() history.Record { rec.KernelLog = h.evidence(rec.Cgroup, since); return rec })
 	}
 	h.pol.Resolved(inc, why)
+}
+
+// intent journals an action before it changes the host (write-ahead, at
+// most 500 ms of waiting for the disk): a SIGKILL right after the change
+// still leaves it in the journal.
+func (h *handler) intent(inc *watchdog.Incident, r policy.Result) {
+	if h.hist == nil {
+		return
+	}
+	rec := history.Actions(inc, []history.Action{{Action: r.Rung, PID: r.PID, Comm: r.Comm, Detail: "started: " + r.Detail}}, "")
+	h.hist.AppendWait(func() history.Record { return rec }, 500*time.Millisecond)
 }
 
 // acted records one action as soon as it is known: a crash mid-ladder

@@ -3,6 +3,7 @@ package history
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Async appends off the caller's goroutine: the watchdog's event loop must
@@ -36,7 +37,11 @@ func (a *Async) run() {
 	defer close(a.done)
 	failing := false
 	for build := range a.ch {
-		err := a.j.Append(build())
+		rec := build()
+		if rec.Type == "" {
+			continue // a barrier (AppendWait), not a record
+		}
+		err := a.j.Append(rec)
 		if (err != nil) != failing {
 			failing = err != nil
 			if a.onState != nil {
@@ -76,4 +81,51 @@ func (a *Async) Close() error {
 		<-a.done
 	})
 	return a.j.Close()
+}
+
+// AppendWait queues a record and waits, at most timeout, until it and every
+// record queued before it are written: a write-ahead entry before oomwatch
+// changes the host, so a crash right after the change still leaves it in
+// the journal. A slow disk costs at most timeout; the record is then
+// written later or dropped like any other.
+func (a *Async) AppendWait(build func() Record, timeout time.Duration) bool {
+	written := make(chan struct{})
+	a.Append(func() Record {
+		defer close(written)
+		return build()
+	})
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-written:
+		// build ran; the append of its record follows at once on the
+		// writer goroutine. Wait for that by queueing a no-op barrier.
+		return a.barrier(timeout)
+	case <-t.C:
+		return false
+	}
+}
+
+// barrier returns once everything queued so far has been handed to the
+// journal (a nil record marks the barrier and is not written).
+func (a *Async) barrier(timeout time.Duration) bool {
+	reached := make(chan struct{})
+	a.mu.RLock()
+	if a.closed {
+		a.mu.RUnlock()
+		return false
+	}
+	select {
+	case a.ch <- func() Record { close(reached); return Record{} }:
+	default:
+		a.mu.RUnlock()
+		return false
+	}
+	a.mu.RUnlock()
+	select {
+	case <-reached:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
 }

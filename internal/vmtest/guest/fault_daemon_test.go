@@ -150,7 +150,8 @@ func TestFaultSIGKILLMidIncidentRaiseReverted(t *testing.T) {
 }
 
 // TestFaultSIGKILLBetweenPersistAndRaise: raise-limit persists the record
-// for its next step (raised_to) before writing the limit. A crash between
+// for its next step (raised_to, and the limit before it, raised_from)
+// before writing the limit. A crash between
 // the two, on a second step, leaves the limit at the first step's value,
 // which is oomwatch's own raise, not someone else's change. Reproduced
 // deterministically: the limit at step 1 (22M) and raised.json naming step 2
@@ -165,6 +166,7 @@ func TestFaultSIGKILLBetweenPersistAndRaise(t *testing.T) {
 	rec := map[string]any{
 		"cgroup": cg.Rel(), "cgroup_version": map[string]int{"v1": 1, "v2": 2}[e.Mode],
 		"original_limit": 20 << 20, "raised_to": 24 << 20, // step 2 persisted, never written
+		"raised_from":   22 << 20, // the limit step 2 started from
 		"revert_margin": 2 << 20, "revert_hold_ns": int64(time.Second), "incident": "crashed",
 		"raised_at": time.Now().Add(-5 * time.Second), "below_since": time.Time{},
 	}

@@ -32,7 +32,8 @@ vm-deps:
 alert-deps:
 	bash policy/alert/testdata/install-alertmanager.sh
 
-deps: vm-deps alert-deps sdvm-deps
+deps: vm-deps alert-deps sdvm-deps image-deps
+	bash internal/sdvm/lxc-ensure-image.sh >/dev/null
 
 test: deps
 	$(GO) vet ./...
@@ -69,3 +70,4 @@ clean:
 	rm -rf bin dist
 
 include packaging/deb.mk
+include packaging/container/image.mk

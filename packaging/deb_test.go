@@ -21,7 +21,6 @@ func goTool() string {
 	return "/usr/local/go/bin/go"
 }
 
-
 // buildDeb runs build-deb.sh and returns the .deb's path and the script's
 // stderr. bin, if set, is shipped instead of building the binary.
 func buildDeb(t testing.TB, version, outDir, packager, bin string) (string, string) {

@@ -23,7 +23,6 @@ func goTool() string {
 	return "/usr/local/go/bin/go"
 }
 
-
 // buildDaemon builds cmd/oomwatch once per test run, static like the
 // package ships it.
 func buildDaemon(t *testing.T) string {

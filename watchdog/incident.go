@@ -82,7 +82,9 @@ type Evidence struct {
 type Incident struct {
 	ID         string      `json:"id"`
 	Verdict    Verdict     `json:"verdict"`
-	Cgroup     string      `json:"cgroup"` // the limit holder: the OOMs are charged here
+	Cgroup     string      `json:"cgroup"`              // the limit holder: the OOMs are charged here
+	Container  string      `json:"container,omitempty"` // from the cgroup path (LXC, Docker, Podman, k8s, nspawn)
+	Unit       string      `json:"unit,omitempty"`      // innermost systemd unit
 	Version    int         `json:"cgroup_version"`
 	Started    time.Time   `json:"started"`
 	Evidence   Evidence    `json:"evidence"`

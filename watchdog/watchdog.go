@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/oomwatch/oomwatch/eventfd"
+	"github.com/oomwatch/oomwatch/internal/cgnames"
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 )
@@ -84,6 +85,8 @@ type cgroupState struct {
 	paused   bool
 	noMemory bool      // v2 cgroup without the memory controller
 	gen      uint64    // configuration generation the detector was built for
+	recheck  time.Time // v1: re-read the counters then (see settleV1)
+	stalled  bool      // a stalled verdict waits for the recheck before it is reported
 	last     Counters  // last counters read
 	episode  time.Time // first OOM after a quiet window: detection latency starts here
 }
@@ -130,6 +133,7 @@ type Watchdog struct {
 	unsupported       atomic.Bool
 	lastEvent, busy   atomic.Int64  // unix nanoseconds; 0 = never / idle
 	gen               atomic.Uint64 // bumped by Reconfigure
+	rechecks          map[string]bool
 }
 
 // New checks cfg and prepares a watchdog; nothing is armed until Run.
@@ -151,11 +155,12 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Watchdog, error) {
 	}
 	return &Watchdog{
 		cfg: cfg, h: h, log: log,
-		insp:    Inspector{CG: cfg.CG, Proc: cfg.Proc, MaxProcs: cfg.MaxProcs},
-		cgroups: make(map[string]*cgroupState),
-		perTop:  make(map[string]int),
-		kids:    make(map[string]int),
-		capped:  make(map[string]bool),
+		insp:     Inspector{CG: cfg.CG, Proc: cfg.Proc, MaxProcs: cfg.MaxProcs},
+		cgroups:  make(map[string]*cgroupState),
+		perTop:   make(map[string]int),
+		kids:     make(map[string]int),
+		rechecks: make(map[string]bool),
+		capped:   make(map[string]bool),
 	}, nil
 }
 
@@ -231,6 +236,7 @@ func (w *Watchdog) Run(ctx context.Context) error {
 			w.lastEvent.Store(now.UnixNano())
 		}
 		w.handle(now, buf)
+		w.recheckDue(now)
 		w.resolveQuiet(now)
 		w.busy.Store(0)
 		if w.cfg.Tick != nil && now.Sub(lastTick) >= w.cfg.TickEvery {
@@ -246,6 +252,9 @@ func (w *Watchdog) nextTimeout(lastTick time.Time) time.Duration {
 	t := time.Duration(-1)
 	if w.open.Load() > 0 {
 		t = w.cfg.ResolveAfter / 4
+	}
+	if len(w.rechecks) > 0 && (t < 0 || settleV1 < t) {
+		t = settleV1
 	}
 	if w.cfg.Tick != nil {
 		d := time.Until(lastTick.Add(w.cfg.TickEvery))
@@ -428,6 +437,7 @@ func (w *Watchdog) forget(c string) {
 		w.closeIncident(st, "cgroup removed")
 	}
 	delete(w.cgroups, c)
+	delete(w.rechecks, c)
 	if p, ok := cgroupfs.Parent(c); ok {
 		if w.kids[p]--; w.kids[p] <= 0 {
 			delete(w.kids, p)
@@ -575,9 +585,13 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 	if w.cfg.CG.Version == 1 && v1Count > 0 {
 		if oc, err := w.cfg.CG.OOMControl(cg); err == nil && oc.KillDisable && oc.UnderOOM && !st.paused {
 			st.paused = true
-			w.openIncident(now, cg, st, a, VerdictPaused, nil)
+			cands, _ := w.insp.Candidates(cg)
+			w.openIncident(now, cg, st, a, VerdictPaused, cands)
 			return false
 		}
+	}
+	if w.cfg.CG.Version == 1 && v1Count > 0 && a.Signal != Killed {
+		w.scheduleRecheck(cg, st, now)
 	}
 	switch a.Signal {
 	case Killed:
@@ -618,6 +632,7 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 	}
 	a := st.det.Assess(now)
 	if a.Signal != Suspect {
+		st.stalled = false
 		return
 	}
 	cands, err := w.insp.Candidates(cg)
@@ -630,6 +645,15 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 		return
 	}
 	v := Classify(cands)
+	if v == VerdictStalled && w.cfg.CG.Version == 1 && !st.stalled {
+		// The v1 eventfd fires before the kernel counts the kill it is
+		// about to make: look again once it has settled before calling
+		// killable tasks "stalled".
+		st.stalled = true
+		w.scheduleRecheck(cg, st, now)
+		return
+	}
+	st.stalled = false
 	lim, lerr := w.cfg.CG.Limit(cg)
 	use, uerr := w.cfg.CG.Usage(cg)
 	if w.cfg.ForcedChargeKernel && lerr == nil && uerr == nil {
@@ -640,9 +664,52 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 	w.openIncident(now, cg, st, a, v, cands)
 }
 
+// settleV1 is how long after a v1 OOM wake-up the counters are read again:
+// the eventfd is signalled before the kernel kills and counts oom_kill, so
+// a wake-up alone cannot tell a kill from a loop.
+const settleV1 = 100 * time.Millisecond
+
+func (w *Watchdog) scheduleRecheck(cg string, st *cgroupState, now time.Time) {
+	if st.recheck.IsZero() {
+		st.recheck = now.Add(settleV1)
+		w.rechecks[cg] = true
+	}
+}
+
+// recheckDue re-reads the counters of v1 cgroups whose settle time passed.
+func (w *Watchdog) recheckDue(now time.Time) {
+	if len(w.rechecks) == 0 {
+		return
+	}
+	var suspects []string
+	for cg := range w.rechecks {
+		st := w.cgroups[cg]
+		if st == nil {
+			delete(w.rechecks, cg)
+			continue
+		}
+		if now.Before(st.recheck) {
+			continue
+		}
+		delete(w.rechecks, cg)
+		st.recheck = time.Time{}
+		stalled := st.stalled
+		if w.observe(now, cg, 0) || stalled {
+			suspects = append(suspects, cg)
+		}
+	}
+	sort.Slice(suspects, func(i, j int) bool { return depth(suspects[i]) < depth(suspects[j]) })
+	for _, cg := range suspects {
+		if !w.ancestorOpen(cg) {
+			w.suspect(now, cg)
+		}
+	}
+}
+
 func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Assessment, v Verdict, cands []Candidate) {
+	names := cgnames.Parse(cg)
 	inc := &Incident{
-		ID: newID(), Verdict: v, Cgroup: cg, Version: w.cfg.CG.Version, Started: now,
+		ID: newID(), Verdict: v, Cgroup: cg, Container: names.Container, Unit: names.Unit, Version: w.cfg.CG.Version, Started: now,
 		Evidence:   Evidence{Window: w.cfg.Detector.Window, OOMs: a.OOMs, Kills: a.Kills},
 		Candidates: cands, Origin: LargestOrigin(cands),
 	}
@@ -653,6 +720,7 @@ func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Ass
 	w.open.Add(1)
 	w.incidents.Add(1)
 	ev := w.log.Warn().Str("event", "incident").Str("incident", inc.ID).Str("verdict", string(v)).Str("cgroup", cg).
+		Str("container", inc.Container).Str("unit", inc.Unit).
 		Uint64("oom_events", a.OOMs).Uint64("oom_kills", a.Kills).Dur("window", w.cfg.Detector.Window).
 		Int("tasks", len(cands))
 	if inc.Origin != nil {

@@ -194,6 +194,7 @@ type Policy struct {
 	ctx       context.Context
 	mu        sync.Mutex
 	inflight  map[string]bool
+	open      map[string]bool // incident ids not yet resolved
 	lastDone  map[string]time.Time
 	wg        sync.WaitGroup
 	bucket    tokenBucket
@@ -224,6 +225,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Policy, error) {
 		cfg: cfg, cg: cfg.CG, proc: cfg.Proc, log: log, ctx: ctx, self: os.Getpid(),
 		insp:     watchdog.Inspector{CG: cfg.CG, Proc: cfg.Proc},
 		inflight: make(map[string]bool),
+		open:     make(map[string]bool),
 		lastDone: make(map[string]time.Time),
 		bucket:   newTokenBucket(cfg.MaxActionsPerMinute, time.Minute),
 	}
@@ -273,9 +275,27 @@ func (p *Policy) Open(inc *watchdog.Incident) {
 	p.inflight[inc.Cgroup] = true
 	p.mu.Unlock()
 	p.wg.Add(1)
+	p.mu.Lock()
+	p.open[inc.ID] = true
+	p.mu.Unlock()
 	go func() {
 		defer p.wg.Done()
 		res := p.run(p.ctx, log, inc, opts)
+		// A ladder the global rate limit refused entirely did nothing:
+		// the loop goes on, and the watchdog will not offer the incident
+		// again while it stays open. Retry once a token is due, while the
+		// incident is open (bounded by the context).
+		for rateLimitedOnly(res) && p.stillOpen(inc.ID) {
+			log.Warn().Str("event", "ladder_deferred").Msg("every action was rate limited: retrying the ladder")
+			select {
+			case <-p.ctx.Done():
+			case <-time.After(p.bucket.wait(time.Now())):
+			}
+			if p.ctx.Err() != nil {
+				break
+			}
+			res = p.run(p.ctx, log, inc, opts)
+		}
 		p.mu.Lock()
 		delete(p.inflight, inc.Cgroup)
 		p.lastDone[inc.Cgroup] = time.Now()
@@ -286,8 +306,32 @@ func (p *Policy) Open(inc *watchdog.Incident) {
 	}()
 }
 
-// Resolved is informational for the ladder.
-func (p *Policy) Resolved(*watchdog.Incident, string) {}
+// Resolved ends any retry of the incident's ladder.
+func (p *Policy) Resolved(inc *watchdog.Incident, _ string) {
+	p.mu.Lock()
+	delete(p.open, inc.ID)
+	p.mu.Unlock()
+}
+
+func (p *Policy) stillOpen(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.open[id]
+}
+
+// rateLimitedOnly reports whether a ladder did nothing because every action
+// was refused by the global rate limit.
+func rateLimitedOnly(rs []Result) bool {
+	if len(rs) == 0 {
+		return false
+	}
+	for _, r := range rs {
+		if r.Done || !strings.HasPrefix(r.Err, "rate limited") {
+			return false
+		}
+	}
+	return true
+}
 
 // Wait blocks until every running ladder and the reverter have returned
 // (they return once the context given to New is done).
@@ -488,6 +532,20 @@ type tokenBucket struct {
 
 func newTokenBucket(n int, per time.Duration) tokenBucket {
 	return tokenBucket{max: float64(n), n: float64(n), rate: float64(n) / per.Seconds()}
+}
+
+// wait is how long until the next token (at least 100 ms).
+func (b *tokenBucket) wait(now time.Time) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.n
+	if b.inited {
+		n = min(b.max, n+now.Sub(b.last).Seconds()*b.rate)
+	}
+	if n >= 1 || b.rate <= 0 {
+		return 100 * time.Millisecond
+	}
+	return max(100*time.Millisecond, time.Duration((1-n)/b.rate*float64(time.Second)))
 }
 
 func (b *tokenBucket) take(now time.Time) bool {

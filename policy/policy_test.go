@@ -170,3 +170,38 @@ func TestOutcome(t *testing.T) {
 		t.Fatal(o)
 	}
 }
+
+// A ladder refused entirely by the global rate limit is retried while the
+// incident stays open, and stops once it is resolved.
+func TestRateLimitedLadderIsRetried(t *testing.T) {
+	h, proc, cgRoot, _ := fakeHost(t, "java")
+	opts := DefaultOptions()
+	opts.Ladder = []string{Freeze}
+	opts.FreezeTimeout = time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := New(ctx, Config{CG: h, Proc: proc, Options: opts, MaxActionsPerMinute: 1}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.bucket = newTokenBucket(1, 2*time.Second) // one token every 2 s
+	p.bucket.take(time.Now())                   // spent
+	got := make(chan []Result, 1)
+	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
+	inc := &watchdog.Incident{ID: "t", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2}
+	p.Open(inc)
+	select {
+	case rs := <-got:
+		if len(rs) != 1 || !rs[0].Done || !rs[0].Verified {
+			t.Fatalf("after the retry: %+v", rs)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a rate-limited ladder was never retried")
+	}
+	if b, _ := os.ReadFile(filepath.Join(cgRoot, "ct/cgroup.freeze")); strings.TrimSpace(string(b)) != "1" {
+		t.Fatalf("cgroup.freeze = %q", b)
+	}
+	p.Resolved(inc, "test")
+	cancel()
+	p.Wait()
+}

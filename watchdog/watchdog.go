@@ -84,6 +84,7 @@ type cgroupState struct {
 	lastOOM  time.Time
 	paused   bool
 	noMemory bool      // v2 cgroup without the memory controller
+	needBase bool      // v1: no baseline read yet (taken at the first wake-up)
 	gen      uint64    // configuration generation the detector was built for
 	recheck  time.Time // v1: re-read the counters then (see settleV1)
 	stalled  bool      // a stalled verdict waits for the recheck before it is reported
@@ -126,6 +127,7 @@ type Watchdog struct {
 	kids      map[string]int  // watched direct children per cgroup
 	capped    map[string]bool // subtrees warned about
 	armErrors int
+	fresh     bool // arming cgroups created after start-up (v2: zero baseline)
 
 	events, incidents atomic.Uint64
 	ooms, kills       atomic.Uint64
@@ -375,13 +377,26 @@ func (w *Watchdog) arm(cg string) error {
 			return err
 		}
 	}
-	c, err := w.counters(cg, st, 0)
-	if err != nil {
-		w.drop(cg)
-		return err
+	switch {
+	case w.cfg.CG.Version == 1:
+		// v1: the baseline is read at the first eventfd wake-up (before
+		// adding its count), not here: summing oom_kill over the subtree
+		// for every cgroup at start-up walked each subtree twice.
+		st.needBase = true
+	case w.fresh:
+		// v2, a cgroup created while we run: a new memcg starts with every
+		// counter at zero, which is the right baseline (an OOM between
+		// mkdir and this arm still counts). Saves a read per new cgroup.
+		st.det.Observe(time.Now(), Counters{})
+	default:
+		c, err := w.counters(cg, st, 0)
+		if err != nil {
+			w.drop(cg)
+			return err
+		}
+		st.det.Observe(time.Now(), c)
+		st.last = c
 	}
-	st.det.Observe(time.Now(), c)
-	st.last = c
 	return nil
 }
 
@@ -487,7 +502,10 @@ func (w *Watchdog) handle(now time.Time, evs []eventfd.Event) {
 		switch ev.Kind {
 		case eventfd.Created:
 			if _, ok := w.cgroups[ev.Key]; ok {
-				if err := w.add(path.Join(ev.Key, ev.Name)); err != nil && !errors.Is(err, cgroupfs.ErrTooMany) {
+				w.fresh = true
+				err := w.add(path.Join(ev.Key, ev.Name))
+				w.fresh = false
+				if err != nil && !errors.Is(err, cgroupfs.ErrTooMany) {
 					w.log.Warn().Err(err).Str("cgroup", path.Join(ev.Key, ev.Name)).Msg("cannot watch new cgroup")
 				}
 			}
@@ -547,6 +565,14 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 	st := w.cgroups[cg]
 	if st == nil || cg == "/" || st.noMemory {
 		return false
+	}
+	if st.needBase {
+		base, err := w.counters(cg, st, 0)
+		if err != nil {
+			return false
+		}
+		st.det.Observe(now, base)
+		st.last, st.needBase = base, false
 	}
 	c, err := w.counters(cg, st, v1Count)
 	if errors.Is(err, cgroupfs.ErrGone) {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,13 +16,12 @@ import (
 )
 
 func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	return "go"
+	return "/usr/local/go/bin/go"
 }
 
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // goBuild builds a static binary of pkg into dir.
 func goBuild(t *testing.T, dir, name, pkg string, ldflags string) string {

@@ -34,10 +34,10 @@ func topDir() string {
 }
 
 func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	return "go"
+	return "/usr/local/go/bin/go"
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

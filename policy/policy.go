@@ -504,20 +504,24 @@ func (p *Policy) verifyStopped(ctx context.Context, cg string, base progress, op
 		}
 		if cur.ooms != last.ooms {
 			last, lastChange = cur, now
-		} else if now.Sub(lastChange) >= opts.QuietFor {
-			if p.cg.Version == 1 {
-				// oom_kill_disable sleepers make no new OOM attempts while
-				// they wait: quiet counters alone do not mean released.
-				if oc, err := p.cg.OOMControl(cg); err == nil && oc.UnderOOM {
-					continue
-				}
-			}
+		} else if now.Sub(lastChange) >= opts.QuietFor && !p.underOOM(cg) {
+			// v1 oom_kill_disable sleepers make no new OOM attempts while
+			// they wait: quiet counters alone do not mean released.
 			return true, fmt.Sprintf("no OOM for %v", opts.QuietFor)
 		}
 		if now.After(deadline) {
 			return false, fmt.Sprintf("loop goes on after %v: %d more OOM events, no kill", opts.VerifyTimeout, cur.ooms-base.ooms)
 		}
 	}
+}
+
+// underOOM reports v1 under_oom (tasks asleep in the oom_kill_disable wait).
+func (p *Policy) underOOM(cg string) bool {
+	if p.cg.Version != 1 {
+		return false
+	}
+	oc, err := p.cg.OOMControl(cg)
+	return err == nil && oc.UnderOOM
 }
 
 // tokenBucket allows n events per period, refilled continuously.

@@ -3,6 +3,7 @@
 package guest
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -377,7 +378,6 @@ func TestDaemonInheritedProtection(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	d := StartDaemon(t, e, "run")
 	sp := Start(t, sshd)
 	var javaPid int
 	Eventually(t, 15*time.Second, "java ready in the cgroup", func() (bool, string) {
@@ -392,6 +392,46 @@ func TestDaemonInheritedProtection(t *testing.T) {
 	})
 	b, _ = os.ReadFile(fmt.Sprintf("/proc/%d/comm", sp.Pid))
 	t.Logf("sshd pid %d comm %q adj %s; java pid %d adj %s", sp.Pid, strings.TrimSpace(string(b)), adjString(sp.Pid), javaPid, adjString(javaPid))
+
+	// The preventive audit, before oomwatch runs: the loop is flagged and
+	// the -17 is traced to the "sshd" that leaked it.
+	out, errs, code := oomwatch(t, e, "scan", "--json")
+	if code != 2 {
+		t.Errorf("oomwatch scan: exit %d, want 2 (an OOM would loop): %s", code, errs)
+	}
+	var scan struct {
+		Cgroups []struct {
+			Cgroup     string `json:"cgroup"`
+			WouldLoop  bool   `json:"would_loop"`
+			Unkillable []struct {
+				Comm   string `json:"comm"`
+				Origin *struct {
+					Comm string `json:"comm"`
+					PID  int    `json:"pid"`
+				} `json:"origin"`
+			} `json:"unkillable"`
+		} `json:"cgroups"`
+	}
+	if err := json.Unmarshal([]byte(out), &scan); err != nil {
+		t.Fatalf("scan --json: %v: %s", err, out)
+	}
+	flagged := false
+	for _, c := range scan.Cgroups {
+		if c.Cgroup != cg.Rel() {
+			continue
+		}
+		flagged = c.WouldLoop
+		for _, u := range c.Unkillable {
+			if u.Comm == "java" && (u.Origin == nil || u.Origin.Comm != "sshd" || u.Origin.PID != sp.Pid) {
+				t.Errorf("scan: java's origin %+v, want sshd pid %d", u.Origin, sp.Pid)
+			}
+		}
+	}
+	if !flagged {
+		t.Errorf("scan did not flag %s as would_loop: %s", cg.Rel(), out)
+	}
+
+	d := StartDaemon(t, e, "run")
 
 	inc := d.WaitEvent(t, detectTimeout, "incident verdict=loop", isIncident(cg, "loop"))
 	t.Logf("incident: %v", inc)

@@ -15,6 +15,8 @@ type ScanCgroup struct {
 	// WouldLoop: the cgroup has a limit and every task below it is
 	// unkillable: an OOM here would loop today.
 	WouldLoop bool `json:"would_loop"`
+	// NearLimit: usage is at least NearLimitPercent of the limit.
+	NearLimit bool `json:"near_limit,omitempty"`
 	// Tasks counts every task in the subtree; Unkillable lists the
 	// unkillable ones directly in this cgroup.
 	Tasks      int         `json:"tasks"`
@@ -29,7 +31,11 @@ type ScanResult struct {
 	Truncated bool         `json:"truncated,omitempty"` // the max bound was reached
 	Cgroups   []ScanCgroup `json:"cgroups"`
 	Risks     int          `json:"would_loop"`
+	Near      int          `json:"near_limit"`
 }
+
+// NearLimitPercent is when scan calls a cgroup close to its limit.
+const NearLimitPercent = 90
 
 // Scan walks every memory cgroup (at most max) and reports the cgroups
 // holding unkillable tasks and those where an OOM would loop.
@@ -97,7 +103,11 @@ func Scan(in Inspector, max int) (ScanResult, error) {
 			sc.WouldLoop = true
 			res.Risks++
 		}
-		if sc.WouldLoop || len(unk) > 0 {
+		if cg != "/" && sc.Limit != cgroupfs.Unlimited && sc.Limit > 0 && sc.Usage*100 >= sc.Limit*NearLimitPercent {
+			sc.NearLimit = true
+			res.Near++
+		}
+		if sc.WouldLoop || sc.NearLimit || len(unk) > 0 {
 			res.Cgroups = append(res.Cgroups, sc)
 		}
 	}

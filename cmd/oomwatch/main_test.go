@@ -122,7 +122,7 @@ func TestScan(t *testing.T) {
 	if code != exitRisk {
 		t.Fatalf("exit %d, want %d (risk found); %s %s", code, exitRisk, out, errs)
 	}
-	for _, want := range []string{"!! /lxc/web1", "WOULD LOOP", "java", "50 sshd (parent 1 init at 0)", "1 cgroup(s) would loop"} {
+	for _, want := range []string{"!! /lxc/web1", "WOULD LOOP", "NEAR LIMIT", "java", "50 sshd (parent 1 init at 0)", "1 cgroup(s) would loop", "1 cgroup(s) use 90% or more"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("scan output lacks %q:\n%s", want, out)
 		}

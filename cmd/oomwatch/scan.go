@@ -55,7 +55,7 @@ func printScan(w io.Writer, res watchdog.ScanResult) {
 	}
 	fmt.Fprintln(w)
 	if len(res.Cgroups) == 0 {
-		fmt.Fprintln(w, "no unkillable tasks: an OOM cannot loop anywhere")
+		fmt.Fprintln(w, "no unkillable tasks and no cgroup near its limit: an OOM cannot loop anywhere")
 		return
 	}
 	for _, c := range res.Cgroups {
@@ -67,6 +67,9 @@ func printScan(w io.Writer, res watchdog.ScanResult) {
 		fmt.Fprintf(w, "%s %s  limit %s  usage %s  tasks %d", mark, procfs.Safe(c.Cgroup), bytesStr(c.Limit), bytesStr(c.Usage), c.Tasks)
 		if c.WouldLoop {
 			fmt.Fprint(w, "  WOULD LOOP: every task is unkillable")
+		}
+		if c.NearLimit {
+			fmt.Fprintf(w, "  NEAR LIMIT (>= %d%%)", watchdog.NearLimitPercent)
 		}
 		fmt.Fprintln(w)
 		if len(c.Unkillable) == 0 {
@@ -80,6 +83,9 @@ func printScan(w io.Writer, res watchdog.ScanResult) {
 		tw.Flush()
 	}
 	fmt.Fprintln(w)
+	if res.Near > 0 {
+		fmt.Fprintf(w, "%d cgroup(s) use %d%% or more of their memory limit.\n", res.Near, watchdog.NearLimitPercent)
+	}
 	if res.Risks > 0 {
 		fmt.Fprintf(w, "%d cgroup(s) would loop on OOM. Fix the origin (e.g. restart it without OOMScoreAdjust=-1000) or run oomwatch.\n", res.Risks)
 	} else {

@@ -38,6 +38,7 @@ func (p *Policy) freeze(_ context.Context, log zerolog.Logger, inc *watchdog.Inc
 		return []Result{r}, false
 	}
 	r.Verified = true
+	p.rememberFrozen(inc.Cgroup, inc.ID)
 	r.Detail = "cgroup frozen; the loop is contained, not fixed: fix the cause, then run oomwatch thaw " + inc.Cgroup
 	log.Error().Dur("took", r.Took).Msg("froze the looping cgroup: an operator must fix it and thaw it")
 	return []Result{r}, true

@@ -198,6 +198,7 @@ type Policy struct {
 	lastDone  map[string]time.Time
 	wg        sync.WaitGroup
 	bucket    tokenBucket
+	frozenMu  sync.Mutex
 	raised    *raiseStore
 	reverting bool
 
@@ -235,6 +236,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Policy, error) {
 		log.Error().Err(err).Str("state_dir", cfg.StateDir).Msg("raised limits cannot be persisted: a restart will not revert them")
 	}
 	p.raised = rs
+	p.reportFrozen()
 	if n := rs.len(); n > 0 {
 		log.Warn().Int("raised", n).Msg("resuming the revert of limits raised before a restart")
 		p.startReverter()

@@ -205,3 +205,52 @@ func TestRateLimitedLadderIsRetried(t *testing.T) {
 	cancel()
 	p.Wait()
 }
+
+// A restarted policy reports the cgroups a previous one froze that are
+// still frozen, and forgets those thawed since.
+func TestFrozenCgroupsReportedAfterRestart(t *testing.T) {
+	h, proc, cgRoot, _ := fakeHost(t, "java")
+	state := t.TempDir()
+	opts := DefaultOptions()
+	opts.Ladder = []string{Freeze}
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := New(ctx, Config{CG: h, Proc: proc, Options: opts, StateDir: state}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []Result, 1)
+	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
+	p.Open(&watchdog.Incident{ID: "f1", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2})
+	if rs := <-got; len(rs) != 1 || !rs[0].Verified {
+		t.Fatalf("freeze: %+v", rs)
+	}
+	cancel()
+	p.Wait()
+
+	var logs strings.Builder
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	if _, err := New(ctx2, Config{CG: h, Proc: proc, Options: opts, StateDir: state}, zerolog.New(&logs)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), `"event":"still_frozen"`) || !strings.Contains(logs.String(), `"cgroup":"/ct"`) {
+		t.Fatalf("restart did not report the frozen cgroup: %s", logs.String())
+	}
+	// Thawed meanwhile (this fake kernel: cgroup.freeze 0, frozen 0): forgotten.
+	if err := os.WriteFile(filepath.Join(cgRoot, "ct/cgroup.freeze"), []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cgRoot, "ct/cgroup.events"), []byte("populated 1\nfrozen 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	if _, err := New(ctx2, Config{CG: h, Proc: proc, Options: opts, StateDir: state}, zerolog.New(&logs)); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "still_frozen") {
+		t.Fatalf("a thawed cgroup was reported: %s", logs.String())
+	}
+	if b, _ := os.ReadFile(filepath.Join(state, frozenFile)); strings.TrimSpace(string(b)) != "[]" {
+		t.Fatalf("frozen.json after the thaw: %s", b)
+	}
+}

@@ -350,17 +350,18 @@ func (w *Watchdog) arm(cg string) error {
 		return nil // the root has no memory.events; v1: "OOM notification doesn't work for the root cgroup"
 	}
 	if w.cfg.CG.Version == 2 {
-		if !w.cfg.CG.HasMemoryEvents(cg) {
-			// The memory controller is not enabled here (parent's
-			// subtree_control): its usage is charged to an ancestor. Keep
-			// the directory watch for new children, nothing else.
-			st.noMemory = true
-			return nil
-		}
 		// kernfs only notifies a file whose inode is cached
 		// (kernfs_notify_workfn uses ilookup): pin memory.events so the
 		// directory watch keeps seeing its changes.
 		if err := w.poller.PinFile(cg, w.cfg.CG.MemoryEventsPath(cg)); err != nil {
+			if errors.Is(err, eventfd.ErrGone) && w.cfg.CG.Exists(cg) {
+				// No memory.events: the memory controller is not enabled
+				// here (parent's subtree_control) and its usage is charged
+				// to an ancestor. Keep the directory watch for new
+				// children, nothing else.
+				st.noMemory = true
+				return nil
+			}
 			w.drop(cg)
 			return err
 		}

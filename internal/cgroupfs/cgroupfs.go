@@ -384,7 +384,15 @@ func (h Hierarchy) Procs(cg string) ([]int, error) {
 
 // Children lists the child cgroups of cg.
 func (h Hierarchy) Children(cg string) ([]string, error) {
-	ents, err := os.ReadDir(h.Dir(cg))
+	// Unsorted (File.ReadDir, not os.ReadDir): a v2 cgroup directory holds
+	// about 40 files and sorting them for every cgroup was a measurable
+	// share of arming 10,000 cgroups.
+	d, err := os.Open(h.Dir(cg))
+	if err != nil {
+		return nil, mapGone(fmt.Errorf("list children of %s: %w", cg, err))
+	}
+	ents, err := d.ReadDir(-1)
+	d.Close()
 	if err != nil {
 		return nil, mapGone(fmt.Errorf("list children of %s: %w", cg, err))
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -48,6 +49,10 @@ func TestOpenV2(t *testing.T) {
 	if err := h.Walk("/", 0, func(cg string) error { seen = append(seen, cg); return nil }); err != nil {
 		t.Fatal(err)
 	}
+	if seen[0] != "/" {
+		t.Fatalf("walk must start at the root: %v", seen)
+	}
+	sort.Strings(seen)
 	if strings.Join(seen, " ") != "/ /a /a/b /other" {
 		t.Fatalf("walk: %v", seen)
 	}

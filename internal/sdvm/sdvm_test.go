@@ -22,7 +22,6 @@ func goTool() string {
 	return "/usr/local/go/bin/go"
 }
 
-
 // goBuild builds a static binary of pkg into dir.
 func goBuild(t *testing.T, dir, name, pkg string, ldflags string) string {
 	t.Helper()

@@ -56,6 +56,11 @@ type Config struct {
 	// rules); Detector is used otherwise. Reconfigure makes the watchdog ask
 	// again.
 	ParamsFor func(cgroup string) Params
+	// Ignore lists cgroups (and their subtrees) never watched: oomwatch's
+	// own cgroup, whose OOM simply kills oomwatch (it runs killable, at
+	// -900 under systemd) and which a sidecar must not act on. "/" is never
+	// ignored.
+	Ignore []string
 	// ForcedChargeKernel: the kernel charges over the limit instead of
 	// looping (4.19–5.15, see KernelForcesCharge); usage above the limit
 	// after kill-less OOMs is then reported as VerdictForced.
@@ -284,6 +289,12 @@ func (w *Watchdog) add(cg string) error {
 					Msg("cgroup limit reached: further cgroups are not watched (raise max_cgroups)")
 			}
 			return cgroupfs.ErrTooMany
+		}
+		for _, ig := range w.cfg.Ignore {
+			if ig != "/" && cgroupfs.Clean(ig) == c {
+				w.log.Info().Str("cgroup", c).Msg("not watching oomwatch's own cgroup")
+				return filepath.SkipDir
+			}
 		}
 		if top := w.overSubtreeCap(c); top != "" {
 			if !w.capped[top] {

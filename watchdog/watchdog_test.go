@@ -345,3 +345,27 @@ func TestWatchdogForcedCharge(t *testing.T) {
 		must(t, <-done)
 	}
 }
+
+// oomwatch's own cgroup (Config.Ignore) and its subtree are not watched.
+func TestWatchdogIgnoresOwnCgroup(t *testing.T) {
+	cgRoot := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	writeCgroup(t, cgRoot, "system.slice", "max")
+	writeCgroup(t, cgRoot, "system.slice/oomwatch.service", "536870912")
+	writeCgroup(t, cgRoot, "system.slice/oomwatch.service/child", "max")
+	writeCgroup(t, cgRoot, "system.slice/other.service", "max")
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	ready := make(chan int, 1)
+	w, err := New(Config{CG: h, Proc: procfs.New(t.TempDir()), Detector: DefaultParams,
+		Ignore: []string{"/system.slice/oomwatch.service", "/"}, Ready: func(n int) { ready <- n }}, newRecorder(), zerolog.Nop())
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if n := <-ready; n != 3 { // "/", system.slice, other.service
+		t.Fatalf("watched %d cgroups, want 3 (own cgroup and its child ignored, \"/\" never)", n)
+	}
+}

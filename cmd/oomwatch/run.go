@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomwatch/oomwatch/internal/cgnames"
+	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/internal/history"
 	"github.com/oomwatch/oomwatch/internal/kmsg"
@@ -272,6 +273,7 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 	topParams, _ := f.apply(cfg.TopLevel().Detector, cfg.TopLevel().Policy)
 	wcfg := watchdog.Config{
 		CG: h, Proc: proc, Detector: topParams, MaxCgroups: g.MaxCgroups,
+		Ignore:             ownCgroup(proc, h),
 		ForcedChargeKernel: watchdog.KernelForcesCharge(kernelRelease()),
 		ParamsFor: func(cg string) watchdog.Params {
 			r := holder.Current().For(cg)
@@ -438,6 +440,21 @@ func namespaceWarning(proc procfs.FS) string {
 		}
 	}
 	return ""
+}
+
+// ownCgroup is oomwatch's own cgroup on the watched hierarchy, as a list
+// for watchdog.Config.Ignore (empty when it cannot be told).
+func ownCgroup(proc procfs.FS, h cgroupfs.Hierarchy) []string {
+	lines, err := proc.Cgroups(os.Getpid())
+	if err != nil {
+		return nil
+	}
+	for _, l := range lines {
+		if h.InCgroup(l.Path, l.ID, l.Controllers, l.Path) && l.Path != "/" && !strings.HasPrefix(l.Path, "/..") {
+			return []string{l.Path}
+		}
+	}
+	return nil
 }
 
 func kernelRelease() string {

@@ -371,6 +371,11 @@ func (p *Policy) run(ctx context.Context, log zerolog.Logger, inc *watchdog.Inci
 			return results
 		}
 	}
+	if rateLimitedOnly(results) {
+		// Nothing was tried: Open retries once a token is due.
+		log.Warn().Str("event", "ladder_done").Str("outcome", "rate-limited").Msg("every action was rate limited")
+		return results
+	}
 	log.Error().Str("event", "ladder_done").Str("outcome", "exhausted").Msg("ladder exhausted: the loop goes on; an operator must act")
 	return results
 }

@@ -91,9 +91,9 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // IncidentOpened implements watchdog.Observer.
 func (m *Metrics) IncidentOpened(inc *watchdog.Incident, detection time.Duration) {
 	m.incidents.WithLabelValues(string(inc.Verdict)).Inc()
-	if detection > 0 {
-		m.detection.Observe(detection.Seconds())
-	}
+	// 0 is a real value: the first notification already carried enough
+	// OOM events to decide.
+	m.detection.Observe(detection.Seconds())
 	m.mu.Lock()
 	m.open[inc.ID] = inc
 	m.mu.Unlock()

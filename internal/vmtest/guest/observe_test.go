@@ -4,6 +4,7 @@ package guest
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -94,5 +95,22 @@ func TestObservability(t *testing.T) {
 	out, errs, code = oomwatch(t, e, "incidents", "--state-dir", state, "--json")
 	if code != 0 || !regexp.MustCompile(regexp.QuoteMeta(cg.Rel())).MatchString(out) {
 		t.Errorf("oomwatch incidents: exit %d: %s %s", code, out, errs)
+	}
+
+	// After a restart: status answers from the new daemon, the history
+	// still holds the incident.
+	d.Stop(t)
+	d2 := StartDaemon(t, e, "run", "--state-dir", state, "--status-socket", sock, "--metrics-listen", "")
+	out, errs, code = oomwatch(t, e, "status", "--socket", sock, "--json")
+	var st2 struct {
+		PID     int `json:"pid"`
+		Watched int `json:"watched_cgroups"`
+	}
+	if err := json.Unmarshal([]byte(out), &st2); code != 0 || err != nil || st2.Watched < 2 || st2.PID != d2.Pid {
+		t.Errorf("oomwatch status after a restart: exit %d, %v: %s %s (daemon pid %d)", code, err, out, errs, d2.Pid)
+	}
+	out, errs, code = oomwatch(t, e, "incidents", "--state-dir", state, "--json")
+	if code != 0 || !regexp.MustCompile(regexp.QuoteMeta(fmt.Sprint(inc["incident"]))).MatchString(out) {
+		t.Errorf("oomwatch incidents after a restart lost incident %v: exit %d: %s %s", inc["incident"], code, out, errs)
 	}
 }

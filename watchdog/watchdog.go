@@ -89,7 +89,8 @@ type cgroupState struct {
 	lastOOM  time.Time
 	paused   bool
 	noMemory bool      // v2 cgroup without the memory controller
-	needBase bool      // v1: no baseline read yet (taken at the first wake-up)
+	needBase bool      // v1: no baseline yet (built at the first wake-up)
+	armKills uint64    // v1: this cgroup's own oom_kill when it was armed
 	gen      uint64    // configuration generation the detector was built for
 	recheck  time.Time // v1: re-read the counters then (see settleV1)
 	stalled  bool      // a stalled verdict waits for the recheck before it is reported
@@ -391,10 +392,17 @@ func (w *Watchdog) arm(cg string) error {
 	}
 	switch {
 	case w.cfg.CG.Version == 1:
-		// v1: the baseline is read at the first eventfd wake-up (before
-		// adding its count), not here: summing oom_kill over the subtree
-		// for every cgroup at start-up walked each subtree twice.
-		st.needBase = true
+		// v1: only this cgroup's own oom_kill is read here; the subtree
+		// baseline is summed from the armed cgroups at the first eventfd
+		// wake-up. Summing oom_kill over the subtree for every cgroup at
+		// start-up walked each subtree twice; reading the baseline only at
+		// the wake-up would absorb the very kill that caused it.
+		oc, err := w.cfg.CG.OOMControl(cg)
+		if err != nil {
+			w.drop(cg)
+			return err
+		}
+		st.armKills, st.needBase = oc.OOMKill, true
 	case w.fresh:
 		// v2, a cgroup created while we run: a new memcg starts with every
 		// counter at zero, which is the right baseline (an OOM between
@@ -579,10 +587,14 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 		return false
 	}
 	if st.needBase {
-		base, err := w.counters(cg, st, 0)
-		if err != nil {
-			return false
+		// The oom_kill of the subtree as it was when each cgroup was armed.
+		var kills uint64
+		for c, s := range w.cgroups {
+			if cgroupfs.InSubtree(c, cg) {
+				kills += s.armKills
+			}
 		}
+		base := Counters{OOM: st.v1OOM, Kills: kills}
 		st.det.Observe(now, base)
 		st.last, st.needBase = base, false
 	}

@@ -538,6 +538,7 @@ func (h *handler) intent(inc *watchdog.Incident, r policy.Result) {
 		return
 	}
 	rec := history.Actions(inc, []history.Action{{Action: r.Rung, PID: r.PID, Comm: r.Comm, Detail: "started: " + r.Detail}}, "")
+	rec.Outcome = "" // a step, not the ladder's end
 	h.hist.AppendWait(func() history.Record { return rec }, 500*time.Millisecond)
 }
 
@@ -548,6 +549,7 @@ func (h *handler) acted(inc *watchdog.Incident, r policy.Result) {
 	h.track.Acted(statusd.Action{Time: time.Now(), Incident: inc.ID, Cgroup: inc.Cgroup, Action: r.Rung, PID: r.PID, Comm: r.Comm, Done: r.Done, Verified: r.Verified, Detail: r.Detail, Error: r.Err})
 	if h.hist != nil {
 		rec := history.Actions(inc, []history.Action{a}, "")
+		rec.Outcome = "" // a step, not the ladder's end
 		h.hist.Append(func() history.Record { return rec })
 	}
 }

@@ -514,8 +514,11 @@ func (h *handler) Open(inc *watchdog.Incident) {
 	n := cgnames.Parse(inc.Cgroup)
 	h.track.Opened(statusd.OpenIncident{ID: inc.ID, Cgroup: inc.Cgroup, Container: n.Container, Verdict: string(inc.Verdict), Since: inc.Started})
 	if h.hist != nil {
-		rec, since := history.Opened(inc, history.Names{Container: n.Container, Unit: n.Unit}, nil), inc.Started.Add(-2*inc.Evidence.Window)
-		h.hist.Append(func() history.Record { rec.KernelLog = h.evidence(rec.Cgroup, since); return rec })
+		// No kernel-log lookup here: draining a kmsg flood can take long,
+		// and the write-ahead entry of the first action waits behind this
+		// record. The resolved record carries the kernel's lines.
+		rec := history.Opened(inc, history.Names{Container: n.Container, Unit: n.Unit}, nil)
+		h.hist.Append(func() history.Record { return rec })
 	}
 	h.pol.Open(inc)
 }

@@ -470,16 +470,8 @@ func (p *Policy) progress(cg string) (progress, error) {
 	if err != nil {
 		return progress{}, err
 	}
-	var kills uint64
-	err = p.cg.Walk(cg, 1024, func(c string) error {
-		oc, err := p.cg.OOMControl(c)
-		if errors.Is(err, cgroupfs.ErrGone) && c != cg {
-			return nil
-		}
-		kills += oc.OOMKill
-		return err
-	})
-	if err != nil && !errors.Is(err, cgroupfs.ErrTooMany) {
+	kills, err := p.cg.SubtreeOOMKills(cg, 1024)
+	if err != nil {
 		return progress{}, err
 	}
 	return progress{ooms: fc, kills: kills}, nil

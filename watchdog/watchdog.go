@@ -497,19 +497,8 @@ func (w *Watchdog) counters(cg string, st *cgroupState, v1Count uint64) (Counter
 	}
 	st.v1OOM += v1Count
 	var kills uint64
-	// v1 oom_kill is local to each memcg: sum the subtree.
-	err := w.cfg.CG.Walk(cg, 1024, func(c string) error {
-		oc, err := w.cfg.CG.OOMControl(c)
-		if errors.Is(err, cgroupfs.ErrGone) && c != cg {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		kills += oc.OOMKill
-		return nil
-	})
-	if err != nil && !errors.Is(err, cgroupfs.ErrTooMany) {
+	kills, err := w.cfg.CG.SubtreeOOMKills(cg, 1024)
+	if err != nil {
 		return Counters{}, err
 	}
 	return Counters{OOM: st.v1OOM, Kills: kills}, nil
@@ -557,14 +546,18 @@ func (w *Watchdog) handle(now time.Time, evs []eventfd.Event) {
 	if len(suspects) == 0 {
 		return
 	}
-	// v1 notifies the OOMing cgroup and all its descendants: handle parents
-	// first and skip any cgroup below one with an open incident.
+	w.suspectAll(now, suspects)
+}
+
+// suspectAll inspects suspected loops. v1 notifies the OOMing cgroup and
+// all its descendants: handle parents first and skip any cgroup below one
+// with an open incident.
+func (w *Watchdog) suspectAll(now time.Time, suspects []string) {
 	sort.Slice(suspects, func(i, j int) bool { return depth(suspects[i]) < depth(suspects[j]) })
 	for _, cg := range suspects {
-		if w.ancestorOpen(cg) {
-			continue
+		if !w.ancestorOpen(cg) {
+			w.suspect(now, cg)
 		}
-		w.suspect(now, cg)
 	}
 }
 
@@ -748,12 +741,7 @@ func (w *Watchdog) recheckDue(now time.Time) {
 			suspects = append(suspects, cg)
 		}
 	}
-	sort.Slice(suspects, func(i, j int) bool { return depth(suspects[i]) < depth(suspects[j]) })
-	for _, cg := range suspects {
-		if !w.ancestorOpen(cg) {
-			w.suspect(now, cg)
-		}
-	}
+	w.suspectAll(now, suspects)
 }
 
 func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Assessment, v Verdict, cands []Candidate) {

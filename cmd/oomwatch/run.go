@@ -251,7 +251,7 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 		_, o := f.apply(r.Detector, r.Policy)
 		return r.Rule, o
 	}
-	_, topOpts := f.apply(cfg.TopLevel().Detector, cfg.TopLevel().Policy)
+	topParams, topOpts := f.apply(cfg.TopLevel().Detector, cfg.TopLevel().Policy)
 	// Limits of systemd units (.service, .scope) change through systemd's
 	// D-Bus API, so systemd does not put the old value back.
 	units := &systemd.Units{}
@@ -270,7 +270,6 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 		st := w.Stats()
 		return fmt.Sprintf("watching %d memory cgroups (cgroup v%d), %d open incidents", st.Watched, h.Version, st.OpenIncidents)
 	}
-	topParams, _ := f.apply(cfg.TopLevel().Detector, cfg.TopLevel().Policy)
 	wcfg := watchdog.Config{
 		CG: h, Proc: proc, Detector: topParams, MaxCgroups: g.MaxCgroups,
 		Ignore:             ownCgroup(proc, h),

@@ -309,6 +309,29 @@ func (h Hierarchy) OOMControl(cg string) (OOMControl, error) {
 	return ParseOOMControl(b)
 }
 
+// SubtreeOOMKills sums v1 memory.oom_control oom_kill over cg and its
+// descendants (at most max cgroups): on v1 the counter is local to each
+// memcg, so a kill in a child does not show in its parent. Descendants that
+// vanish during the walk are skipped; cg itself missing is ErrGone.
+func (h Hierarchy) SubtreeOOMKills(cg string, max int) (uint64, error) {
+	var kills uint64
+	err := h.Walk(cg, max, func(c string) error {
+		oc, err := h.OOMControl(c)
+		if errors.Is(err, ErrGone) && c != Clean(cg) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		kills += oc.OOMKill
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrTooMany) {
+		return 0, err
+	}
+	return kills, nil
+}
+
 // Failcnt reads v1 memory.failcnt plus memory.memsw.failcnt: +1 on every
 // failed charge at this level, so it rises at the cgroup whose limit is hit,
 // once per retry. With memsw.limit_in_bytes equal to the limit the failing

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -367,5 +368,70 @@ func TestWatchdogIgnoresOwnCgroup(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	if n := <-ready; n != 3 { // "/", system.slice, other.service
 		t.Fatalf("watched %d cgroups, want 3 (own cgroup and its child ignored, \"/\" never)", n)
+	}
+}
+
+// v2 baselines of cgroups found at start-up are read after the watches are
+// armed. Old OOMs in memory.events (here: 40 kill-less ones in every
+// cgroup, a loop if they counted) must never count as new, whether a
+// notification comes before or after the deferred read.
+func TestWatchdogDeferredBaselines(t *testing.T) {
+	cgRoot, procRoot := t.TempDir(), t.TempDir()
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	writeProc(t, procRoot, 100, 1, "java", -1000, 900000)
+	const n = 2*baselineBatch + 37
+	for i := 0; i < n; i++ {
+		writeCgroup(t, cgRoot, fmt.Sprintf("c%d", i), "20971520", 100)
+		setEvents(t, cgRoot, fmt.Sprintf("c%d", i), 40, 0, 40)
+	}
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	h.AnyFS = true
+	rec := newRecorder()
+	ready := make(chan int, 1)
+	logs := &syncBuf{}
+	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams, ResolveAfter: 300 * time.Millisecond,
+		Ready: func(n int) { ready <- n }}, rec, zerolog.New(logs).Level(zerolog.DebugLevel))
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	if got := <-ready; got != n+1 {
+		t.Fatalf("armed %d cgroups, want %d", got, n+1)
+	}
+	// Right after ready, likely before its deferred read: one new OOM each
+	// in the first and the last cgroup of the start-up walk.
+	setEvents(t, cgRoot, "c0", 41, 0, 41)
+	setEvents(t, cgRoot, fmt.Sprintf("c%d", n-1), 41, 0, 41)
+	rec.waitFor(t, "baselines read", func() bool { return strings.Contains(logs.String(), `"event":"baselines_read"`) })
+
+	// A real loop afterwards counts only its own OOMs.
+	setEvents(t, cgRoot, "c7", 42, 0, 42)
+	setEvents(t, cgRoot, "c7", 47, 0, 47)
+	rec.waitFor(t, "loop incident", func() bool { return len(rec.opened) >= 1 })
+	// Let the first two cgroups' notifications be handled for sure.
+	time.Sleep(100 * time.Millisecond)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.opened) != 1 {
+		for _, inc := range rec.opened {
+			t.Errorf("incident %s %s OOMs %d", inc.Cgroup, inc.Verdict, inc.Evidence.OOMs)
+		}
+		t.Fatalf("%d incidents, want only /c7's", len(rec.opened))
+	}
+	if inc := rec.opened[0]; inc.Cgroup != "/c7" || inc.Verdict != VerdictLoop || inc.Evidence.OOMs < 3 || inc.Evidence.OOMs > 7 {
+		t.Fatalf("incident %s %s with %d OOMs, want /c7 loop with 3..7 (old ones not counted)", inc.Cgroup, inc.Verdict, inc.Evidence.OOMs)
+	}
+	// The OOM metric counts new OOMs only: /c7's 7, and at most one each
+	// for /c0 and the last cgroup (none if notified before their read).
+	if st := w.Stats(); st.OOMs < 7 || st.OOMs > 9 {
+		t.Fatalf("Stats().OOMs = %d, want 7..9: old OOMs were counted", st.OOMs)
 	}
 }

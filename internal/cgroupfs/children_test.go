@@ -1,0 +1,69 @@
+package cgroupfs
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestChildrenOnlyDirs(t *testing.T) {
+	root := t.TempDir()
+	cg := filepath.Join(root, "a")
+	for _, d := range []string{"a/b", "a/c d", "a/.hidden", "a/" + strings.Repeat("x", 255)} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 300 files: more than one getdents64 buffer of names.
+	for i := 0; i < 300; i++ {
+		name := filepath.Join(cg, fmt.Sprintf("memory.file%s-%d", strings.Repeat("y", 40), i))
+		if err := os.WriteFile(name, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(cg, filepath.Join(cg, "link")); err != nil {
+		t.Fatal(err)
+	}
+	h := Hierarchy{Root: root, Version: 2}
+	got, err := h.Children("/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	want := []string{"/a/.hidden", "/a/b", "/a/c d", "/a/" + strings.Repeat("x", 255)}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("Children = %q, want %q", got, want)
+	}
+	if _, err := h.Children("/nope"); err == nil || !strings.Contains(err.Error(), "gone") {
+		t.Fatalf("missing dir: err = %v, want ErrGone", err)
+	}
+}
+
+func TestParseDirentsMalformed(t *testing.T) {
+	rec := func(name string, typ byte, reclen int) []byte {
+		b := make([]byte, reclen)
+		binary.NativeEndian.PutUint16(b[16:18], uint16(reclen))
+		b[18] = typ
+		copy(b[19:], name)
+		return b
+	}
+	good := rec("web", 4, 24) // DT_DIR
+	for name, b := range map[string][]byte{
+		"short header":     good[:10],
+		"reclen too big":   rec("x", 4, 24)[:20],
+		"reclen too small": func() []byte { b := rec("x", 4, 24); binary.NativeEndian.PutUint16(b[16:18], 3); return b }(),
+	} {
+		if _, err := parseDirents(-1, append(append([]byte{}, good...), b...), "/", nil); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	got, err := parseDirents(-1, append(rec(".", 4, 24), append(rec("..", 4, 24), good...)...), "/p", nil)
+	if err != nil || !slices.Equal(got, []string{"/p/web"}) {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}

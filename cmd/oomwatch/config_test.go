@@ -83,6 +83,24 @@ func TestCheckConfig(t *testing.T) {
 		t.Errorf("two problems: exit %d %q", code, errs)
 	}
 
+	caps := write("caps.yaml", "max_cgroups: 1000\nmax_per_subtree: 1000\n")
+	if code, out, errs := runCfg(checkConfigCmd, caps); code != 0 || out != caps+": OK (0 rules)\n" {
+		t.Errorf("max_per_subtree equal to max_cgroups: exit %d %q %q", code, out, errs)
+	}
+	overCap := write("overcap.yaml", "max_cgroups: 1000\nmax_per_subtree: 2000\n")
+	code, out, errs = runCfg(checkConfigCmd, overCap)
+	want = overCap + `:2:18: max_per_subtree: max_per_subtree 2000 is more than max_cgroups 1000 — lower max_per_subtree to at most 1000, or raise max_cgroups to 2000 or more
+  2 | max_per_subtree: 2000
+    |                  ^
+` + overCap + ": 1 problem: oomwatch would refuse this file as a whole\n"
+	if code != 1 || out != "" || errs != want {
+		t.Errorf("max_per_subtree above max_cgroups: exit %d, stdout %q, stderr:\n%s\nwant:\n%s", code, out, errs, want)
+	}
+	zeroCap := write("zerocap.yaml", "max_per_subtree: 0\n")
+	if code, _, errs := runCfg(checkConfigCmd, zeroCap); code != 1 || !strings.HasPrefix(errs, zeroCap+":1:18: max_per_subtree: max_per_subtree 0 is out of range — use 1 to 1048576\n") {
+		t.Errorf("max_per_subtree 0: exit %d %q", code, errs)
+	}
+
 	missing := filepath.Join(dir, "missing.yaml")
 	if code, _, errs := runCfg(checkConfigCmd, missing); code != 1 || !strings.Contains(errs, missing+": no such file") {
 		t.Errorf("missing file: exit %d %q", code, errs)
@@ -107,5 +125,22 @@ func TestCheckConfig(t *testing.T) {
 	}
 	if code, _, _ := runCfg(checkConfigCmd, "--bogus"); code != 2 {
 		t.Errorf("bad flag: exit %d", code)
+	}
+}
+
+// check-config and run refuse a max_per_subtree above max_cgroups alike,
+// with the same FILE:LINE:COLUMN message.
+func TestCheckConfigMatchesRunOnCaps(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "oomwatch.yaml")
+	if err := os.WriteFile(p, []byte("max_cgroups: 1000\nmax_per_subtree: 2000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := p + ":2:18: max_per_subtree: max_per_subtree 2000 is more than max_cgroups 1000"
+	code, _, runErrs := call("run", "--config", p, "--cgroup-root", fakeTree(t), "--proc-root", fakeProcs(t), "--status-socket", "", "--metrics-listen", "")
+	if code == 0 || !strings.Contains(runErrs, want) {
+		t.Errorf("run: exit %d %q: want %q", code, runErrs, want)
+	}
+	if code, _, errs := runCfg(checkConfigCmd, p); code != 1 || !strings.Contains(errs, want) {
+		t.Errorf("check-config: exit %d %q: want %q", code, errs, want)
 	}
 }

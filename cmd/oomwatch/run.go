@@ -42,7 +42,7 @@ type runFlags struct {
 	opts                                            policy.Options
 	params                                          watchdog.Params
 	ladder, exemptComm, exemptCmdline, exemptCgroup listFlag
-	maxCgroups, maxActions                          int
+	maxCgroups, maxPerSubtree, maxActions           int
 	stateDir, metricsListen                         string
 	statusSocket                                    string
 }
@@ -68,6 +68,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	fs.StringVar(&f.opts.PausedAction, "paused-action", "", "act as the userspace OOM handler of v1 oom_kill_disable cgroups: raise-limit or kill (default: report only)")
 	fs.DurationVar(&f.opts.RevertHold, "revert-hold", f.opts.RevertHold, "raise-limit: revert after usage stayed below the original limit minus the margin this long")
 	fs.IntVar(&f.maxCgroups, "max-cgroups", watchdog.DefaultMaxCgroups, "bound on the number of cgroups watched")
+	fs.IntVar(&f.maxPerSubtree, "max-per-subtree", watchdog.DefaultMaxPerSubtree, "bound on the cgroups watched under one top-level cgroup (a container's subtree); at most --max-cgroups")
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/oomwatch", "where raised limits and spooled alerts survive restarts (\"\": memory only)")
 	fs.IntVar(&f.maxActions, "max-actions-per-minute", 30, "global bound on changes to the host")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "127.0.0.1:9731", "Prometheus /metrics and /healthz address (\"\": off)")
@@ -125,6 +126,9 @@ func (f *runFlags) global(g config.Global) config.Global {
 	if f.set["max-cgroups"] {
 		g.MaxCgroups = f.maxCgroups
 	}
+	if f.set["max-per-subtree"] {
+		g.MaxPerSubtree = f.maxPerSubtree
+	}
 	if f.set["state-dir"] {
 		g.StateDir = f.stateDir
 	}
@@ -135,6 +139,29 @@ func (f *runFlags) global(g config.Global) config.Global {
 		g.MetricsListen = f.metricsListen
 	}
 	return g
+}
+
+// checkCaps checks an explicit --max-per-subtree against the global cap
+// it is a part of (--max-cgroups or the file's max_cgroups), as the config
+// file's max_per_subtree is checked against max_cgroups. Without the flag
+// there is nothing to check: the file's value was checked when it was read,
+// and a --max-cgroups below it only bounds it further.
+func (f *runFlags) checkCaps(g config.Global) error {
+	if !f.set["max-per-subtree"] {
+		return nil
+	}
+	g = f.global(g)
+	if g.MaxPerSubtree < 1 {
+		return fmt.Errorf("--max-per-subtree %d: want at least 1", g.MaxPerSubtree)
+	}
+	limit := g.MaxCgroups
+	if limit <= 0 {
+		limit = watchdog.DefaultMaxCgroups
+	}
+	if g.MaxPerSubtree > limit {
+		return fmt.Errorf("--max-per-subtree %d is more than the %d cgroups watched in all: lower it, or raise --max-cgroups (or max_cgroups in the config file)", g.MaxPerSubtree, limit)
+	}
+	return nil
 }
 
 // loadConfig reads the config and checks that the flags laid over it still
@@ -149,6 +176,9 @@ func (f *runFlags) loadConfig(load func() (*config.Config, error)) (*config.Conf
 		return nil, alert.Config{}, &exitError{code: 2, err: err}
 	}
 	if err := o.Validate(); err != nil {
+		return nil, alert.Config{}, &exitError{code: 2, err: err}
+	}
+	if err := f.checkCaps(cfg.Global()); err != nil {
 		return nil, alert.Config{}, &exitError{code: 2, err: err}
 	}
 	ac, err := alertConfig(cfg)
@@ -271,7 +301,7 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 		return fmt.Sprintf("watching %d memory cgroups (cgroup v%d), %d open incidents", st.Watched, h.Version, st.OpenIncidents)
 	}
 	wcfg := watchdog.Config{
-		CG: h, Proc: proc, Detector: topParams, MaxCgroups: g.MaxCgroups,
+		CG: h, Proc: proc, Detector: topParams, MaxCgroups: g.MaxCgroups, MaxPerSubtree: g.MaxPerSubtree,
 		Ignore:             ownCgroup(proc, h),
 		ForcedChargeKernel: watchdog.KernelForcesCharge(kernelRelease()),
 		ParamsFor: func(cg string) watchdog.Params {

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -68,6 +73,131 @@ func TestFlagsOverrideConfig(t *testing.T) {
 	f.ladder = listFlag{"reboot"}
 	if _, _, err := f.loadConfig(func() (*config.Config, error) { return cfg, nil }); err == nil || !strings.Contains(err.Error(), "reboot") {
 		t.Fatalf("bad --ladder over a good config: %v", err)
+	}
+}
+
+// --max-cgroups and --max-per-subtree given on the command line override
+// max_cgroups and max_per_subtree of the file, each on its own; the others
+// leave the file alone.
+func TestCapFlagsOverrideConfig(t *testing.T) {
+	p := writeConfig(t, "max_cgroups: 1000\nmax_per_subtree: 100\n")
+	cfg, err := config.LoadWith(p, config.LoadOptions{Explicit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name               string
+		set                map[string]bool
+		maxCgroups, perSub int // flag values
+		wantMax, wantSub   int
+	}{
+		{"no flags: the file", map[string]bool{}, 5, 5, 1000, 100},
+		{"--max-per-subtree", map[string]bool{"max-per-subtree": true}, 5, 50, 1000, 50},
+		{"--max-cgroups alone", map[string]bool{"max-cgroups": true}, 2000, 5, 2000, 100},
+		{"both", map[string]bool{"max-cgroups": true, "max-per-subtree": true}, 3000, 3000, 3000, 3000},
+		{"other flags", map[string]bool{"dry-run": true, "state-dir": true}, 5, 5, 1000, 100},
+	}
+	for _, tt := range tests {
+		f := runFlags{opts: policy.DefaultOptions(), params: watchdog.DefaultParams, set: tt.set, maxCgroups: tt.maxCgroups, maxPerSubtree: tt.perSub}
+		if _, _, err := f.loadConfig(func() (*config.Config, error) { return cfg, nil }); err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		if g := f.global(cfg.Global()); g.MaxCgroups != tt.wantMax || g.MaxPerSubtree != tt.wantSub {
+			t.Errorf("%s: max cgroups %d, per subtree %d: want %d and %d", tt.name, g.MaxCgroups, g.MaxPerSubtree, tt.wantMax, tt.wantSub)
+		}
+	}
+	if g := (&runFlags{set: map[string]bool{}}).global(config.Defaults().Global()); g.MaxPerSubtree != watchdog.DefaultMaxPerSubtree {
+		t.Errorf("no file, no flag: per subtree %d, want watchdog.DefaultMaxPerSubtree", g.MaxPerSubtree)
+	}
+}
+
+// A --max-per-subtree that the file would refuse as max_per_subtree is a
+// usage error, checked against the global cap in force (flag or file).
+func TestMaxPerSubtreeFlagIsChecked(t *testing.T) {
+	p := writeConfig(t, "max_cgroups: 1000\n")
+	tests := []struct {
+		args []string
+		want string // "" = accepted
+	}{
+		{[]string{"--max-per-subtree", "0"}, "--max-per-subtree 0: want at least 1"},
+		{[]string{"--max-per-subtree", "-3"}, "--max-per-subtree -3: want at least 1"},
+		{[]string{"--max-per-subtree", "2000"}, "--max-per-subtree 2000 is more than the 1000 cgroups watched in all: lower it, or raise --max-cgroups (or max_cgroups in the config file)"},
+		{[]string{"--max-per-subtree", "900", "--max-cgroups", "800"}, "--max-per-subtree 900 is more than the 800 cgroups watched in all: lower it, or raise --max-cgroups (or max_cgroups in the config file)"},
+		{[]string{"--max-per-subtree", "2000", "--max-cgroups", "2000"}, ""},
+		{[]string{"--max-per-subtree", "1000"}, ""},
+	}
+	for _, tt := range tests {
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		f := runFlags{opts: policy.DefaultOptions(), params: watchdog.DefaultParams}
+		fs.IntVar(&f.maxCgroups, "max-cgroups", watchdog.DefaultMaxCgroups, "")
+		fs.IntVar(&f.maxPerSubtree, "max-per-subtree", watchdog.DefaultMaxPerSubtree, "")
+		if err := fs.Parse(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		f.set = map[string]bool{}
+		fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+		_, _, err := f.loadConfig(func() (*config.Config, error) { return config.LoadWith(p, config.LoadOptions{Explicit: true}) })
+		var ee *exitError
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%v: %v", tt.args, err)
+		case tt.want != "" && (!errors.As(err, &ee) || ee.code != 2 || err.Error() != tt.want):
+			t.Errorf("%v: %v (%T)\nwant exit 2 with %q", tt.args, err, err, tt.want)
+		}
+	}
+	// Through the command line: a usage error before anything is opened.
+	code, _, errs := call("run", "--config", p, "--max-per-subtree", "2000", "--cgroup-root", t.TempDir(), "--proc-root", t.TempDir())
+	if code != 2 || !strings.Contains(errs, "--max-per-subtree 2000 is more than the 1000 cgroups watched in all") {
+		t.Errorf("run --max-per-subtree 2000: exit %d, %q", code, errs)
+	}
+}
+
+// The per-subtree cap reaches the watchdog, from the file and from the
+// flag over it: the top-level /lxc holds two cgroups, fakeTree's /lxc/web1
+// and /lxc/web2 added here.
+func TestMaxPerSubtreeReachesTheWatchdog(t *testing.T) {
+	capLine := `"event":"cgroup_cap","subtree":"/lxc","max_per_subtree":1,`
+	tests := []struct {
+		name, file string
+		set        map[string]bool
+		flag       int
+		capped     bool
+	}{
+		{"file", "max_per_subtree: 1\n", nil, 0, true},
+		{"flag over the file", "max_per_subtree: 5\n", map[string]bool{"max-per-subtree": true}, 1, true},
+		{"file over the built-in cap", "max_per_subtree: 5\n", nil, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			set := map[string]bool{"config": true, "state-dir": true, "metrics-listen": true, "status-socket": true}
+			for k, v := range tt.set {
+				set[k] = v
+			}
+			cg := fakeTree(t)
+			if err := os.Mkdir(filepath.Join(cg, "lxc", "web2"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for name, c := range map[string]string{"cgroup.procs": "", "memory.max": "max\n"} {
+				if err := os.WriteFile(filepath.Join(cg, "lxc", "web2", name), []byte(c), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var logs bytes.Buffer
+			f := runFlags{roots: rootFlags{cgroupRoot: cg, procRoot: fakeProcs(t)}, configPath: writeConfig(t, tt.file),
+				opts: policy.DefaultOptions(), params: watchdog.DefaultParams, set: set, maxPerSubtree: tt.flag}
+			if err := run(ctx, zerolog.New(&logs), f); err != nil {
+				t.Fatalf("run: %v\n%s", err, logs.String())
+			}
+			if got := strings.Contains(logs.String(), capLine); got != tt.capped {
+				t.Fatalf("cap at 1 logged: %v, want %v; logs:\n%s", got, tt.capped, logs.String())
+			}
+			if !tt.capped && strings.Contains(logs.String(), `"cgroup_cap"`) {
+				t.Fatalf("a cap was logged:\n%s", logs.String())
+			}
+		})
 	}
 }
 

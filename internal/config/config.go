@@ -74,6 +74,7 @@ type Config struct {
 // Global are the settings that apply to the daemon as a whole.
 type Global struct {
 	MaxCgroups          int    // bound on the number of cgroups watched
+	MaxPerSubtree       int    // bound on the cgroups watched under one top-level cgroup
 	StateDir            string // where raise-limit remembers original limits
 	MaxActionsPerMinute int    // across all cgroups
 	MetricsListen       string // host:port of the Prometheus endpoint; "" = off
@@ -106,6 +107,7 @@ func Defaults() *Config {
 	return &Config{
 		global: Global{
 			MaxCgroups:          watchdog.DefaultMaxCgroups,
+			MaxPerSubtree:       watchdog.DefaultMaxPerSubtree,
 			StateDir:            DefaultStateDir,
 			MaxActionsPerMinute: DefaultMaxActionsPerMinute,
 			MetricsListen:       DefaultMetricsListen,
@@ -283,6 +285,22 @@ func (b *builder) build(c *Config, doc *fileDoc) {
 			b.ps.at(v.at, fmt.Sprintf("use 1 to %d", maxMaxCgroups), "max_cgroups %d is out of range", v.v)
 		}
 		c.global.MaxCgroups = int(v.v)
+	}
+	if v := doc.MaxPerSubtree; v.set {
+		switch {
+		case v.v < 1 || v.v > maxMaxCgroups:
+			b.ps.at(v.at, fmt.Sprintf("use 1 to %d", maxMaxCgroups), "max_per_subtree %d is out of range", v.v)
+		case v.v > int64(c.global.MaxCgroups) && (!doc.MaxCgroups.set || doc.MaxCgroups.v >= 1 && doc.MaxCgroups.v <= maxMaxCgroups):
+			// One subtree may use part of the global budget, not more
+			// than all of it. (A bad max_cgroups is reported on its own.)
+			which := ""
+			if !doc.MaxCgroups.set {
+				which = " (the default)"
+			}
+			b.ps.at(v.at, fmt.Sprintf("lower max_per_subtree to at most %d, or raise max_cgroups to %d or more", c.global.MaxCgroups, v.v),
+				"max_per_subtree %d is more than max_cgroups %d%s", v.v, c.global.MaxCgroups, which)
+		}
+		c.global.MaxPerSubtree = int(v.v)
 	}
 	if v := doc.StateDir; v.set {
 		if !path.IsAbs(v.v) {

@@ -89,6 +89,22 @@ func TestParseErrors(t *testing.T) {
 			[]string{`f.yaml:1:34: safety.max_actions_per_minute: max_actions_per_minute 0 is out of range — use 1 to 100000; to act on nothing use dry_run: true`}},
 		{"max_cgroups zero", "max_cgroups: 0\n",
 			[]string{`f.yaml:1:14: max_cgroups: max_cgroups 0 is out of range — use 1 to 1048576`}},
+		{"max_per_subtree zero", "max_per_subtree: 0\n",
+			[]string{`f.yaml:1:18: max_per_subtree: max_per_subtree 0 is out of range — use 1 to 1048576`}},
+		{"max_per_subtree negative", "max_per_subtree: -5\n",
+			[]string{`f.yaml:1:18: max_per_subtree: max_per_subtree -5 is out of range — use 1 to 1048576`}},
+		{"max_per_subtree beyond the bound", "max_cgroups: 1048576\nmax_per_subtree: 1048577\n",
+			[]string{`f.yaml:2:18: max_per_subtree: max_per_subtree 1048577 is out of range — use 1 to 1048576`}},
+		{"max_per_subtree in words", "max_per_subtree: many\n",
+			[]string{`f.yaml:1:18: max_per_subtree: want a whole number, found "many" — write a whole number, such as 3`}},
+		{"max_per_subtree above the default max_cgroups", "max_per_subtree: 70000\n",
+			[]string{`f.yaml:1:18: max_per_subtree: max_per_subtree 70000 is more than max_cgroups 65536 (the default) — lower max_per_subtree to at most 65536, or raise max_cgroups to 70000 or more`}},
+		{"max_per_subtree above max_cgroups", "max_cgroups: 1000\nmax_per_subtree: 2000\n",
+			[]string{`f.yaml:2:18: max_per_subtree: max_per_subtree 2000 is more than max_cgroups 1000 — lower max_per_subtree to at most 1000, or raise max_cgroups to 2000 or more`}},
+		{"max_per_subtree above a max_cgroups set below it", "max_per_subtree: 2000\nmax_cgroups: 1000\n",
+			[]string{`f.yaml:1:18: max_per_subtree: max_per_subtree 2000 is more than max_cgroups 1000 — lower max_per_subtree to at most 1000, or raise max_cgroups to 2000 or more`}},
+		{"bad max_cgroups is reported alone", "max_cgroups: 0\nmax_per_subtree: 2000\n",
+			[]string{`f.yaml:1:14: max_cgroups: max_cgroups 0 is out of range — use 1 to 1048576`}},
 		{"relative state dir", "state_dir: var/lib/oomwatch\n",
 			[]string{`f.yaml:1:12: state_dir: state directory "var/lib/oomwatch" is not an absolute path — use an absolute path such as /var/lib/oomwatch`}},
 		{"bad listen address", "metrics: {listen: localhost}\n",
@@ -245,6 +261,9 @@ func TestDefaultsFileIsTheDefaults(t *testing.T) {
 	if g := d.Global(); g.MaxCgroups != watchdog.DefaultMaxCgroups {
 		t.Errorf("max_cgroups %d: want watchdog.DefaultMaxCgroups", g.MaxCgroups)
 	}
+	if g := d.Global(); g.MaxPerSubtree != watchdog.DefaultMaxPerSubtree {
+		t.Errorf("max_per_subtree %d: want watchdog.DefaultMaxPerSubtree", g.MaxPerSubtree)
+	}
 }
 
 func TestDefaultsFileDocumentsEveryKey(t *testing.T) {
@@ -294,6 +313,38 @@ func TestDefaultsFileDocumentsEveryKey(t *testing.T) {
 	DefaultsYAML()[0] = 'X'
 	if DefaultsYAML()[0] != '#' {
 		t.Error("DefaultsYAML returned the embedded bytes themselves")
+	}
+}
+
+// The discovery caps: max_per_subtree defaults to
+// watchdog.DefaultMaxPerSubtree, is set on its own or with max_cgroups,
+// and may equal max_cgroups. A max_cgroups below the default
+// max_per_subtree is not an error: left unset, max_per_subtree is bounded
+// by max_cgroups anyway.
+func TestCaps(t *testing.T) {
+	tests := []struct {
+		src                string
+		maxCgroups, perSub int
+	}{
+		{"", watchdog.DefaultMaxCgroups, watchdog.DefaultMaxPerSubtree},
+		{"max_per_subtree:\n", watchdog.DefaultMaxCgroups, watchdog.DefaultMaxPerSubtree},
+		{"max_per_subtree: 100\n", watchdog.DefaultMaxCgroups, 100},
+		{"max_per_subtree: 65536\n", watchdog.DefaultMaxCgroups, 65536},
+		{"max_cgroups: 200000\nmax_per_subtree: 100000\n", 200000, 100000},
+		{"max_per_subtree: 500\nmax_cgroups: 500\n", 500, 500},
+		{"max_cgroups: 1000\n", 1000, watchdog.DefaultMaxPerSubtree},
+		{"max_cgroups: 1048576\nmax_per_subtree: 1048576\n", 1048576, 1048576},
+		{"max_per_subtree: 1\n", watchdog.DefaultMaxCgroups, 1},
+	}
+	for _, tt := range tests {
+		c, err := Parse("f.yaml", []byte(tt.src))
+		if err != nil {
+			t.Errorf("%q: %v", tt.src, err)
+			continue
+		}
+		if g := c.Global(); g.MaxCgroups != tt.maxCgroups || g.MaxPerSubtree != tt.perSub {
+			t.Errorf("%q: max_cgroups %d, max_per_subtree %d: want %d and %d", tt.src, g.MaxCgroups, g.MaxPerSubtree, tt.maxCgroups, tt.perSub)
+		}
 	}
 }
 

@@ -21,13 +21,14 @@ import (
 // the AST node so type errors are in our words.
 
 type fileDoc struct {
-	SettingsDoc `yaml:",inline"`
-	MaxCgroups  intVal     `yaml:"max_cgroups"`
-	StateDir    strVal     `yaml:"state_dir"`
-	Safety      safetyDoc  `yaml:"safety"`
-	Rules       []ruleDoc  `yaml:"rules"`
-	Alerts      ast.Node   `yaml:"alerts"`
-	Metrics     metricsDoc `yaml:"metrics"`
+	SettingsDoc   `yaml:",inline"`
+	MaxCgroups    intVal     `yaml:"max_cgroups"`
+	MaxPerSubtree intVal     `yaml:"max_per_subtree"`
+	StateDir      strVal     `yaml:"state_dir"`
+	Safety        safetyDoc  `yaml:"safety"`
+	Rules         []ruleDoc  `yaml:"rules"`
+	Alerts        ast.Node   `yaml:"alerts"`
+	Metrics       metricsDoc `yaml:"metrics"`
 }
 
 // SettingsDoc is what both the top level and a rule may set.

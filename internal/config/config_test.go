@@ -27,6 +27,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{`f.yaml:1:1: unknown key "frobnicate" — remove it or fix its spelling;` + more}},
 		{"unknown key in a rule", "rules:\n  - name: a\n    cooldownn: 1s\n",
 			[]string{`f.yaml:3:5: rules[0]: unknown key "cooldownn" — did you mean "cooldown"?` + more}},
+		{"top-level key in a rule", "rules:\n  - name: a\n    max_per_subtree: 10\n",
+			[]string{`f.yaml:3:5: rules[0]: unknown key "max_per_subtree" — "max_per_subtree" is not valid here: move it to where oomwatch config --defaults shows it`}},
 		{"unknown matcher", "rules:\n  - name: a\n    match: {containr: web}\n",
 			[]string{`f.yaml:3:13: rules[0].match: unknown key "containr" — did you mean "container"?` + more}},
 		{"word for a number", "detector:\n  min_ooms: three\n",

@@ -207,7 +207,11 @@ func fromYAML(f *ast.File, err error) *Problem {
 		key := tokenValue(tk)
 		at.path = parentPath(f, tk)
 		hint := "remove it or fix its spelling; every key is listed by oomwatch config --defaults"
-		if s := suggest(key); s != "" {
+		if s := suggest(key); s == key {
+			// A real key in the wrong place (a top-level key inside a
+			// rule, a rule key at the top): "did you mean" itself helps no one.
+			hint = fmt.Sprintf("%q is not valid here: move it to where oomwatch config --defaults shows it", key)
+		} else if s != "" {
 			hint = fmt.Sprintf("did you mean %q? every key is listed by oomwatch config --defaults", s)
 		}
 		return at.problem(hint, "unknown key %q", key)

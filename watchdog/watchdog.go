@@ -107,8 +107,11 @@ type Stats struct {
 	OOMs          uint64 // OOM events counted (sum of counter deltas)
 	Kills         uint64 // OOM kills counted
 	Incidents     uint64
-	Unsupported   bool      // v1 OOM notifications unavailable
-	LastEvent     time.Time // zero before the first notification
+	Unsupported   bool // v1 OOM notifications unavailable
+	// Baselining is how many v2 cgroups found at start-up still wait for
+	// their first memory.events read (watched already; see readBaselines).
+	Baselining int
+	LastEvent  time.Time // zero before the first notification
 	// BusySince is when the loop started handling the current batch; zero
 	// while it waits for the kernel. A loop busy for long is stuck.
 	BusySince time.Time
@@ -139,6 +142,7 @@ type Watchdog struct {
 	events, incidents atomic.Uint64
 	ooms, kills       atomic.Uint64
 	watched, open     atomic.Int64
+	baselining        atomic.Int64
 	unsupported       atomic.Bool
 	lastEvent, busy   atomic.Int64  // unix nanoseconds; 0 = never / idle
 	gen               atomic.Uint64 // bumped by Reconfigure
@@ -194,7 +198,7 @@ func (w *Watchdog) params(cg string) Params {
 func (w *Watchdog) Stats() Stats {
 	st := Stats{Watched: int(w.watched.Load()), OpenIncidents: int(w.open.Load()),
 		Events: w.events.Load(), OOMs: w.ooms.Load(), Kills: w.kills.Load(),
-		Incidents: w.incidents.Load(), Unsupported: w.unsupported.Load()}
+		Incidents: w.incidents.Load(), Unsupported: w.unsupported.Load(), Baselining: int(w.baselining.Load())}
 	if t := w.lastEvent.Load(); t != 0 {
 		st.LastEvent = time.Unix(0, t)
 	}
@@ -222,6 +226,7 @@ func (w *Watchdog) Run(ctx context.Context) error {
 	w.log.Info().Str("event", "ready").Str("hierarchy", w.cfg.CG.String()).Int("cgroups", len(w.cgroups)).
 		Dur("arm_time", time.Since(start)).Bool("v1_notifications_unsupported", w.unsupported.Load()).
 		Msg("watching memory cgroups")
+	w.baselining.Store(int64(len(w.pending)))
 	if w.cfg.Ready != nil {
 		w.cfg.Ready(len(w.cgroups))
 	}
@@ -444,6 +449,7 @@ func (w *Watchdog) readBaselines(now time.Time) {
 		}
 	}
 	w.pending = w.pending[n:]
+	w.baselining.Store(int64(len(w.pending)))
 	if len(w.pending) == 0 {
 		w.pending = nil // release the start-up array
 	}

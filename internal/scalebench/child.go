@@ -46,13 +46,16 @@ type Spec struct {
 
 // Result is one child's report.
 type Result struct {
-	Hierarchy  string  `json:"hierarchy"` // e.g. "v1 host 6.18", filled by the parent
-	Method     string  `json:"method"`
-	Cgroups    int     `json:"cgroups"` // cgroups below the parent
-	Armed      int     `json:"armed"`   // cgroups with a watch
-	ArmErrors  int     `json:"arm_errors"`
-	FirstErr   string  `json:"first_err,omitempty"`
-	ArmSec     float64 `json:"arm_s"`
+	Hierarchy string  `json:"hierarchy"` // e.g. "v1 host 6.18", filled by the parent
+	Method    string  `json:"method"`
+	Cgroups   int     `json:"cgroups"` // cgroups below the parent
+	Armed     int     `json:"armed"`   // cgroups with a watch
+	ArmErrors int     `json:"arm_errors"`
+	FirstErr  string  `json:"first_err,omitempty"`
+	ArmSec    float64 `json:"arm_s"`
+	// BaseSec (oomwatch on v2): start → every start-up cgroup's counters
+	// read; arming (ArmSec) ends when the watches are live, before that.
+	BaseSec    float64 `json:"baselines_s,omitempty"`
 	IdleSec    float64 `json:"idle_s"`
 	IdleCPUms  float64 `json:"idle_cpu_ms"`
 	Wakeups    int64   `json:"wakeups"` // context switches of all threads over the idle period
@@ -62,8 +65,11 @@ type Result struct {
 	End        Snapshot
 	NoFile     uint64 `json:"nofile"`
 	Watched    int    `json:"watched,omitempty"` // oomwatch: Stats().Watched (root included)
-	Crash      string `json:"crash,omitempty"`   // parent: how the child died
-	Note       string `json:"note,omitempty"`
+	// IdleEvents: oomwatch's kernel notifications during the idle period
+	// (nil for the other methods).
+	IdleEvents *uint64 `json:"idle_events,omitempty"`
+	Crash      string  `json:"crash,omitempty"` // parent: how the child died
+	Note       string  `json:"note,omitempty"`
 	// churn only
 	Before *Snapshot `json:"before,omitempty"`
 }
@@ -158,6 +164,12 @@ func runChild(sp Spec) error {
 		return fmt.Errorf("unknown method %q", sp.Method)
 	}
 	res.ArmSec = time.Since(start).Seconds()
+	if wd != nil {
+		for wd.Stats().Baselining > 0 {
+			time.Sleep(time.Millisecond)
+		}
+		res.BaseSec = time.Since(start).Seconds()
+	}
 	if stopCPU != nil {
 		stopCPU()
 	}
@@ -193,7 +205,9 @@ func runChild(sp Spec) error {
 		stopTrace()
 	}
 	if wd != nil {
-		res.Note = fmt.Sprintf("%d kernel notifications while idle;", wd.Stats().Events-ev0)
+		n := wd.Stats().Events - ev0
+		res.IdleEvents = &n
+		res.Note = fmt.Sprintf("%d kernel notifications while idle;", n)
 	}
 	res.End = s1
 	res.IdleCPUms = float64(q1.CPUMicros-q0.CPUMicros) / 1000

@@ -370,6 +370,9 @@ func ScaleTable(rs []Result) string {
 			continue
 		}
 		note := r.Note
+		if r.BaseSec > 0 {
+			note = strings.TrimSpace(fmt.Sprintf("counters read %.2fs; %s", r.BaseSec, note))
+		}
 		if r.ArmErrors > 0 {
 			note = strings.TrimSpace(fmt.Sprintf("%s %d arm errors, first: %s", note, r.ArmErrors, r.FirstErr))
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oomwatch/oomwatch/internal/benchrow"
 	"github.com/oomwatch/oomwatch/internal/testtier"
 )
 
@@ -54,8 +55,8 @@ func hostTree(b *testing.B) *Tree {
 // BenchmarkScaleV1Host: 1,000 / 5,000 / 10,000 real v1 memory cgroups on the
 // host; oomwatch's watchdog vs one eventfd + blocking reader per cgroup, each
 // in its own child process, plus the Go runtime's floor (baseline). The
-// scenario runs once whatever b.N; numbers are reported as metrics and as a
-// table.
+// scenario runs once whatever b.N; numbers are reported as metrics, as a
+// table and as benchrow rows (for make bench's one table).
 func BenchmarkScaleV1Host(b *testing.B) {
 	k, err := FromEnv()
 	if err != nil {
@@ -70,6 +71,7 @@ func BenchmarkScaleV1Host(b *testing.B) {
 	rs = append(rs, base)
 	rs = append(rs, Sequence(exe, nil, tree, k, label, hostMethods(), b.Logf)...)
 	report(b, rs)
+	benchrow.Emit(ScaleRows(b.Name(), rs)...)
 }
 
 func report(b *testing.B, rs []Result) {
@@ -113,6 +115,7 @@ func BenchmarkChurnV1Host(b *testing.B) {
 	t := ChurnTable([]ChurnResult{cr})
 	b.Log("\n" + t)
 	fmt.Print(t)
+	benchrow.Emit(ChurnRows(b.Name(), cr, k)...)
 	if cr.Err != "" {
 		b.Error(cr.Err)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oomwatch/oomwatch/internal/benchrow"
 	"github.com/oomwatch/oomwatch/internal/testtier"
 )
 
@@ -65,10 +66,17 @@ func BenchmarkVMLoopBreak(b *testing.B) {
 		}
 	}
 	var all []benchSample
+	var failed []benchrow.Row
+	fail := func(c Combo, why string) {
+		r := benchrow.Row{Measurement: benchrow.LoopBreak, Scenario: loopScenario(c.String()), Method: benchrow.Oomwatch,
+			Metric: "error", Text: "failed", Note: why, Bench: t.Name()}
+		failed = append(failed, r.Check("runs", false))
+	}
 	for _, c := range combos {
 		k, ok := byName[c.Kernel]
 		if !ok {
 			t.Errorf("%s: kernel not in cache", c)
+			fail(c, "kernel not in cache")
 			continue
 		}
 		b := Boot{
@@ -89,11 +97,13 @@ func BenchmarkVMLoopBreak(b *testing.B) {
 		t.Logf("%s: qemu start→exit %.1fs, guest exit %d", c, res.Elapsed.Seconds(), res.ExitCode)
 		if err != nil {
 			t.Errorf("%s: %v", c, err)
+			fail(c, err.Error())
 			continue
 		}
 		got := parseBench(res.Output)
 		if len(got) == 0 || res.ExitCode != 0 {
 			t.Errorf("%s: guest exit %d, %d samples; console tail:\n%s", c, res.ExitCode, len(got), tail(res.Output, 40))
+			fail(c, fmt.Sprintf("guest exit %d, %d samples", res.ExitCode, len(got)))
 		}
 		for _, s := range got {
 			t.Logf("%s %-8s #%d: loop %6.0f ms, kmsg OOMs %4d, counter %4d, incident +%.0f ms, action +%.0f ms (guest clock from hog ready), kmsg lost %d %s",
@@ -104,6 +114,7 @@ func BenchmarkVMLoopBreak(b *testing.B) {
 	table := benchTable(all)
 	t.Log("\n" + table)
 	fmt.Print(table)
+	benchrow.Emit(append(loopRows(t.Name(), all), failed...)...)
 }
 
 type benchSample struct {
@@ -144,38 +155,49 @@ func pct(v []float64, p float64) float64 {
 	return v[i]
 }
 
-func benchTable(all []benchSample) string {
+// loopStats are one combination and method's loops.
+type loopStats struct {
+	combo, method string
+	errs          int
+	ms, km, co    []float64 // loop ms, kmsg OOMs, counter OOMs of the loops without error, sorted
+}
+
+func loopGroups(all []benchSample) []*loopStats {
 	type key struct{ combo, method string }
-	var keys []key
-	groups := map[key][]benchSample{}
+	var out []*loopStats
+	groups := map[key]*loopStats{}
 	for _, s := range all {
 		k := key{s.Combo, s.Method}
-		if _, ok := groups[k]; !ok {
-			keys = append(keys, k)
+		g := groups[k]
+		if g == nil {
+			g = &loopStats{combo: s.Combo, method: s.Method}
+			groups[k] = g
+			out = append(out, g)
 		}
-		groups[k] = append(groups[k], s)
+		if s.Err != "" {
+			g.errs++
+			continue
+		}
+		g.ms = append(g.ms, s.LoopMS)
+		g.km = append(g.km, float64(s.KmsgOOMs))
+		g.co = append(g.co, float64(s.CounterOOMs))
 	}
+	for _, g := range out {
+		sort.Float64s(g.ms)
+		sort.Float64s(g.km)
+		sort.Float64s(g.co)
+	}
+	return out
+}
+
+func benchTable(all []benchSample) string {
 	var b strings.Builder
 	b.WriteString("loop = kmsg first \"Out of memory and no killable processes\" → \"Killed process <hog>\"; OOMs = kill-less OOM events in the loop\n")
 	fmt.Fprintf(&b, "%-8s %-9s %3s %4s | %10s %10s | %10s %10s | %10s %10s\n",
 		"combo", "method", "n", "err", "loop ms p50", "p95", "kmsg p50", "p95", "counter p50", "p95")
-	for _, k := range keys {
-		var ms, km, co []float64
-		errs := 0
-		for _, s := range groups[k] {
-			if s.Err != "" {
-				errs++
-				continue
-			}
-			ms = append(ms, s.LoopMS)
-			km = append(km, float64(s.KmsgOOMs))
-			co = append(co, float64(s.CounterOOMs))
-		}
-		sort.Float64s(ms)
-		sort.Float64s(km)
-		sort.Float64s(co)
+	for _, g := range loopGroups(all) {
 		fmt.Fprintf(&b, "%-8s %-9s %3d %4d | %11.0f %10.0f | %10.0f %10.0f | %11.0f %10.0f\n",
-			k.combo, k.method, len(ms), errs, pct(ms, 50), pct(ms, 95), pct(km, 50), pct(km, 95), pct(co, 50), pct(co, 95))
+			g.combo, g.method, len(g.ms), g.errs, pct(g.ms, 50), pct(g.ms, 95), pct(g.km, 50), pct(g.km, 95), pct(g.co, 50), pct(g.co, 95))
 	}
 	return b.String()
 }

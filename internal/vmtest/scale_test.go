@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oomwatch/oomwatch/internal/benchrow"
 	"github.com/oomwatch/oomwatch/internal/scalebench"
 	"github.com/oomwatch/oomwatch/internal/testtier"
 )
@@ -24,7 +25,7 @@ var scaleRE = regexp.MustCompile(`SCALEJSON (\w+) (\{.*\})\s*$`)
 // scaleVM boots combo once and runs the guest scenario testRE with env; it
 // returns the guest's SCALEJSON lines by kind. One run per benchmark
 // whatever b.N.
-func scaleVM(b *testing.B, combo Combo, testRE string, env map[string]string, memMB int, timeout time.Duration) map[string][]string {
+func scaleVM(b testing.TB, combo Combo, testRE string, env map[string]string, memMB int, timeout time.Duration) map[string][]string {
 	b.Helper()
 	if testing.Short() {
 		b.Skip("-short")
@@ -144,12 +145,23 @@ func BenchmarkVMScale(b *testing.B) {
 	t := scalebench.ScaleTable(rs)
 	b.Log("\n" + t)
 	fmt.Print(t)
+	rows := scalebench.ScaleRows(b.Name(), rs)
+	if len(rows) == 0 {
+		rows = append(rows, noResult(b, benchrow.Scale, "v2 VM 6.12"))
+	}
+	benchrow.Emit(rows...)
 }
 
 // BenchmarkVMChurn is measurement 4 on cgroup v2 (6.12).
 func BenchmarkVMChurn(b *testing.B) {
+	k, err := scalebench.FromEnv() // the knobs scaleVM passes to the guest
+	if err != nil {
+		b.Fatal(err)
+	}
 	var cs []scalebench.ChurnResult
+	var rows []benchrow.Row
 	for _, c := range combosFromEnv(Combo{"6.12", V2}) {
+		n := len(cs)
 		out := scaleVM(b, c, "^TestScaleChurnV2$", map[string]string{"OOMWATCH_VM_CHURN": "1"}, 2048, 20*time.Minute)
 		for _, s := range out["churn"] {
 			var cr scalebench.ChurnResult
@@ -159,12 +171,17 @@ func BenchmarkVMChurn(b *testing.B) {
 					b.ReportMetric(float64(cr.Missed), c.String()+"-missed")
 					b.ReportMetric(cr.Rate, c.String()+"-created/s")
 				}
+				rows = append(rows, scalebench.ChurnRows(b.Name(), cr, k)...)
 			}
+		}
+		if len(cs) == n {
+			rows = append(rows, noResult(b, benchrow.Churn, c.String()+" VM"))
 		}
 	}
 	t := scalebench.ChurnTable(cs)
 	b.Log("\n" + t)
 	fmt.Print(t)
+	benchrow.Emit(rows...)
 }
 
 type stormResult struct {
@@ -189,13 +206,19 @@ type stormResult struct {
 // OOMWATCH_VM_COMBOS=6.12-v2,6.1-v1 for v1 too).
 func BenchmarkVMStorm(b *testing.B) {
 	var rs []stormResult
+	var rows []benchrow.Row
 	for _, c := range combosFromEnv(Combo{"6.12", V2}) {
 		out := scaleVM(b, c, "^TestScaleStorm$", map[string]string{"OOMWATCH_VM_STORM": "1"}, 2048, 20*time.Minute)
+		n := len(rs)
 		for _, s := range out["storm"] {
 			var r stormResult
 			if json.Unmarshal([]byte(s), &r) == nil {
 				rs = append(rs, r)
+				rows = append(rows, stormRows(b.Name(), r)...)
 			}
+		}
+		if len(rs) == n {
+			rows = append(rows, noResult(b, benchrow.Storm, c.String()+" VM"))
 		}
 	}
 	var sb strings.Builder
@@ -212,4 +235,5 @@ func BenchmarkVMStorm(b *testing.B) {
 	}
 	b.Log("\n" + sb.String())
 	fmt.Print(sb.String())
+	benchrow.Emit(rows...)
 }

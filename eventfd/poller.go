@@ -94,6 +94,7 @@ type dirWatch struct {
 	key  string
 	path string // cleaned
 	pin  bool   // PinFile: a file watch that only keeps the inode cached
+	mask uint32 // the mask it was added with
 }
 
 type oomWatch struct {
@@ -209,6 +210,21 @@ func (p *Poller) WatchDir(key, dir string) error {
 	return p.addWatch(key, dir, dirMask, false, "watch dir")
 }
 
+// subdirMask is dirMask without IN_MODIFY.
+const subdirMask = dirMask &^ unix.IN_MODIFY
+
+// WatchSubdirs is WatchDir for a directory whose files need not be
+// followed: only subdirectories created, moved and removed are reported
+// (and Gone as for WatchDir). cgroup v1 needs no file events (OOMs come
+// from an eventfd), and registering that eventfd writes
+// cgroup.event_control, which a WatchDir would report as Modified: at
+// 16,384 cgroups those arming echoes alone overflowed the inotify queue
+// (fs.inotify.max_queued_events) and forced a rescan, and every write by
+// anyone to any cgroup file woke the loop.
+func (p *Poller) WatchSubdirs(key, dir string) error {
+	return p.addWatch(key, dir, subdirMask, false, "watch dir")
+}
+
 // pinMask: the watch exists only to hold a reference on the inode, so it asks
 // for nothing that kernfs ever sends (kernfs never drops i_nlink to 0, so no
 // IN_DELETE_SELF either); events for the file arrive through the watch on its
@@ -248,20 +264,16 @@ func (p *Poller) addWatch(key, path string, mask uint32, pin bool, verb string) 
 	if old, ok := p.byWD[w]; ok {
 		// Same inode already watched: inotify_add_watch returned the existing
 		// wd and replaced its mask, so restore the owner's mask if it differs.
-		if old.pin != pin {
-			om := uint32(dirMask)
-			if old.pin {
-				om = pinMask
-			}
-			_, _ = unix.InotifyAddWatch(p.infd, path, om)
+		if old.mask != mask {
+			_, _ = unix.InotifyAddWatch(p.infd, path, old.mask)
 		}
-		if old.key == key && old.pin == pin {
+		if old.key == key && old.mask == mask {
 			return nil
 		}
 		return fmt.Errorf("%s %s: already watched as %s under key %q", verb, path, old.path, old.key)
 	}
 	clean := filepath.Clean(path)
-	p.byWD[w] = &dirWatch{key: key, path: clean, pin: pin}
+	p.byWD[w] = &dirWatch{key: key, path: clean, pin: pin, mask: mask}
 	if !pin {
 		p.byDir[clean] = w
 	}

@@ -614,3 +614,37 @@ func BenchmarkWatchDir(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/dir")
 }
+
+// WatchSubdirs reports subdirectories and Gone, never file modifications;
+// a second watch on the same inode with another mask is refused and leaves
+// the first one's mask in place.
+func TestWatchSubdirs(t *testing.T) {
+	p := newPoller(t)
+	dir := t.TempDir()
+	if err := p.WatchSubdirs("k", dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.event_control"), []byte("3 4\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range collect(t, p, 200*time.Millisecond) {
+		t.Errorf("file write reported by WatchSubdirs: %+v", ev)
+	}
+	if err := p.WatchDir("other", dir); err == nil {
+		t.Fatal("WatchDir of a directory watched under another key: no error")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.event_control"), []byte("5 6\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range collect(t, p, 200*time.Millisecond) {
+		t.Errorf("file write reported after a refused WatchDir (mask not restored): %+v", ev)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "child"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, p, eventDeadline, "Created child", is("k", eventfd.Created, "child"))
+	if err := os.Remove(filepath.Join(dir, "child")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, p, eventDeadline, "Removed child", is("k", eventfd.Removed, "child"))
+}

@@ -122,6 +122,14 @@ func TestWatchdogHostV1Paused(t *testing.T) {
 	if n := <-ready; n != 2 {
 		t.Fatalf("armed %d cgroups, want 2", n)
 	}
+	// Registering a v1 eventfd writes cgroup.event_control; the directory
+	// watch must not echo it (at 16,384 cgroups the echoes overflowed the
+	// inotify queue), nor a write to any other cgroup file.
+	writeFile(t, filepath.Join(victim, "memory.soft_limit_in_bytes"), "33554432")
+	time.Sleep(200 * time.Millisecond)
+	if ev := w.Stats().Events; ev != 0 {
+		t.Errorf("%d notifications handled before any OOM: v1 directory watches report file writes", ev)
+	}
 
 	hog = exec.Command(os.Args[0], "-test.run=^TestHelperHog$")
 	hog.Env = append(os.Environ(), "OOMWATCH_WATCHDOG_HOG=1")

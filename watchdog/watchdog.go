@@ -362,7 +362,11 @@ func topLevel(c string) string {
 }
 
 func (w *Watchdog) arm(cg string) error {
-	if err := w.poller.WatchDir(cg, w.cfg.CG.Dir(cg)); err != nil {
+	watch := w.poller.WatchDir // v2: memory.events and cgroup.subtree_control changes
+	if w.cfg.CG.Version == 1 {
+		watch = w.poller.WatchSubdirs // v1: OOMs come from the eventfd
+	}
+	if err := watch(cg, w.cfg.CG.Dir(cg)); err != nil {
 		return err
 	}
 	st := &cgroupState{det: NewDetector(w.params(cg)), gen: w.gen.Load()}

@@ -42,7 +42,8 @@ type Config struct {
 	Proc       procfs.FS
 	Detector   Params
 	MaxCgroups int // bound on watched cgroups; <= 0 means DefaultMaxCgroups
-	// MaxPerSubtree bounds the cgroups watched under one top-level cgroup;
+	// MaxPerSubtree bounds the cgroups watched in one container, or under
+	// one top-level cgroup outside containers (see capKey);
 	// <= 0 means DefaultMaxPerSubtree.
 	MaxPerSubtree int
 	MaxProcs      int // bound on tasks inspected per incident
@@ -76,8 +77,8 @@ type Config struct {
 // DefaultMaxCgroups bounds discovery when the config says nothing.
 const DefaultMaxCgroups = 65536
 
-// DefaultMaxPerSubtree bounds one top-level subtree (a container's
-// delegated cgroups) when the config says nothing.
+// DefaultMaxPerSubtree bounds one container's subtree (its delegated
+// cgroups) when the config says nothing.
 const DefaultMaxPerSubtree = 16384
 
 type cgroupState struct {
@@ -91,6 +92,8 @@ type cgroupState struct {
 	noMemory bool      // v2 cgroup without the memory controller
 	needBase bool      // v1: no baseline yet (built at the first wake-up)
 	baseLate bool      // v2: memory.events not read yet (see readBaselines)
+	capKey   string    // the subtree it counts against for MaxPerSubtree (see capKey)
+	inCtr    bool      // capKey is a container's cgroup
 	armKills uint64    // v1: this cgroup's own oom_kill when it was armed
 	gen      uint64    // configuration generation the detector was built for
 	recheck  time.Time // v1: re-read the counters then (see settleV1)
@@ -133,7 +136,7 @@ type Watchdog struct {
 	insp      Inspector
 	cgroups   map[string]*cgroupState
 	full      bool            // MaxCgroups reached, warned once
-	perTop    map[string]int  // watched cgroups per top-level subtree
+	perTop    map[string]int  // watched cgroups per subtree (capKey)
 	kids      map[string]int  // watched direct children per cgroup
 	capped    map[string]bool // subtrees warned about
 	armErrors int
@@ -338,16 +341,52 @@ func (w *Watchdog) add(cg string) error {
 	})
 }
 
-// overSubtreeCap returns the top-level subtree (the first path element:
-// /lxc.payload.web1, /kubepods.slice, …) of c if it already holds
-// MaxPerSubtree watched cgroups, so a container that creates cgroups in its
-// delegated subtree cannot take the global budget from everyone else.
+// overSubtreeCap returns the subtree c counts against (see capKey) if it
+// already holds MaxPerSubtree watched cgroups, so a container that creates
+// cgroups in its delegated subtree cannot take the global budget from
+// everyone else.
 func (w *Watchdog) overSubtreeCap(c string) string {
-	top := topLevel(c)
-	if top == "" || w.perTop[top] < w.cfg.MaxPerSubtree {
+	key, _ := w.capKey(c)
+	if key == "" || w.perTop[key] < w.cfg.MaxPerSubtree {
 		return ""
 	}
-	return top
+	return key
+}
+
+// capKey names the subtree c counts against for MaxPerSubtree: the
+// outermost container cgroup at or above c (as internal/cgnames names it:
+// /lxc/web1, /docker/<id>, …/cri-containerd-<id>.scope,
+// /machine.slice/libpod-<id>.scope), so containers that share a parent
+// (/lxc, /docker, /kubepods.slice) each have their own budget and one that
+// floods its subtree cannot blind oomwatch to its siblings; outside any
+// container, the top-level cgroup. inCtr reports the first case.
+func (w *Watchdog) capKey(c string) (key string, inCtr bool) {
+	c = cgroupfs.Clean(c)
+	if c == "/" {
+		return "", false
+	}
+	if p, ok := cgroupfs.Parent(c); ok && p != "/" {
+		if ps := w.cgroups[p]; ps != nil && ps.capKey != "" {
+			if ps.inCtr {
+				return ps.capKey, true
+			}
+			if cgnames.Parse(c).Container != "" {
+				return c, true
+			}
+			return ps.capKey, false
+		}
+	}
+	// The parent is not watched (start of a walk, ignored, capped): look
+	// at every ancestor, outermost first.
+	for i := 1; i < len(c); i++ {
+		if c[i] == '/' && cgnames.Parse(c[:i]).Container != "" {
+			return c[:i], true
+		}
+	}
+	if cgnames.Parse(c).Container != "" {
+		return c, true
+	}
+	return topLevel(c), false
 }
 
 func topLevel(c string) string {
@@ -374,8 +413,8 @@ func (w *Watchdog) arm(cg string) error {
 	if p, ok := cgroupfs.Parent(cg); ok {
 		w.kids[p]++
 	}
-	if top := topLevel(cg); top != "" {
-		w.perTop[top]++
+	if st.capKey, st.inCtr = w.capKey(cg); st.capKey != "" {
+		w.perTop[st.capKey]++
 	}
 	w.watched.Store(int64(len(w.cgroups)))
 	if cg == "/" {
@@ -533,7 +572,7 @@ func (w *Watchdog) forget(c string) {
 			delete(w.kids, p)
 		}
 	}
-	if top := topLevel(c); top != "" {
+	if top := st.capKey; top != "" {
 		if w.perTop[top]--; w.perTop[top] <= 0 {
 			delete(w.perTop, top)
 			delete(w.capped, top)

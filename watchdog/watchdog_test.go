@@ -310,6 +310,52 @@ func TestWatchdogPerSubtreeCap(t *testing.T) {
 	rec.waitFor(t, "/evil's budget freed", func() bool { return w.Stats().Watched == 3 })
 }
 
+// Containers that share a parent (/docker/<id>, /lxc/<name>) each have their
+// own per-subtree budget: one flooding its subtree must not blind the
+// watchdog to its siblings, at start-up or later.
+func TestWatchdogPerSubtreeCapPerContainer(t *testing.T) {
+	cgRoot := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	id := func(c byte) string { return strings.Repeat(string(c), 64) }
+	for _, d := range []string{"docker", "docker/" + id('a'), "docker/" + id('b'), "lxc", "lxc/web1", "lxc/web2"} {
+		writeCgroup(t, cgRoot, d, "max")
+	}
+	for i := 0; i < 20; i++ {
+		writeCgroup(t, cgRoot, fmt.Sprintf("docker/%s/c%d", id('a'), i), "max")
+		writeCgroup(t, cgRoot, fmt.Sprintf("lxc/web1/c%d", i), "max")
+	}
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	rec := newRecorder()
+	ready := make(chan int, 1)
+	logs := &syncBuf{}
+	w, err := New(Config{CG: h, Proc: procfs.New(t.TempDir()), Detector: DefaultParams, MaxCgroups: 100, MaxPerSubtree: 5,
+		Ready: func(n int) { ready <- n }}, rec, zerolog.New(logs))
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	// "/", /docker, /lxc, 5 of docker/a's, 5 of web1's, docker/b, web2.
+	if n := <-ready; n != 15 {
+		t.Fatalf("armed %d cgroups, want 15", n)
+	}
+	writeCgroup(t, cgRoot, "docker/"+id('c'), "max")
+	writeCgroup(t, cgRoot, "lxc/web3", "max")
+	writeCgroup(t, cgRoot, "lxc/web1/late", "max")
+	rec.waitFor(t, "new sibling containers watched", func() bool { return w.Stats().Watched == 17 })
+	out := logs.String()
+	for _, sub := range []string{`"subtree":"/docker/` + id('a') + `"`, `"subtree":"/lxc/web1"`} {
+		if strings.Count(out, sub) != 1 {
+			t.Errorf("cap for %s logged %d times, want once:\n%s", sub, strings.Count(out, sub), out)
+		}
+	}
+	if strings.Contains(out, `"subtree":"/docker"`) || strings.Contains(out, `"subtree":"/lxc"`) {
+		t.Errorf("the shared parent was capped:\n%s", out)
+	}
+}
+
 // On a 4.19–5.15 kernel, kill-less OOMs with usage above the limit are a
 // forced charge, reported as such; on 5.16+ the same counters are a loop.
 func TestWatchdogForcedCharge(t *testing.T) {

@@ -68,7 +68,7 @@ func runCmd(args []string, stderr io.Writer) error {
 	fs.StringVar(&f.opts.PausedAction, "paused-action", "", "act as the userspace OOM handler of v1 oom_kill_disable cgroups: raise-limit or kill (default: report only)")
 	fs.DurationVar(&f.opts.RevertHold, "revert-hold", f.opts.RevertHold, "raise-limit: revert after usage stayed below the original limit minus the margin this long")
 	fs.IntVar(&f.maxCgroups, "max-cgroups", watchdog.DefaultMaxCgroups, "bound on the number of cgroups watched")
-	fs.IntVar(&f.maxPerSubtree, "max-per-subtree", watchdog.DefaultMaxPerSubtree, "bound on the cgroups watched under one top-level cgroup (a container's subtree); at most --max-cgroups")
+	fs.IntVar(&f.maxPerSubtree, "max-per-subtree", watchdog.DefaultMaxPerSubtree, "bound on the cgroups watched in one container (or, outside containers, one top-level cgroup); at most --max-cgroups")
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/oomwatch", "where raised limits and spooled alerts survive restarts (\"\": memory only)")
 	fs.IntVar(&f.maxActions, "max-actions-per-minute", 30, "global bound on changes to the host")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "127.0.0.1:9731", "Prometheus /metrics and /healthz address (\"\": off)")

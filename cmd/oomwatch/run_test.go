@@ -154,10 +154,10 @@ func TestMaxPerSubtreeFlagIsChecked(t *testing.T) {
 }
 
 // The per-subtree cap reaches the watchdog, from the file and from the
-// flag over it: the top-level /lxc holds two cgroups, fakeTree's /lxc/web1
-// and /lxc/web2 added here.
+// flag over it: the container /lxc/web1 holds two cgroups, fakeTree's
+// /lxc/web1 and /lxc/web1/sub added here.
 func TestMaxPerSubtreeReachesTheWatchdog(t *testing.T) {
-	capLine := `"event":"cgroup_cap","subtree":"/lxc","max_per_subtree":1,`
+	capLine := `"event":"cgroup_cap","subtree":"/lxc/web1","max_per_subtree":1,`
 	tests := []struct {
 		name, file string
 		set        map[string]bool
@@ -177,11 +177,11 @@ func TestMaxPerSubtreeReachesTheWatchdog(t *testing.T) {
 				set[k] = v
 			}
 			cg := fakeTree(t)
-			if err := os.Mkdir(filepath.Join(cg, "lxc", "web2"), 0o755); err != nil {
+			if err := os.Mkdir(filepath.Join(cg, "lxc", "web1", "sub"), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			for name, c := range map[string]string{"cgroup.procs": "", "memory.max": "max\n"} {
-				if err := os.WriteFile(filepath.Join(cg, "lxc", "web2", name), []byte(c), 0o644); err != nil {
+				if err := os.WriteFile(filepath.Join(cg, "lxc", "web1", "sub", name), []byte(c), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}

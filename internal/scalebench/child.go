@@ -85,6 +85,7 @@ const (
 	progressMark = "SCALE-PROGRESS "
 	readyMark    = "SCALE-READY "
 	resultMark   = "SCALE-RESULT "
+	snapMark     = "SCALE-SNAP "
 )
 
 // MaybeChild runs the child and exits when ChildEnv is set; otherwise it
@@ -291,7 +292,12 @@ func churnChild(sp Spec, w *watchdog.Watchdog, res *Result) error {
 		}
 	}
 	sc := bufio.NewScanner(os.Stdin)
-	sc.Scan()
+	for sc.Scan() && sc.Text() == "snap" {
+		time.Sleep(sp.Settle)
+		runtime.GC()
+		debug.FreeOSMemory()
+		emit(snapMark, Self())
+	}
 	if stopCPU != nil {
 		stopCPU()
 	}

@@ -189,7 +189,9 @@ type ChurnResult struct {
 	MissedEx    []string  `json:"missed_ex,omitempty"`
 	WatchedPre  int       `json:"watched_pre"`
 	Before      *Snapshot `json:"before"`
+	Mid         *Snapshot `json:"mid,omitempty"` // after the first of two rounds
 	After       Snapshot  `json:"after"`
+	Rounds      int       `json:"rounds"`
 	WatchedPost int       `json:"watched_post"`
 	Note        string    `json:"note"`
 	Err         string    `json:"err,omitempty"`
@@ -299,48 +301,73 @@ func RunChurn(exe string, args []string, tree *Tree, rate int, dur, lifetime tim
 			}
 		}
 	}
-	const tick = 10 * time.Millisecond
-	start := time.Now()
-	next := start
-	for time.Since(start) < dur {
-		// create what is due by now (keeps the rate even if a tick ran late)
-		due := int(float64(rate) * time.Since(start).Seconds())
-		for cr.Created < due {
-			name := fmt.Sprintf("k%07d", seq)
-			seq++
-			p := filepath.Join(tree.Dir, name)
-			if err := os.Mkdir(p, 0o755); err != nil {
-				cr.Err = "mkdir: " + err.Error()
+	round := func() {
+		const tick = 10 * time.Millisecond
+		start := time.Now()
+		next := start
+		for time.Since(start) < dur {
+			// create what is due by now (keeps the rate even if a tick ran late)
+			due := int(float64(rate) * time.Since(start).Seconds())
+			for cr.Created < due {
+				name := fmt.Sprintf("k%07d", seq)
+				seq++
+				p := filepath.Join(tree.Dir, name)
+				if err := os.Mkdir(p, 0o755); err != nil {
+					cr.Err = "mkdir: " + err.Error()
+					break
+				}
+				var st syscall.Stat_t
+				syscall.Stat(p, &st)
+				alive = append(alive, live{name, st.Ino, time.Now()})
+				cr.Created++
+			}
+			cr.MaxAlive = max(cr.MaxAlive, len(alive))
+			// remove those past their lifetime, after checking they are watched
+			i := 0
+			for i < len(alive) && time.Since(alive[i].born) >= lifetime {
+				i++
+			}
+			check(alive[:i])
+			remove(alive[:i])
+			alive = alive[i:]
+			if cr.Err != "" {
 				break
 			}
-			var st syscall.Stat_t
-			syscall.Stat(p, &st)
-			alive = append(alive, live{name, st.Ino, time.Now()})
-			cr.Created++
+			next = next.Add(tick)
+			time.Sleep(time.Until(next))
 		}
-		cr.MaxAlive = max(cr.MaxAlive, len(alive))
-		// remove those past their lifetime, after checking they are watched
-		i := 0
-		for i < len(alive) && time.Since(alive[i].born) >= lifetime {
-			i++
+		cr.Seconds = time.Since(start).Seconds()
+		cr.Rate = float64(cr.Created) / cr.Seconds
+		// The rest live out their lifetime too before the check and removal.
+		if len(alive) > 0 {
+			time.Sleep(time.Until(alive[len(alive)-1].born.Add(lifetime)))
 		}
-		check(alive[:i])
-		remove(alive[:i])
-		alive = alive[i:]
-		if cr.Err != "" {
+		check(alive)
+		remove(alive)
+		alive = alive[:0]
+	}
+	// Two rounds: growth in the first may be maps sized for the peak (Go
+	// maps do not shrink); growth again in the second would be a leak.
+	round()
+	fmt.Fprintln(stdin, "snap")
+	for sc.Scan() {
+		if l := sc.Text(); strings.HasPrefix(l, snapMark) {
+			var mid Snapshot
+			if json.Unmarshal([]byte(strings.TrimPrefix(l, snapMark)), &mid) == nil {
+				cr.Mid = &mid
+			}
 			break
 		}
-		next = next.Add(tick)
-		time.Sleep(time.Until(next))
 	}
-	cr.Seconds = time.Since(start).Seconds()
+	first := cr
+	cr.Created, cr.Removed, cr.MaxAlive = 0, 0, 0
+	round()
+	cr.Seconds += first.Seconds
+	cr.Created += first.Created
+	cr.Removed += first.Removed
 	cr.Rate = float64(cr.Created) / cr.Seconds
-	// The rest live out their lifetime too before the check and removal.
-	if len(alive) > 0 {
-		time.Sleep(time.Until(alive[len(alive)-1].born.Add(lifetime)))
-	}
-	check(alive)
-	remove(alive)
+	cr.MaxAlive = max(cr.MaxAlive, first.MaxAlive)
+	cr.Rounds = 2
 	fmt.Fprintln(stdin, "done")
 	for sc.Scan() {
 		if l := sc.Text(); strings.HasPrefix(l, resultMark) {
@@ -405,6 +432,10 @@ func ChurnTable(cs []ChurnResult) string {
 		}
 		if len(c.MissedEx) > 0 {
 			note += " missed e.g. " + strings.Join(c.MissedEx, ", ")
+		}
+		if c.Mid != nil {
+			note = fmt.Sprintf("after round 1 of 2: RSS %.1f MiB, heap %.1f MiB (end: heap %.1f MiB); %s",
+				mib(c.Mid.RSSKiB), mib(c.Mid.HeapKiB), mib(c.After.HeapKiB), note)
 		}
 		fmt.Fprintf(&b, "%-16s %6.1f %8d %7.0f %8d %8d %7d %6s | %7d → %-7d %8.1f → %-8.1f %4d → %-4d %s; watched %d → %d\n",
 			c.Hierarchy, c.Seconds, c.Created, c.Rate, c.MaxAlive, c.Checked, c.Missed, "",

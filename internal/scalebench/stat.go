@@ -23,6 +23,7 @@ import (
 type Snapshot struct {
 	RSSKiB     int64 // VmRSS
 	HWMKiB     int64 // VmHWM (peak resident)
+	HeapKiB    int64 // runtime HeapInuse: what the Go heap holds, without pages the runtime kept
 	Goroutines int
 	Threads    int   // entries of /proc/self/task
 	FDs        int   // entries of /proc/self/fd
@@ -41,6 +42,9 @@ type Snapshot struct {
 func Self() Snapshot {
 	var s Snapshot
 	s.Goroutines = runtime.NumGoroutine()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s.HeapKiB = int64(ms.HeapInuse / 1024)
 	if b, err := os.ReadFile("/proc/self/status"); err == nil {
 		s.RSSKiB = statusKiB(b, "VmRSS:")
 		s.HWMKiB = statusKiB(b, "VmHWM:")

@@ -24,13 +24,13 @@ import (
 //
 //	go test -run '^$' -bench VMLoopBreak -timeout 60m ./internal/vmtest/
 //
-// OOMWATCH_VM_BENCH_N (default 10) loops per method and combination;
+// OOMWATCH_VM_BENCH_N (default 20, as issue 7 asks) loops per method and combination;
 // OOMWATCH_VM_COMBOS selects combinations as for TestVM.
 // BenchmarkVMLoopBreak boots each kernel/cgroup combination once (whatever
 // b.N) and prints the loop-break table; `make bench` runs it.
 func BenchmarkVMLoopBreak(b *testing.B) {
 	t := b
-	n := 10
+	n := 20
 	if s := os.Getenv("OOMWATCH_VM_BENCH_N"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 1 {

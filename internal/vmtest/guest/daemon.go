@@ -38,6 +38,13 @@ type Daemon struct {
 // SIGTERM and must exit 0 (SIGKILL after 15s); its log is dumped if the test failed.
 func StartDaemon(t testing.TB, e Env, args ...string) *Daemon {
 	t.Helper()
+	return StartDaemonWait(t, e, 30*time.Second, args...)
+}
+
+// StartDaemonWait is StartDaemon waiting up to ready for event=ready (many
+// cgroups to arm under TCG take longer than 30s).
+func StartDaemonWait(t testing.TB, e Env, ready time.Duration, args ...string) *Daemon {
+	t.Helper()
 	RequireDaemon(t, e)
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -97,7 +104,7 @@ func StartDaemon(t testing.TB, e Env, args ...string) *Daemon {
 			t.Logf("daemon %v: %v", m["level"], m)
 		}
 	})
-	d.WaitEvent(t, 30*time.Second, "event=ready", Ev("event", "ready"))
+	d.WaitEvent(t, ready, "event=ready", Ev("event", "ready"))
 	return d
 }
 

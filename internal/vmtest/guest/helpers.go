@@ -572,3 +572,12 @@ func readFile(t testing.TB, path string) string {
 }
 
 func countLines(s string) int { return len(strings.Split(strings.TrimSpace(s), "\n")) }
+
+// LoopbackUp brings lo up: the initramfs leaves it down, and a connection to
+// 127.0.0.1 then fails with "network is unreachable".
+func LoopbackUp(t testing.TB) {
+	t.Helper()
+	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("ip link set lo up: %v: %s", err, out)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"testing"
@@ -32,7 +31,7 @@ func metricValue(t *testing.T, body, series string) float64 {
 func TestObservability(t *testing.T) {
 	e := Setup(t)
 	RequireDaemon(t, e)
-	_ = exec.Command("ip", "link", "set", "lo", "up").Run() // the initramfs leaves lo down
+	LoopbackUp(t)
 	state := t.TempDir()
 	sock := state + "/oomwatch.sock"
 	cg := NewCgroup(t, e, 20)

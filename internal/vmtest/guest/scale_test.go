@@ -194,15 +194,13 @@ func freeze(c *Cgroup, on bool) error {
 	return os.WriteFile(filepath.Join(c.Mem, "cgroup.freeze"), []byte(v), 0)
 }
 
-func stormOnce(t *testing.T, e Env, n int, wait time.Duration, args []string) (r StormResult) {
-	r.Combo, r.Args, r.Loops = e.Kernel+"-"+e.Mode, strings.Join(args, " "), n
-	r.Outcomes = map[string]int{}
-	d := StartDaemon(t, e, args...)
+// stormLoops creates n cgroups of 10 MiB, each with a -1000 hog of 32 MiB
+// that joined it while it was frozen: thawing them (freeze(c, false)) starts
+// n loops within a few ms.
+func stormLoops(t *testing.T, e Env, n int) ([]*Cgroup, []*Proc) {
 	cgs := make([]*Cgroup, n)
-	names := map[string]bool{}
 	for i := range cgs {
 		cgs[i] = NewCgroup(t, e, 10)
-		names[cgs[i].Rel()] = true
 		if err := freeze(cgs[i], true); err != nil {
 			t.Fatal(err)
 		}
@@ -222,6 +220,18 @@ func stormOnce(t *testing.T, e Env, n int, wait time.Duration, args []string) (r
 			b, _ := os.ReadFile(last)
 			return strings.Contains(" "+strings.Join(strings.Fields(string(b)), " ")+" ", " "+strconv.Itoa(hogs[i].Pid)+" "), string(b)
 		})
+	}
+	return cgs, hogs
+}
+
+func stormOnce(t *testing.T, e Env, n int, wait time.Duration, args []string) (r StormResult) {
+	r.Combo, r.Args, r.Loops = e.Kernel+"-"+e.Mode, strings.Join(args, " "), n
+	r.Outcomes = map[string]int{}
+	d := StartDaemon(t, e, args...)
+	cgs, hogs := stormLoops(t, e, n)
+	names := map[string]bool{}
+	for _, c := range cgs {
+		names[c.Rel()] = true
 	}
 	km := OpenKmsg(t)
 	for _, c := range cgs {

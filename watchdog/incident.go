@@ -103,9 +103,10 @@ type Inspector struct {
 // that exit while being read are skipped: that is normal.
 func (in Inspector) Candidates(cg string) ([]Candidate, error) {
 	var out []Candidate
+	memo := map[int]procfs.Proc{} // ancestors shared by the tasks
 	err := in.CG.Walk(cg, 0, func(c string) error {
 		var err error
-		out, err = in.collect(c, out)
+		out, err = in.collect(c, out, memo)
 		return err
 	})
 	if err != nil && !errors.Is(err, errTooManyProcs) {
@@ -117,14 +118,14 @@ func (in Inspector) Candidates(cg string) ([]Candidate, error) {
 
 // Direct returns the tasks directly in cg (not its descendants).
 func (in Inspector) Direct(cg string) ([]Candidate, error) {
-	out, err := in.collect(cg, nil)
+	out, err := in.collect(cg, nil, map[int]procfs.Proc{})
 	if err != nil && !errors.Is(err, errTooManyProcs) {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (in Inspector) collect(c string, out []Candidate) ([]Candidate, error) {
+func (in Inspector) collect(c string, out []Candidate, memo map[int]procfs.Proc) ([]Candidate, error) {
 	max := in.MaxProcs
 	if max <= 0 {
 		max = 4096
@@ -152,7 +153,7 @@ func (in Inspector) collect(c string, out []Candidate) ([]Candidate, error) {
 		}
 		cand := candidateOf(p, c)
 		if cand.Unkillable {
-			cand.Origin = in.origin(pid)
+			cand.Origin = in.origin(p, memo)
 		}
 		out = append(out, cand)
 	}
@@ -174,8 +175,8 @@ func candidateOf(p procfs.Proc, cg string) Candidate {
 	return c
 }
 
-func (in Inspector) origin(pid int) *Origin {
-	chain, err := in.Proc.Ancestry(pid)
+func (in Inspector) origin(p procfs.Proc, memo map[int]procfs.Proc) *Origin {
+	chain, err := in.Proc.AncestryOf(p, memo)
 	if err != nil && len(chain) == 0 {
 		return nil
 	}

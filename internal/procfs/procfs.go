@@ -161,28 +161,71 @@ func (fsys FS) Cgroups(pid int) ([]CgroupLine, error) {
 // pid namespace). If an ancestor exits during the walk (ErrGone), the chain
 // read so far is returned without error: it then ends in a process that is
 // neither PID 1 nor has PPID 0. If pid itself is gone, the error wraps
-// ErrGone. A loop or a chain longer than 4096 gives ErrCycle.
+// ErrGone. A loop or a chain longer than 4096 gives ErrCycle. pid is read
+// in full (Proc), its ancestors briefly (see Brief).
 func (fsys FS) Ancestry(pid int) ([]Proc, error) {
-	var chain []Proc
-	seen := make(map[int]bool)
-	for cur := pid; ; {
+	p, err := fsys.Proc(pid)
+	if err != nil {
+		return nil, fmt.Errorf("ancestry of pid %d: %w", pid, err)
+	}
+	return fsys.AncestryOf(p, nil)
+}
+
+// AncestryOf is Ancestry for a process already read: p, then its ancestors
+// read with Brief. memo, if not nil, holds ancestors read before in the same
+// inspection (tasks of one cgroup share most of their ancestry) and is
+// filled with the ones read now.
+func (fsys FS) AncestryOf(p Proc, memo map[int]Proc) ([]Proc, error) {
+	chain := []Proc{p}
+	seen := map[int]bool{p.PID: true}
+	for p.PID != 1 && p.PPID != 0 {
+		cur := p.PPID
 		if seen[cur] || len(chain) >= maxAncestry {
-			return nil, fmt.Errorf("ancestry of pid %d: at pid %d after %d steps: %w", pid, cur, len(chain), ErrCycle)
+			return nil, fmt.Errorf("ancestry of pid %d: at pid %d after %d steps: %w", chain[0].PID, cur, len(chain), ErrCycle)
 		}
 		seen[cur] = true
-		p, err := fsys.Proc(cur)
-		if err != nil {
-			if len(chain) > 0 && errors.Is(err, ErrGone) {
-				return chain, nil
+		q, ok := memo[cur]
+		if !ok {
+			var err error
+			if q, err = fsys.Brief(cur); err != nil {
+				if errors.Is(err, ErrGone) {
+					return chain, nil
+				}
+				return nil, fmt.Errorf("ancestry of pid %d: %w", chain[0].PID, err)
 			}
-			return nil, fmt.Errorf("ancestry of pid %d: %w", pid, err)
+			if memo != nil {
+				memo[cur] = q
+			}
 		}
-		chain = append(chain, p)
-		if p.PID == 1 || p.PPID == 0 {
-			return chain, nil
-		}
-		cur = p.PPID
+		chain = append(chain, q)
+		p = q
 	}
+	return chain, nil
+}
+
+// Brief reads what an ancestor is needed for (stat, cmdline,
+// oom_score_adj): no status (RSS, UID) and no oom_adj, half the system calls
+// of Proc. Under a looping kernel every read is paid for by the loop.
+func (fsys FS) Brief(pid int) (Proc, error) {
+	if pid <= 0 {
+		return Proc{}, fmt.Errorf("read pid %d: invalid pid", pid)
+	}
+	d, err := fsys.openDir(pid, unix.O_RDONLY)
+	if err != nil {
+		return Proc{}, err
+	}
+	defer unix.Close(d)
+	dirPath := fsys.pidDir(pid)
+	p, err := readStat(d, dirPath, pid)
+	if err != nil {
+		return p, err
+	}
+	b, err := readAt(d, dirPath, "cmdline")
+	if err != nil {
+		return p, err
+	}
+	p.Cmdline = parseCmdline(b)
+	return p, readScoreAdj(d, dirPath, &p)
 }
 
 func (fsys FS) pidDir(pid int) string { return filepath.Join(fsys.root, strconv.Itoa(pid)) }
@@ -249,22 +292,12 @@ func readCgroups(dir int, dirPath string) ([]CgroupLine, error) {
 // readProc reads a Proc through the directory fd of /proc/PID. want is the
 // PID the caller opened; a stat naming another PID is refused.
 func readProc(dir int, dirPath string, want int) (Proc, error) {
-	var p Proc
-	b, err := readAt(dir, dirPath, "stat")
+	p, err := readStat(dir, dirPath, want)
 	if err != nil {
 		return p, err
 	}
-	st, err := parseStat(b)
+	b, err := readAt(dir, dirPath, "status")
 	if err != nil {
-		return p, withFile(err, dirPath+"/stat")
-	}
-	if st.PID != want {
-		return p, &ParseError{File: dirPath + "/stat", Err: fmt.Errorf("pid field is %d, want %d", st.PID, want)}
-	}
-	p.PID, p.PPID, p.Comm, p.State, p.Flags = st.PID, st.PPID, st.Comm, st.State, st.Flags
-	p.Kthread = st.Flags&PFKthread != 0
-
-	if b, err = readAt(dir, dirPath, "status"); err != nil {
 		return p, err
 	}
 	ss, err := parseStatus(b)
@@ -297,16 +330,40 @@ func readProc(dir int, dirPath string, want int) (Proc, error) {
 		return p, err
 	}
 
-	if b, err = readAt(dir, dirPath, "oom_score_adj"); err != nil {
+	return p, readScoreAdj(dir, dirPath, &p)
+}
+
+// readStat reads /proc/PID/stat through dir and checks it is want's.
+func readStat(dir int, dirPath string, want int) (Proc, error) {
+	var p Proc
+	b, err := readAt(dir, dirPath, "stat")
+	if err != nil {
 		return p, err
+	}
+	st, err := parseStat(b)
+	if err != nil {
+		return p, withFile(err, dirPath+"/stat")
+	}
+	if st.PID != want {
+		return p, &ParseError{File: dirPath + "/stat", Err: fmt.Errorf("pid field is %d, want %d", st.PID, want)}
+	}
+	p.PID, p.PPID, p.Comm, p.State, p.Flags = st.PID, st.PPID, st.Comm, st.State, st.Flags
+	p.Kthread = st.Flags&PFKthread != 0
+	return p, nil
+}
+
+func readScoreAdj(dir int, dirPath string, p *Proc) error {
+	b, err := readAt(dir, dirPath, "oom_score_adj")
+	if err != nil {
+		return err
 	}
 	if p.OOMScoreAdj, err = parseInt(dirPath+"/oom_score_adj", b); err != nil {
-		return p, err
+		return err
 	}
 	if p.OOMScoreAdj < OOMScoreAdjMin || p.OOMScoreAdj > OOMScoreAdjMax {
-		return p, &ParseError{File: dirPath + "/oom_score_adj", Line: 1, Err: fmt.Errorf("%d outside -1000..1000", p.OOMScoreAdj)}
+		return &ParseError{File: dirPath + "/oom_score_adj", Line: 1, Err: fmt.Errorf("%d outside -1000..1000", p.OOMScoreAdj)}
 	}
-	return p, nil
+	return nil
 }
 
 // summarize renders cgroup lines for an error message.

@@ -240,6 +240,43 @@ func TestAncestryAndOrigin(t *testing.T) {
 	}
 }
 
+// Ancestors are read briefly, and once per inspection through the memo.
+func TestAncestryOfMemo(t *testing.T) {
+	checkFDs(t)
+	root := sshdTree(t)
+	fsys := New(root)
+	p, err := fsys.Proc(300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	memo := map[int]Proc{}
+	chain, err := fsys.AncestryOf(p, memo)
+	if err != nil || len(chain) != 4 {
+		t.Fatalf("AncestryOf(300) = %+v, %v", chain, err)
+	}
+	if chain[0].RSS == 0 || chain[2].Comm != "sshd" || len(chain[2].Cmdline) == 0 || chain[2].OOMScoreAdj != OOMScoreAdjMin {
+		t.Fatalf("chain %+v: want the task in full, ancestors with comm, cmdline and oom_score_adj", chain)
+	}
+	if len(memo) != 3 {
+		t.Fatalf("memo holds %d ancestors, want 3", len(memo))
+	}
+	// The sibling 301 shares 200, 100, 1: answered from the memo even
+	// though their /proc entries are gone now.
+	for _, pid := range []string{"200", "100", "1"} {
+		if err := os.RemoveAll(filepath.Join(root, pid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q, err := fsys.Proc(301)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err = fsys.AncestryOf(q, memo)
+	if err != nil || len(chain) != 5 || Origin(chain) != 3 {
+		t.Fatalf("AncestryOf(301) from the memo = %d procs, origin %d, %v", len(chain), Origin(chain), err)
+	}
+}
+
 func TestAncestryVanishedParent(t *testing.T) {
 	checkFDs(t)
 	root := t.TempDir()

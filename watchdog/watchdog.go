@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"path"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -150,7 +151,8 @@ type Watchdog struct {
 	lastEvent, busy   atomic.Int64  // unix nanoseconds; 0 = never / idle
 	gen               atomic.Uint64 // bumped by Reconfigure
 	rechecks          map[string]bool
-	pending           []string // v2 cgroups armed at start-up whose baseline is not read yet
+	pending           []string      // v2 cgroups armed at start-up whose baseline is not read yet
+	inspectTook       time.Duration // the last task inspection (for the incident line)
 }
 
 // New checks cfg and prepares a watchdog; nothing is armed until Run.
@@ -233,6 +235,9 @@ func (w *Watchdog) Run(ctx context.Context) error {
 	if w.cfg.Ready != nil {
 		w.cfg.Ready(len(w.cgroups))
 	}
+	if len(w.pending) == 0 {
+		startupDone()
+	}
 
 	buf := make([]eventfd.Event, 0, 256)
 	lastTick := time.Now()
@@ -261,6 +266,7 @@ func (w *Watchdog) Run(ctx context.Context) error {
 			w.readBaselines(now)
 			if len(w.pending) == 0 {
 				w.log.Debug().Str("event", "baselines_read").Dur("since_start", time.Since(start)).Msg("OOM counters of every cgroup read")
+				startupDone()
 			}
 		}
 		w.recheckDue(now)
@@ -272,6 +278,13 @@ func (w *Watchdog) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// startupDone returns the garbage of the start-up walk (paths, directory
+// listings, read buffers: about as much again as the watch state itself at
+// 10,000 cgroups) to the kernel at once, instead of leaving it to the
+// runtime's slow background scavenger: oomwatch then runs for months at its
+// steady-state size. One forced GC, once.
+func startupDone() { debug.FreeOSMemory() }
 
 // nextTimeout sleeps forever when nothing is open and nobody needs ticks:
 // zero wake-ups on an idle host.
@@ -779,6 +792,7 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 		st.stalled = false
 		return
 	}
+	t0 := time.Now()
 	cands, err := w.insp.Candidates(cg)
 	if errors.Is(err, cgroupfs.ErrGone) {
 		w.drop(cg)
@@ -788,6 +802,7 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 		w.log.Warn().Err(err).Str("cgroup", cg).Msg("cannot inspect tasks")
 		return
 	}
+	w.inspectTook = time.Since(t0)
 	v := Classify(cands)
 	if v == VerdictStalled && w.cfg.CG.Version == 1 && !st.stalled {
 		// The v1 eventfd fires before the kernel counts the kill it is
@@ -798,11 +813,13 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 		return
 	}
 	st.stalled = false
-	lim, lerr := w.cfg.CG.Limit(cg)
-	use, uerr := w.cfg.CG.Usage(cg)
-	if w.cfg.ForcedChargeKernel && lerr == nil && uerr == nil {
-		if forced, _ := ForcedCharge(ChargeSample{KilllessOOMs: a.OOMs, Kills: a.Kills, Usage: use, Limit: lim}); forced {
-			v = VerdictForced
+	if w.cfg.ForcedChargeKernel {
+		lim, lerr := w.cfg.CG.Limit(cg)
+		use, uerr := w.cfg.CG.Usage(cg)
+		if lerr == nil && uerr == nil {
+			if forced, _ := ForcedCharge(ChargeSample{KilllessOOMs: a.OOMs, Kills: a.Kills, Usage: use, Limit: lim}); forced {
+				v = VerdictForced
+			}
 		}
 	}
 	w.openIncident(now, cg, st, a, v, cands)
@@ -858,20 +875,28 @@ func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Ass
 	st.lastOOM = now
 	w.open.Add(1)
 	w.incidents.Add(1)
+	// The handler first: while the kernel loops every millisecond counts,
+	// and the log line can wait for it.
+	t0 := time.Now()
+	w.h.Open(inc)
+	handlerTook := time.Since(t0)
+	det := time.Duration(0)
+	if !st.episode.IsZero() {
+		det = now.Sub(st.episode)
+	}
 	ev := w.log.Warn().Str("event", "incident").Str("incident", inc.ID).Str("verdict", string(v)).Str("cgroup", cg).
 		Str("container", inc.Container).Str("unit", inc.Unit).
 		Uint64("oom_events", a.OOMs).Uint64("oom_kills", a.Kills).Dur("window", w.cfg.Detector.Window).
-		Int("tasks", len(cands))
+		Int("tasks", len(cands)).
+		// detection: first OOM notification of the episode → the batch
+		// that found the loop; inspection: reading its tasks; handler:
+		// handing the incident over (the policy starts its ladder).
+		Dur("detection", det).Dur("inspection", w.inspectTook).Dur("handler", handlerTook).Dur("verdict_to_handler", t0.Sub(now))
 	if inc.Origin != nil {
 		ev = ev.Int("origin_pid", inc.Origin.PID).Str("origin_comm", procfs.Safe(inc.Origin.Comm)).Int("origin_parent_pid", inc.Origin.ParentPID)
 	}
 	ev.Msg(verdictMessage(v))
-	w.h.Open(inc)
 	if w.cfg.Observer != nil {
-		det := time.Duration(0)
-		if !st.episode.IsZero() {
-			det = now.Sub(st.episode)
-		}
 		w.cfg.Observer.IncidentOpened(inc, det)
 	}
 }

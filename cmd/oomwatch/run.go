@@ -82,6 +82,9 @@ func runCmd(args []string, stderr io.Writer) error {
 	if err != nil || f.level == "" {
 		return &exitError{code: 2, err: fmt.Errorf("--log-level %q: want debug, info, warn or error", f.level)}
 	}
+	// Milliseconds: an OOM loop lives for tens of milliseconds, and the
+	// order of detection, action and kill should be readable from the log.
+	zerolog.TimeFieldFormat = logTimeFormat
 	log := zerolog.New(stderr).Level(lvl).With().Timestamp().Logger()
 	if w, ok := systemd.JournalWriter(); ok {
 		// Under systemd: structured journal fields; journald stamps the time.
@@ -140,6 +143,9 @@ func (f *runFlags) global(g config.Global) config.Global {
 	}
 	return g
 }
+
+// logTimeFormat is RFC 3339 with milliseconds, in UTC or local offset.
+const logTimeFormat = "2006-01-02T15:04:05.000Z07:00"
 
 // checkCaps checks an explicit --max-per-subtree against the global cap
 // it is a part of (--max-cgroups or the file's max_cgroups), as the config

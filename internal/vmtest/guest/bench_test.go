@@ -37,7 +37,19 @@ type BenchSample struct {
 	// action lines read from the daemon's stderr.
 	IncidentMS float64 `json:"incident_ms,omitempty"`
 	ActionMS   float64 `json:"action_ms,omitempty"`
-	Err        string  `json:"err,omitempty"`
+	// oomwatch only, kernel clock from the first "no killable processes"
+	// record (the daemon's millisecond log times mapped onto it through a
+	// marker written to /dev/kmsg): the incident opened, oom_score_adj
+	// written.
+	DetectMS float64 `json:"detect_ms,omitempty"`
+	ResetMS  float64 `json:"reset_ms,omitempty"`
+	// The daemon's own account in its incident line: first OOM
+	// notification → verdict, and verdict → handler (task inspection).
+	DaemonDetectMS  float64 `json:"daemon_detect_ms,omitempty"`
+	DaemonInspectMS float64 `json:"daemon_inspect_ms,omitempty"`
+	DaemonHandlerMS float64 `json:"daemon_handler_ms,omitempty"`
+	DaemonToHandler float64 `json:"daemon_to_handler_ms,omitempty"`
+	Err             string  `json:"err,omitempty"`
 }
 
 // TestBenchLoops measures how long OOM loops last with oomwatch at its
@@ -110,6 +122,7 @@ func benchOne(t *testing.T, e Env, i int, poller func(stop <-chan struct{}, cg *
 		go func() { defer close(done); poller(stop, cg, pollEfd) }()
 		defer func() { close(stop); <-done }()
 	}
+	sync := kmsgSync(t)
 	p := StartHog(t, e, cg, 64, -1000)
 	t0 := time.Now()
 	var notes uint64
@@ -168,7 +181,66 @@ func benchOne(t *testing.T, e Env, i int, poller func(stop <-chan struct{}, cg *
 	default:
 		s.LoopMS = float64(end-start) / 1000
 	}
+	if d != nil && start != 0 {
+		off, ok := sync.offset(recs)
+		at := func(m map[string]any) float64 {
+			ts, err := time.Parse(time.RFC3339Nano, fmt.Sprint(m["time"]))
+			if err != nil || !ok {
+				return 0
+			}
+			return float64(ts.Sub(off).Microseconds()-int64(start)) / 1000
+		}
+		if evs := d.Events(isIncident(cg, "")); len(evs) > 0 {
+			s.DetectMS = at(evs[0])
+			s.DaemonDetectMS, _ = evs[0]["detection"].(float64)
+			s.DaemonInspectMS, _ = evs[0]["inspection"].(float64)
+			s.DaemonHandlerMS, _ = evs[0]["handler"].(float64)
+			s.DaemonToHandler, _ = evs[0]["verdict_to_handler"].(float64)
+			if rs := d.Events(func(m map[string]any) bool {
+				return m["incident"] == evs[0]["incident"] && m["new_oom_score_adj"] != nil
+			}); len(rs) > 0 {
+				s.ResetMS = at(rs[0])
+			}
+		}
+	}
 	return s
+}
+
+// kmsgMark ties the wall clock to the kernel's log clock: a record written
+// to /dev/kmsg between two readings of the wall clock.
+type kmsgMark struct {
+	text       string
+	before, at time.Time
+}
+
+func kmsgSync(t *testing.T) kmsgMark {
+	m := kmsgMark{text: fmt.Sprintf("oomwatch-bench-sync %d", time.Now().UnixNano())}
+	f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0)
+	if err != nil {
+		t.Logf("no kmsg sync: %v", err)
+		return m
+	}
+	defer f.Close()
+	m.before = time.Now()
+	_, err = f.WriteString(m.text + "\n")
+	if err == nil {
+		m.at = m.before.Add(time.Since(m.before) / 2)
+	}
+	return m
+}
+
+// offset returns the wall time of kernel timestamp 0, from the marker's
+// record among recs.
+func (m kmsgMark) offset(recs []KmsgRecord) (time.Time, bool) {
+	if m.at.IsZero() {
+		return time.Time{}, false
+	}
+	for _, r := range recs {
+		if strings.Contains(r.Text, m.text) {
+			return m.at.Add(-time.Duration(r.Usec) * time.Microsecond), true
+		}
+	}
+	return time.Time{}, false
 }
 
 // naivePoller is what an oomd-style poller does: read the counters once a

@@ -83,7 +83,7 @@ const DefaultMaxCgroups = 65536
 const DefaultMaxPerSubtree = 16384
 
 type cgroupState struct {
-	det      *Detector
+	det      Detector // by value: one allocation less per cgroup
 	v1OOM    uint64 // v1: running total of eventfd counts
 	localOOM uint64 // v2: last memory.events.local oom
 	hasLocal bool
@@ -421,7 +421,7 @@ func (w *Watchdog) arm(cg string) error {
 	if err := watch(cg, w.cfg.CG.Dir(cg)); err != nil {
 		return err
 	}
-	st := &cgroupState{det: NewDetector(w.params(cg)), gen: w.gen.Load()}
+	st := &cgroupState{det: Detector{p: w.params(cg)}, gen: w.gen.Load()}
 	w.cgroups[cg] = st
 	if p, ok := cgroupfs.Parent(cg); ok {
 		w.kids[p]++
@@ -726,7 +726,7 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 	st.last = c
 	if g := w.gen.Load(); st.gen != g {
 		// New rules: rebuild the detector from the current counters.
-		st.det, st.gen = NewDetector(w.params(cg)), g
+		st.det, st.gen = Detector{p: w.params(cg)}, g
 		st.det.Observe(now, st.last)
 	}
 	a := st.det.Observe(now, c)

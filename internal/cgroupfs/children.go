@@ -1,6 +1,7 @@
 package cgroupfs
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"path"
@@ -74,6 +75,9 @@ func parseDirents(dirfd int, b []byte, cg string, out []string) ([]string, error
 		b = b[reclen:]
 		if len(name) == 0 || (name[0] == '.' && (len(name) == 1 || (len(name) == 2 && name[1] == '.'))) {
 			continue
+		}
+		if bytes.IndexByte(name, '/') >= 0 {
+			return out, fmt.Errorf("dirent name %q has a slash", name)
 		}
 		switch typ {
 		case unix.DT_DIR:

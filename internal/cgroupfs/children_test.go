@@ -67,3 +67,30 @@ func TestParseDirentsMalformed(t *testing.T) {
 		t.Fatalf("got %q, %v", got, err)
 	}
 }
+
+// FuzzParseDirents: any getdents64 buffer gives directory names or an
+// error, never a panic or a name with a slash.
+func FuzzParseDirents(f *testing.F) {
+	rec := func(name string, typ byte) []byte {
+		n := (19 + len(name) + 1 + 7) &^ 7
+		b := make([]byte, n)
+		binary.NativeEndian.PutUint16(b[16:18], uint16(n))
+		b[18] = typ
+		copy(b[19:], name)
+		return b
+	}
+	f.Add(append(rec(".", 4), append(rec("..", 4), append(rec("web1", 4), rec("memory.events", 8)...)...)...))
+	f.Add(rec("x", 0))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		names, err := parseDirents(-1, b, "/p", nil)
+		if err != nil {
+			return
+		}
+		for _, n := range names {
+			if !strings.HasPrefix(n, "/p/") || strings.Contains(n[3:], "/") || n == "/p/" {
+				t.Fatalf("name %q is not one element below /p", n)
+			}
+		}
+	})
+}

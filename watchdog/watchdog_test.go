@@ -78,6 +78,21 @@ func must(t *testing.T, err error) {
 	}
 }
 
+// startRun runs w until the test ends, then stops it and checks that Run
+// returned without error.
+func startRun(t *testing.T, w *Watchdog) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
 type recorder struct {
 	mu       sync.Mutex
 	opened   []*Incident
@@ -144,15 +159,7 @@ func TestWatchdogFakeV2(t *testing.T) {
 	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams, ResolveAfter: 300 * time.Millisecond,
 		Ready: func(n int) { ready <- n }}, rec, zerolog.Nop())
 	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	startRun(t, w)
 	if n := <-ready; n != 3 {
 		t.Fatalf("armed %d cgroups, want 3 (/, /lxc, /lxc/web1)", n)
 	}
@@ -256,10 +263,7 @@ func TestWatchdogMemoryEnabledLater(t *testing.T) {
 	ready := make(chan int, 1)
 	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams, Ready: func(n int) { ready <- n }}, rec, zerolog.Nop())
 	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	startRun(t, w)
 	<-ready
 
 	// The kernel adds the files, then the write to subtree_control lands.
@@ -293,10 +297,7 @@ func TestWatchdogPerSubtreeCap(t *testing.T) {
 	w, err := New(Config{CG: h, Proc: procfs.New(t.TempDir()), Detector: DefaultParams, MaxCgroups: 100, MaxPerSubtree: 5,
 		Ready: func(n int) { ready <- n }}, rec, zerolog.Nop())
 	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	startRun(t, w)
 	if n := <-ready; n != 6 { // "/" and 5 under /evil
 		t.Fatalf("armed %d cgroups, want 6", n)
 	}
@@ -333,10 +334,7 @@ func TestWatchdogPerSubtreeCapPerContainer(t *testing.T) {
 	w, err := New(Config{CG: h, Proc: procfs.New(t.TempDir()), Detector: DefaultParams, MaxCgroups: 100, MaxPerSubtree: 5,
 		Ready: func(n int) { ready <- n }}, rec, zerolog.New(logs))
 	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	startRun(t, w)
 	// "/", /docker, /lxc, 5 of docker/a's, 5 of web1's, docker/b, web2.
 	if n := <-ready; n != 15 {
 		t.Fatalf("armed %d cgroups, want 15", n)
@@ -408,10 +406,7 @@ func TestWatchdogIgnoresOwnCgroup(t *testing.T) {
 	w, err := New(Config{CG: h, Proc: procfs.New(t.TempDir()), Detector: DefaultParams,
 		Ignore: []string{"/system.slice/oomwatch.service", "/"}, Ready: func(n int) { ready <- n }}, newRecorder(), zerolog.Nop())
 	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	startRun(t, w)
 	if n := <-ready; n != 3 { // "/", system.slice, other.service
 		t.Fatalf("watched %d cgroups, want 3 (own cgroup and its child ignored, \"/\" never)", n)
 	}
@@ -440,15 +435,7 @@ func TestWatchdogDeferredBaselines(t *testing.T) {
 	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams, ResolveAfter: 300 * time.Millisecond,
 		Ready: func(n int) { ready <- n }}, rec, zerolog.New(logs).Level(zerolog.DebugLevel))
 	must(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	startRun(t, w)
 	if got := <-ready; got != n+1 {
 		t.Fatalf("armed %d cgroups, want %d", got, n+1)
 	}

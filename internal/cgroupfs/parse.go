@@ -38,8 +38,8 @@ type MemoryEvents struct {
 func ParseMemoryEvents(file string, b []byte) (MemoryEvents, error) {
 	var ev MemoryEvents
 	var haveOOM, haveKill bool
-	err := eachKV(file, b, func(k string, v uint64) {
-		switch k {
+	err := eachKV(file, b, func(k []byte, v uint64) {
+		switch string(k) { // compared, not converted: no allocation
 		case "low":
 			ev.Low = v
 		case "high":
@@ -76,8 +76,8 @@ func ParseOOMControl(b []byte) (OOMControl, error) {
 	const file = "memory.oom_control"
 	var oc OOMControl
 	var haveDisable, haveUnder bool
-	err := eachKV(file, b, func(k string, v uint64) {
-		switch k {
+	err := eachKV(file, b, func(k []byte, v uint64) {
+		switch string(k) { // compared, not converted: no allocation
 		case "oom_kill_disable":
 			oc.KillDisable, haveDisable = v != 0, true
 		case "under_oom":
@@ -107,8 +107,8 @@ func ParseCgroupEvents(b []byte) (CgroupEvents, error) {
 	const file = "cgroup.events"
 	var ce CgroupEvents
 	var havePop bool
-	err := eachKV(file, b, func(k string, v uint64) {
-		switch k {
+	err := eachKV(file, b, func(k []byte, v uint64) {
+		switch string(k) { // compared, not converted: no allocation
 		case "populated":
 			ce.Populated, havePop = v != 0, true
 		case "frozen":
@@ -186,7 +186,7 @@ func ParsePIDs(file string, b []byte) ([]int, error) {
 }
 
 // eachKV walks "key value" lines, calling fn for each; a malformed line is an error.
-func eachKV(file string, b []byte, fn func(k string, v uint64)) error {
+func eachKV(file string, b []byte, fn func(k []byte, v uint64)) error {
 	line := 0
 	for len(b) > 0 {
 		line++
@@ -195,17 +195,44 @@ func eachKV(file string, b []byte, fn func(k string, v uint64)) error {
 		if len(bytes.TrimSpace(l)) == 0 {
 			continue
 		}
-		f := bytes.Fields(l)
-		if len(f) != 2 {
+		k, val, ok := twoFields(l)
+		if !ok {
 			return &ParseError{File: file, Line: line, Err: fmt.Errorf("want \"key value\", got %q", truncate(string(l)))}
 		}
-		v, err := strconv.ParseUint(string(f[1]), 10, 64)
+		v, err := strconv.ParseUint(string(val), 10, 64) // no allocation: the conversion does not escape
 		if err != nil {
-			return &ParseError{File: file, Line: line, Err: fmt.Errorf("value of %q is not an unsigned integer: %q", truncate(string(f[0])), truncate(string(f[1])))}
+			return &ParseError{File: file, Line: line, Err: fmt.Errorf("value of %q is not an unsigned integer: %q", truncate(string(k)), truncate(string(val)))}
 		}
-		fn(string(f[0]), v)
+		fn(k, v)
 	}
 	return nil
+}
+
+// twoFields splits a line into exactly two fields separated by ASCII
+// whitespace (what bytes.Fields would give, without allocating).
+func twoFields(l []byte) (a, b []byte, ok bool) {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f' || c == '\n' }
+	var f [2][]byte
+	n := 0
+	for i := 0; i < len(l); {
+		for i < len(l) && isSpace(l[i]) {
+			i++
+		}
+		if i == len(l) {
+			break
+		}
+		j := i
+		for j < len(l) && !isSpace(l[j]) {
+			j++
+		}
+		if n == 2 {
+			return nil, nil, false
+		}
+		f[n] = l[i:j]
+		n++
+		i = j
+	}
+	return f[0], f[1], n == 2
 }
 
 func truncate(s string) string {

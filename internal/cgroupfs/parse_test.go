@@ -1,6 +1,7 @@
 package cgroupfs
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -152,6 +153,26 @@ func FuzzParsePIDs(f *testing.F) {
 			if err == nil && p <= 0 {
 				t.Fatalf("non-positive pid %d", p)
 			}
+		}
+	})
+}
+
+// twoFields agrees with bytes.Fields on ASCII lines (kernel files are
+// ASCII): exactly two fields, the same two.
+func FuzzTwoFields(f *testing.F) {
+	for _, s := range []string{"oom 1", " oom\t1 ", "oom", "a b c", "", "\v\fx  y\r"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, l []byte) {
+		for _, c := range l {
+			if c >= 0x80 {
+				return
+			}
+		}
+		a, b, ok := twoFields(l)
+		want := bytes.Fields(l)
+		if ok != (len(want) == 2) || ok && (!bytes.Equal(a, want[0]) || !bytes.Equal(b, want[1])) {
+			t.Fatalf("twoFields(%q) = %q, %q, %v; bytes.Fields = %q", l, a, b, ok, want)
 		}
 	})
 }

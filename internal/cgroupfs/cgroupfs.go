@@ -17,6 +17,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -68,11 +69,25 @@ func (h Hierarchy) String() string {
 }
 
 // Dir returns the directory of cgroup cg.
-func (h Hierarchy) Dir(cg string) string { return filepath.Join(h.Root, Clean(cg)) }
+func (h Hierarchy) Dir(cg string) string {
+	cg = Clean(cg)
+	if cg != "/" && len(h.Root) > 1 && filepath.IsAbs(h.Root) && filepath.Clean(h.Root) == h.Root {
+		return h.Root + cg // one allocation; Join would build "root//cg" and clean it
+	}
+	return filepath.Join(h.Root, cg)
+}
+
+// file is the path of a file of cg (name is a plain file name).
+func (h Hierarchy) file(cg, name string) string { return h.Dir(cg) + "/" + name }
 
 // Clean turns any cgroup name into the canonical "/a/b" form. It never
 // escapes the root: "../x" becomes "/x".
-func Clean(cg string) string { return path.Clean("/" + cg) }
+func Clean(cg string) string {
+	if strings.HasPrefix(cg, "/") {
+		return path.Clean(cg) // no allocation when cg is already clean
+	}
+	return path.Clean("/" + cg)
+}
 
 // Rel turns a directory under the root into a cgroup name.
 func (h Hierarchy) Rel(dir string) (string, error) {
@@ -242,12 +257,57 @@ func unescapeMount(s string) string {
 }
 
 // read returns the content of file in cg, mapping "no such cgroup" to ErrGone.
-func (h Hierarchy) read(cg, file string) ([]byte, error) {
-	b, err := os.ReadFile(filepath.Join(h.Dir(cg), file))
+// readBufs holds buffers for reading cgroup files: every OOM notification
+// reads one or two, and arming 10,000 v2 cgroups reads 10,000; os.ReadFile
+// allocated a File, a stat result and the contents each time (a third of the
+// garbage of arming, which then fragments the heap the watches live in).
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledRead: a buffer grown past this (a huge cgroup.procs) is dropped
+// instead of kept in the pool.
+const maxPooledRead = 64 << 10
+
+// readAs reads a small file of cg into a pooled buffer and parses it; parse
+// must not keep the slice.
+func readAs[T any](h Hierarchy, cg, file string, parse func([]byte) (T, error)) (T, error) {
+	bp := readBufs.Get().(*[]byte)
+	b, err := readInto(h.file(cg, file), (*bp)[:0])
+	defer func() {
+		if cap(b) <= maxPooledRead {
+			*bp = b[:0]
+			readBufs.Put(bp)
+		}
+	}()
 	if err != nil {
-		return nil, mapGone(fmt.Errorf("read %s of %s: %w", file, cg, err))
+		var zero T
+		return zero, mapGone(fmt.Errorf("read %s of %s: %w", file, cg, err))
 	}
-	return b, nil
+	return parse(b)
+}
+
+// readInto appends the whole file at path to b.
+func readInto(path string, b []byte) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return b, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return b, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
+	}
 }
 
 // mapGone wraps err with ErrGone when it says the file or cgroup vanished.
@@ -274,39 +334,23 @@ func (h Hierarchy) probeFile() string {
 
 // MemoryEvents reads v2 memory.events (hierarchical counters).
 func (h Hierarchy) MemoryEvents(cg string) (MemoryEvents, error) {
-	b, err := h.read(cg, fileMemoryEvents)
-	if err != nil {
-		return MemoryEvents{}, err
-	}
-	return ParseMemoryEvents(fileMemoryEvents, b)
+	return readAs(h, cg, fileMemoryEvents, func(b []byte) (MemoryEvents, error) { return ParseMemoryEvents(fileMemoryEvents, b) })
 }
 
 // MemoryEventsLocal reads v2 memory.events.local (5.2+): events of this
 // cgroup alone, which tells the cgroup whose limit was hit from its ancestors.
 func (h Hierarchy) MemoryEventsLocal(cg string) (MemoryEvents, error) {
-	b, err := h.read(cg, fileMemoryEventsLocal)
-	if err != nil {
-		return MemoryEvents{}, err
-	}
-	return ParseMemoryEvents(fileMemoryEventsLocal, b)
+	return readAs(h, cg, fileMemoryEventsLocal, func(b []byte) (MemoryEvents, error) { return ParseMemoryEvents(fileMemoryEventsLocal, b) })
 }
 
 // CgroupEvents reads v2 cgroup.events.
 func (h Hierarchy) CgroupEvents(cg string) (CgroupEvents, error) {
-	b, err := h.read(cg, fileCgroupEvents)
-	if err != nil {
-		return CgroupEvents{}, err
-	}
-	return ParseCgroupEvents(b)
+	return readAs(h, cg, fileCgroupEvents, ParseCgroupEvents)
 }
 
 // OOMControl reads v1 memory.oom_control.
 func (h Hierarchy) OOMControl(cg string) (OOMControl, error) {
-	b, err := h.read(cg, fileOOMControl)
-	if err != nil {
-		return OOMControl{}, err
-	}
-	return ParseOOMControl(b)
+	return readAs(h, cg, fileOOMControl, ParseOOMControl)
 }
 
 // SubtreeOOMKills sums v1 memory.oom_control oom_kill over cg and its
@@ -337,20 +381,21 @@ func (h Hierarchy) SubtreeOOMKills(cg string, max int) (uint64, error) {
 // once per retry. With memsw.limit_in_bytes equal to the limit the failing
 // charge is the memory+swap one and only memsw.failcnt moves: sum both.
 func (h Hierarchy) Failcnt(cg string) (uint64, error) {
-	b, err := h.read(cg, fileFailcnt)
+	n, err := readAs(h, cg, fileFailcnt, func(b []byte) (uint64, error) { return ParseUint(fileFailcnt, b) })
 	if err != nil {
 		return 0, err
 	}
-	n, err := ParseUint(fileFailcnt, b)
-	if err != nil {
-		return 0, err
-	}
-	if b, err := h.read(cg, fileMemswFailcnt); err == nil {
-		m, err := ParseUint(fileMemswFailcnt, b)
-		if err != nil {
+	m, err := readAs(h, cg, fileMemswFailcnt, func(b []byte) (uint64, error) { return ParseUint(fileMemswFailcnt, b) })
+	switch {
+	case err == nil:
+		n += m
+	case errors.Is(err, ErrGone):
+		// no memsw accounting (swapaccount=0), or the cgroup just went
+	default:
+		var pe *ParseError
+		if errors.As(err, &pe) {
 			return 0, err
 		}
-		n += m
 	}
 	return n, nil
 }
@@ -363,7 +408,7 @@ func (h Hierarchy) HasMemoryEvents(cg string) bool {
 
 // MemoryEventsPath is the v2 memory.events file of cg.
 func (h Hierarchy) MemoryEventsPath(cg string) string {
-	return filepath.Join(h.Dir(cg), fileMemoryEvents)
+	return h.file(cg, fileMemoryEvents)
 }
 
 // Limit reads the memory limit (v2 memory.max, v1 memory.limit_in_bytes);
@@ -376,11 +421,7 @@ func (h Hierarchy) Limit(cg string) (uint64, error) {
 	if Clean(cg) == "/" && h.Version == 2 {
 		return Unlimited, nil // the v2 root has no memory.max
 	}
-	b, err := h.read(cg, f)
-	if err != nil {
-		return 0, err
-	}
-	return ParseLimit(f, b)
+	return readAs(h, cg, f, func(b []byte) (uint64, error) { return ParseLimit(f, b) })
 }
 
 // Usage reads current memory usage in bytes.
@@ -389,20 +430,12 @@ func (h Hierarchy) Usage(cg string) (uint64, error) {
 	if h.Version == 1 {
 		f = fileUsageInBytes
 	}
-	b, err := h.read(cg, f)
-	if err != nil {
-		return 0, err
-	}
-	return ParseUint(f, b)
+	return readAs(h, cg, f, func(b []byte) (uint64, error) { return ParseUint(f, b) })
 }
 
 // Procs lists the PIDs directly in cg (cgroup.procs).
 func (h Hierarchy) Procs(cg string) ([]int, error) {
-	b, err := h.read(cg, fileCgroupProcs)
-	if err != nil {
-		return nil, err
-	}
-	return ParsePIDs(fileCgroupProcs, b)
+	return readAs(h, cg, fileCgroupProcs, func(b []byte) ([]int, error) { return ParsePIDs(fileCgroupProcs, b) })
 }
 
 // Walk visits cg and every descendant, parents first, stopping after max

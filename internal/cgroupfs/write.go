@@ -143,14 +143,10 @@ func (h Hierarchy) MemswLimit(cg string) (limit uint64, ok bool, err error) {
 	if h.Version != 1 {
 		return 0, false, nil
 	}
-	b, err := h.read(cg, fileMemswLimit)
+	v, err := readAs(h, cg, fileMemswLimit, func(b []byte) (uint64, error) { return ParseLimit(fileMemswLimit, b) })
 	if errors.Is(err, ErrGone) && h.Exists(cg) {
 		return 0, false, nil
 	}
-	if err != nil {
-		return 0, false, err
-	}
-	v, err := ParseLimit(fileMemswLimit, b)
 	return v, err == nil, err
 }
 
@@ -236,7 +232,7 @@ func (h Hierarchy) Thaw(cg string, timeout, step time.Duration) error {
 // cgroup.freeze, the request, and cgroup.events frozen, the state).
 func (h Hierarchy) FreezerState(cg string) (string, error) {
 	if h.Version == 2 {
-		b, err := h.read(cg, fileCgroupFreeze)
+		requested, err := readAs(h, cg, fileCgroupFreeze, func(b []byte) (bool, error) { return strings.TrimSpace(string(b)) == "1", nil })
 		if err != nil {
 			return "", err
 		}
@@ -247,7 +243,7 @@ func (h Hierarchy) FreezerState(cg string) (string, error) {
 		switch {
 		case ce.Frozen:
 			return "FROZEN", nil
-		case strings.TrimSpace(string(b)) == "1":
+		case requested:
 			return "FREEZING", nil
 		}
 		return "THAWED", nil

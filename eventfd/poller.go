@@ -110,6 +110,7 @@ type oomWatch struct {
 type keyWatches struct {
 	wds  []int32
 	efds []int
+	buf  [2]int32 // wds starts here: a directory and its pin, no allocation
 }
 
 // Poller multiplexes inotify directory watches and v1 OOM eventfds through
@@ -185,6 +186,7 @@ func (p *Poller) keyWatches(key string) *keyWatches {
 	kw := p.byKey[key]
 	if kw == nil {
 		kw = &keyWatches{}
+		kw.wds = kw.buf[:0]
 		p.byKey[key] = kw
 	}
 	return kw

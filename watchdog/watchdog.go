@@ -83,24 +83,25 @@ const DefaultMaxCgroups = 65536
 const DefaultMaxPerSubtree = 16384
 
 type cgroupState struct {
-	det      Detector // by value: one allocation less per cgroup
-	v1OOM    uint64 // v1: running total of eventfd counts
-	localOOM uint64 // v2: last memory.events.local oom
-	hasLocal bool
-	inc      *Incident // open incident, nil when none
-	lastOOM  time.Time
-	paused   bool
-	noMemory bool      // v2 cgroup without the memory controller
-	needBase bool      // v1: no baseline yet (built at the first wake-up)
-	baseLate bool      // v2: memory.events not read yet (see readBaselines)
-	capKey   string    // the subtree it counts against for MaxPerSubtree (see capKey)
-	inCtr    bool      // capKey is a container's cgroup
+	det      Detector  // by value: one allocation less per cgroup
+	last     Counters  // last counters read
+	v1OOM    uint64    // v1: running total of eventfd counts
+	localOOM uint64    // v2: last memory.events.local oom
 	armKills uint64    // v1: this cgroup's own oom_kill when it was armed
 	gen      uint64    // configuration generation the detector was built for
+	inc      *Incident // open incident, nil when none
+	capKey   string    // the subtree it counts against for MaxPerSubtree (see capKey)
+	lastOOM  time.Time
 	recheck  time.Time // v1: re-read the counters then (see settleV1)
-	stalled  bool      // a stalled verdict waits for the recheck before it is reported
-	last     Counters  // last counters read
 	episode  time.Time // first OOM after a quiet window: detection latency starts here
+	// The flags together (one word, not one each: 10,000 cgroups).
+	hasLocal bool
+	paused   bool
+	noMemory bool // v2 cgroup without the memory controller
+	needBase bool // v1: no baseline yet (built at the first wake-up)
+	baseLate bool // v2: memory.events not read yet (see readBaselines)
+	inCtr    bool // capKey is a container's cgroup
+	stalled  bool // a stalled verdict waits for the recheck before it is reported
 }
 
 // Stats is a snapshot for status and metrics.

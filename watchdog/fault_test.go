@@ -131,6 +131,7 @@ func TestFaultHostileNamesLogged(t *testing.T) {
 	if n := <-ready; n != len(HostileNames)+1 {
 		t.Fatalf("armed %d cgroups, want %d", n, len(HostileNames)+1)
 	}
+	waitBaselines(t, w)
 	for _, name := range HostileNames {
 		setEvents(t, cgRoot, name, 2, 0, 2)
 		setEvents(t, cgRoot, name, 9, 0, 9)

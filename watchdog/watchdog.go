@@ -514,16 +514,17 @@ func (w *Watchdog) readBaselines(now time.Time) {
 
 // baseline reads a v2 cgroup's counters as the point deltas count from.
 func (w *Watchdog) baseline(now time.Time, cg string, st *cgroupState) {
-	st.baseLate = false
 	c, err := w.counters(cg, st, 0)
 	if errors.Is(err, cgroupfs.ErrGone) {
 		w.drop(cg)
 		return
 	}
 	if err != nil {
+		// Still no baseline: the next notification tries again.
 		w.log.Warn().Err(err).Str("cgroup", cg).Msg("cannot read OOM counters")
 		return
 	}
+	st.baseLate = false
 	st.det.Observe(now, c)
 	st.last = c
 }

@@ -93,6 +93,20 @@ func startRun(t *testing.T, w *Watchdog) {
 	})
 }
 
+// waitBaselines waits until the v2 counters of the cgroups found at start-up
+// are read (Stats().Baselining), so a test's first counter change is seen as
+// a change, not taken as the baseline.
+func waitBaselines(t *testing.T, w *Watchdog) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.Stats().Baselining > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d baselines still unread after 10s", w.Stats().Baselining)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 type recorder struct {
 	mu       sync.Mutex
 	opened   []*Incident
@@ -163,6 +177,7 @@ func TestWatchdogFakeV2(t *testing.T) {
 	if n := <-ready; n != 3 {
 		t.Fatalf("armed %d cgroups, want 3 (/, /lxc, /lxc/web1)", n)
 	}
+	waitBaselines(t, w)
 
 	// A loop in /lxc/web1: OOMs charged to it (local rises), no kill.
 	setEvents(t, cgRoot, "lxc/web1", 2, 0, 2)
@@ -376,6 +391,7 @@ func TestWatchdogForcedCharge(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- w.Run(ctx) }()
 		<-ready
+		waitBaselines(t, w)
 		setEvents(t, cgRoot, "ct", 2, 0, 2)
 		setEvents(t, cgRoot, "ct", 7, 0, 7)
 		rec.waitFor(t, "incident", func() bool { return len(rec.opened) == 1 })

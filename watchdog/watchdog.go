@@ -284,7 +284,8 @@ func (w *Watchdog) Run(ctx context.Context) error {
 // listings, read buffers: about as much again as the watch state itself at
 // 10,000 cgroups) to the kernel at once, instead of leaving it to the
 // runtime's slow background scavenger: oomwatch then runs for months at its
-// steady-state size. One forced GC, once.
+// steady-state size. One forced GC at start-up (and after the rare rescan
+// that follows an inotify queue overflow).
 func startupDone() { debug.FreeOSMemory() }
 
 // nextTimeout sleeps forever when nothing is open and nobody needs ticks:

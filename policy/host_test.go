@@ -3,9 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,51 +12,23 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
-	"github.com/oomwatch/oomwatch/internal/testtier"
+	"github.com/oomwatch/oomwatch/internal/testhost"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
-
-// TestHelperPolicyHog is not a test: re-executed with OOMWATCH_POLICY_HOG=1
-// it waits for a byte on stdin (it is in its cgroup by then), touches
-// 48 MiB and sleeps.
-func TestHelperPolicyHog(t *testing.T) {
-	if os.Getenv("OOMWATCH_POLICY_HOG") != "1" {
-		return
-	}
-	_, _ = io.ReadFull(os.Stdin, make([]byte, 1))
-	var keep [][]byte
-	for i := 0; i < 48; i++ {
-		b := make([]byte, 1<<20)
-		for j := 0; j < len(b); j += 4096 {
-			b[j] = 1
-		}
-		keep = append(keep, b)
-	}
-	time.Sleep(time.Hour)
-	_ = keep
-}
 
 // TestPausedReleasedByRuleHost: on the host kernel, a real v1 cgroup with
 // oom_kill_disable=1 stalls its task under_oom; with paused action
 // raise-limit the policy is its userspace OOM handler and releases it.
 func TestPausedReleasedByRuleHost(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testtier.Require(t, testtier.Host, "needs root")
-	}
-	h, err := cgroupfs.Detect("/proc")
-	if err != nil || h.Version != 1 {
-		testtier.Require(t, testtier.Host, fmt.Sprintf("needs a cgroup v1 memory hierarchy (%v)", err))
+	h, err := cgroupfs.Open(testhost.V1Root(t), "")
+	if err != nil {
+		t.Fatal(err)
 	}
 	dir := filepath.Join(h.Root, fmt.Sprintf("oomwatch-test-policy-%d-%d", os.Getpid(), time.Now().UnixNano()))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var hog *exec.Cmd
 	t.Cleanup(func() {
-		if hog != nil && hog.Process != nil {
-			_ = hog.Process.Kill()
-			_ = hog.Wait()
-		}
 		for i := 0; i < 50 && os.Remove(dir) != nil; i++ {
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -74,17 +44,7 @@ func TestPausedReleasedByRuleHost(t *testing.T) {
 		write("memory.memsw.limit_in_bytes", "33554432")
 	}
 	write("memory.oom_control", "1")
-	hog = exec.Command(os.Args[0], "-test.run=^TestHelperPolicyHog$")
-	hog.Env = append(os.Environ(), "OOMWATCH_POLICY_HOG=1")
-	stdin, err := hog.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hog.Start(); err != nil {
-		t.Fatal(err)
-	}
-	write("cgroup.procs", fmt.Sprint(hog.Process.Pid))
-	_, _ = stdin.Write([]byte{'\n'})
+	hog := testhost.StartHog(t, filepath.Join(dir, "cgroup.procs"), 48)
 	cg := "/" + filepath.Base(dir)
 	waitUntil(t, "under_oom 1", func() bool { oc, err := h.OOMControl(cg); return err == nil && oc.UnderOOM })
 
@@ -110,13 +70,11 @@ func TestPausedReleasedByRuleHost(t *testing.T) {
 	if oc, _ := h.OOMControl(cg); oc.UnderOOM || oc.OOMKill != 0 {
 		t.Fatalf("after the raise: %+v, want released and nothing killed", oc)
 	}
-	if hog.ProcessState != nil {
+	if hog.Cmd.ProcessState != nil {
 		t.Fatal("hog exited")
 	}
 	// Put the original back before cleanup (the reverter would, after 5m).
-	_ = hog.Process.Kill()
-	_ = hog.Wait()
-	hog = nil
+	hog.Kill()
 	p.Resolved(inc, "test")
 	cancel()
 	p.Wait()

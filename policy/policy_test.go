@@ -14,10 +14,14 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/internal/testhost"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	testhost.MaybeHog() // the host test's hog is this binary, re-executed
+	goleak.VerifyTestMain(m)
+}
 
 func TestOptionsValidate(t *testing.T) {
 	mod := func(f func(*Options)) Options { o := DefaultOptions(); f(&o); return o }

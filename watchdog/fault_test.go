@@ -1,14 +1,12 @@
 package watchdog
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/internal/testhost"
 )
 
 // HostileNames are cgroup names a container can give its delegated cgroups:
@@ -43,23 +42,6 @@ var HostileComms = []string{
 	"x) R 1 (y",
 	"\x1b[2J",
 	"ok",
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // CheckJSONLines fails for any line of out that is not one valid JSON
@@ -114,7 +96,7 @@ func TestFaultHostileNamesLogged(t *testing.T) {
 	must(t, err)
 	h.AnyFS = true
 	rec := newRecorder()
-	var logs syncBuf
+	var logs testhost.SyncBuf
 	ready := make(chan int, 1)
 	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams, ResolveAfter: 300 * time.Millisecond,
 		Ready: func(n int) { ready <- n }}, rec, zerolog.New(&logs).With().Timestamp().Logger())

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/internal/testhost"
 )
 
 // The flood: floodDirs directories under the flood's top-level cgroup, each
@@ -54,7 +54,7 @@ func TestFlood50kCgroupsHost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("creates 50,000 cgroups")
 	}
-	root := v1Root(t)
+	root := testhost.V1Root(t)
 	for _, d := range sweepFlood(t, root) {
 		t.Logf("removed leftover %s of a dead earlier run", d)
 	}
@@ -92,7 +92,7 @@ func TestFlood50kCgroupsHost(t *testing.T) {
 	if err != nil || h.Version != 1 {
 		t.Fatalf("open %s: %+v %v", root, h, err)
 	}
-	var logs syncBuf
+	var logs testhost.SyncBuf
 	rec := newRecorder()
 	ready := make(chan int, 1)
 	w, err := New(Config{CG: h, Proc: procfs.New("/proc"), Detector: DefaultParams,
@@ -172,22 +172,7 @@ func TestFlood50kCgroupsHost(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(victimDir, "memory.oom_control"), "1")
 
-	hog := exec.Command(os.Args[0], "-test.run=^TestHelperHog$")
-	hog.Env = append(os.Environ(), "OOMWATCH_WATCHDOG_HOG=1")
-	stdin, err := hog.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hog.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var hogOnce sync.Once
-	killHog := func() { hogOnce.Do(func() { _ = hog.Process.Kill(); _ = hog.Wait() }) }
-	t.Cleanup(killHog) // runs before the cgroups are removed
-	writeFile(t, filepath.Join(victimDir, "cgroup.procs"), fmt.Sprint(hog.Process.Pid))
-	if _, err := stdin.Write([]byte{'\n'}); err != nil {
-		t.Fatal(err)
-	}
+	hog := testhost.StartHog(t, filepath.Join(victimDir, "cgroup.procs"), 128) // killed before the cgroups are removed
 	ooms := time.Now()
 	var inc *Incident
 	rec.waitFor(t, "a paused incident in the victim cgroup", func() bool {
@@ -212,7 +197,7 @@ func TestFlood50kCgroupsHost(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Errorf("Run: %v", err)
 	}
-	killHog() // its pipe and pidfd are not the watchdog's fds
+	hog.Kill() // its pipe and pidfd are not the watchdog's fds
 	// Run has returned: its state can be read without a race.
 	watchedFlood := 0
 	for c := range w.cgroups {

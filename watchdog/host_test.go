@@ -3,9 +3,7 @@ package watchdog
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,28 +13,8 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
-	"github.com/oomwatch/oomwatch/internal/testtier"
+	"github.com/oomwatch/oomwatch/internal/testhost"
 )
-
-// TestHelperHog is not a test: re-executed with OOMWATCH_WATCHDOG_HOG=1 it
-// waits for a line on stdin (by then it has been moved into its cgroup),
-// then allocates and touches 128 MiB and sleeps.
-func TestHelperHog(t *testing.T) {
-	if os.Getenv("OOMWATCH_WATCHDOG_HOG") != "1" {
-		return
-	}
-	_, _ = io.ReadFull(os.Stdin, make([]byte, 1))
-	var keep [][]byte
-	for i := 0; i < 128; i++ {
-		b := make([]byte, 1<<20)
-		for j := 0; j < len(b); j += 4096 {
-			b[j] = 1
-		}
-		keep = append(keep, b)
-	}
-	time.Sleep(time.Hour)
-	_ = keep
-}
 
 func countFDs(t *testing.T) int {
 	t.Helper()
@@ -45,22 +23,6 @@ func countFDs(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(ents)
-}
-
-// v1Root returns the host's v1 memory hierarchy or gates the test.
-func v1Root(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		testtier.Require(t, testtier.Host, "needs root")
-	}
-	h, err := cgroupfs.Detect("/proc")
-	if err != nil || h.Version != 1 {
-		testtier.Require(t, testtier.Host, fmt.Sprintf("needs a cgroup v1 memory hierarchy (found %v, %v)", h, err))
-	}
-	if _, err := os.Stat(filepath.Join(h.Root, "cgroup.event_control")); err != nil {
-		testtier.Require(t, testtier.Host, "kernel without v1 memory events: "+err.Error())
-	}
-	return h.Root
 }
 
 func writeFile(t *testing.T, p, v string) {
@@ -75,7 +37,7 @@ func writeFile(t *testing.T, p, v string) {
 // real eventfd, sees it released when the limit is raised, and drops the
 // cgroup when it is removed. Only cgroups this test created are touched.
 func TestWatchdogHostV1Paused(t *testing.T) {
-	root := v1Root(t)
+	root := testhost.V1Root(t)
 	fdsBefore := countFDs(t)
 	base := filepath.Join(root, fmt.Sprintf("oomwatch-test-wd-%d-%d", os.Getpid(), time.Now().UnixNano()))
 	victim := filepath.Join(base, "victim")
@@ -84,12 +46,7 @@ func TestWatchdogHostV1Paused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var hog *exec.Cmd
 	t.Cleanup(func() {
-		if hog != nil && hog.Process != nil {
-			_ = hog.Process.Kill()
-			_ = hog.Wait()
-		}
 		for _, d := range []string{victim, base} {
 			for i := 0; i < 50; i++ {
 				if err := os.Remove(d); err == nil || os.IsNotExist(err) {
@@ -131,19 +88,7 @@ func TestWatchdogHostV1Paused(t *testing.T) {
 		t.Errorf("%d notifications handled before any OOM: v1 directory watches report file writes", ev)
 	}
 
-	hog = exec.Command(os.Args[0], "-test.run=^TestHelperHog$")
-	hog.Env = append(os.Environ(), "OOMWATCH_WATCHDOG_HOG=1")
-	stdin, err := hog.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hog.Start(); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(victim, "cgroup.procs"), fmt.Sprint(hog.Process.Pid))
-	if _, err := stdin.Write([]byte{'\n'}); err != nil {
-		t.Fatal(err)
-	}
+	hog := testhost.StartHog(t, filepath.Join(victim, "cgroup.procs"), 128)
 
 	rec.waitFor(t, "paused incident", func() bool { return len(rec.opened) >= 1 })
 	inc := rec.opened[0]
@@ -159,9 +104,7 @@ func TestWatchdogHostV1Paused(t *testing.T) {
 	rec.waitFor(t, "paused incident resolved", func() bool { return strings.Contains(rec.resolved["/victim"], "under_oom") })
 
 	// Removal is a normal event: the cgroup is dropped, nothing breaks.
-	_ = hog.Process.Kill()
-	_ = hog.Wait()
-	hog = nil
+	hog.Kill()
 	for i := 0; i < 50; i++ {
 		if err := os.Remove(victim); err == nil {
 			break

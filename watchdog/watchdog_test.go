@@ -15,9 +15,13 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/internal/testhost"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	testhost.MaybeHog() // the host tests' hog is this binary, re-executed
+	goleak.VerifyTestMain(m)
+}
 
 // writeProc writes the files procfs reads for one process of a fake /proc.
 func writeProc(t *testing.T, root string, pid, ppid int, comm string, adj, rssKB int) {
@@ -345,7 +349,7 @@ func TestWatchdogPerSubtreeCapPerContainer(t *testing.T) {
 	must(t, err)
 	rec := newRecorder()
 	ready := make(chan int, 1)
-	logs := &syncBuf{}
+	logs := &testhost.SyncBuf{}
 	w, err := New(Config{CG: h, Proc: procfs.New(t.TempDir()), Detector: DefaultParams, MaxCgroups: 100, MaxPerSubtree: 5,
 		Ready: func(n int) { ready <- n }}, rec, zerolog.New(logs))
 	must(t, err)
@@ -447,7 +451,7 @@ func TestWatchdogDeferredBaselines(t *testing.T) {
 	h.AnyFS = true
 	rec := newRecorder()
 	ready := make(chan int, 1)
-	logs := &syncBuf{}
+	logs := &testhost.SyncBuf{}
 	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams, ResolveAfter: 300 * time.Millisecond,
 		Ready: func(n int) { ready <- n }}, rec, zerolog.New(logs).Level(zerolog.DebugLevel))
 	must(t, err)

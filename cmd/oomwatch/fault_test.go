@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/oomwatch/oomwatch/internal/history"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/internal/statusd"
+	"github.com/oomwatch/oomwatch/internal/testhost"
 	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/policy/alert"
 	"github.com/oomwatch/oomwatch/watchdog"
@@ -288,23 +288,6 @@ func TestFaultConfigWritableByOthersRefused(t *testing.T) {
 	}
 }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestFaultSecretsNeverShown: alert secrets given inline and from files
 // (webhook HMAC key, bearer header, URL path token, PagerDuty routing key)
 // never appear in the daemon's log or in `oomwatch status` (human and
@@ -324,7 +307,7 @@ func TestFaultSecretsNeverShown(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "oomwatch.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs lockedBuf
+	var logs testhost.SyncBuf
 	f := runFlags{roots: rootFlags{cgroupRoot: fakeTree(t), procRoot: fakeProcs(t)}, configPath: cfgPath, level: "debug",
 		opts: policy.DefaultOptions(), params: watchdog.DefaultParams, stateDir: t.TempDir(), statusSocket: sock,
 		set: map[string]bool{"config": true, "state-dir": true, "metrics-listen": true}}

@@ -1,0 +1,129 @@
+// Package testhost holds what the host-tier tests of several packages share:
+// a memory hog re-executed from the test binary itself, the host's cgroup v1
+// memory hierarchy (or the tier gate when there is none), and a log buffer
+// that tests read while a daemon writes to it.
+package testhost
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/internal/testtier"
+)
+
+// hogEnv carries the hog's size in MiB to the re-executed test binary.
+const hogEnv = "OOMWATCH_TESTHOST_HOG_MB"
+
+// MaybeHog turns this process into a hog when StartHog started it; call it
+// first in TestMain. The hog waits for a byte on stdin (it has been moved
+// into its cgroup by then), touches its MiB page by page and sleeps.
+func MaybeHog() {
+	s := os.Getenv(hogEnv)
+	if s == "" {
+		return
+	}
+	mb, err := strconv.Atoi(s)
+	if err != nil || mb <= 0 {
+		fmt.Fprintf(os.Stderr, "%s=%q: want a positive number of MiB\n", hogEnv, s)
+		os.Exit(2)
+	}
+	_, _ = io.ReadFull(os.Stdin, make([]byte, 1))
+	keep := make([][]byte, 0, mb)
+	for i := 0; i < mb; i++ {
+		b := make([]byte, 1<<20)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
+		}
+		keep = append(keep, b)
+	}
+	time.Sleep(time.Hour)
+	_ = keep
+	os.Exit(0)
+}
+
+// Hog is a running hog.
+type Hog struct {
+	Cmd  *exec.Cmd
+	once sync.Once
+}
+
+// StartHog starts the test binary as a hog, writes its PID to procsFile (a
+// cgroup.procs) and lets it allocate mb MiB there. It is killed when the
+// test ends (cleanups run last-in first-out: register the cgroup's removal
+// before calling StartHog), or earlier by Kill.
+func StartHog(t testing.TB, procsFile string, mb int) *Hog {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), hogEnv+"="+strconv.Itoa(mb))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &Hog{Cmd: cmd}
+	t.Cleanup(h.Kill)
+	if err := os.WriteFile(procsFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+		t.Fatalf("move hog pid %d to %s: %v", cmd.Process.Pid, procsFile, err)
+	}
+	if _, err := stdin.Write([]byte{'\n'}); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// Pid is the hog's PID.
+func (h *Hog) Pid() int { return h.Cmd.Process.Pid }
+
+// Kill kills the hog and reaps it; later calls do nothing.
+func (h *Hog) Kill() {
+	h.once.Do(func() {
+		_ = h.Cmd.Process.Kill()
+		_ = h.Cmd.Wait()
+	})
+}
+
+// V1Root returns the host's cgroup v1 memory hierarchy, or gates the test on
+// the host tier (root, v1 memory, v1 memory events).
+func V1Root(t testing.TB) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		testtier.Require(t, testtier.Host, "needs root")
+	}
+	h, err := cgroupfs.Detect("/proc")
+	if err != nil || h.Version != 1 {
+		testtier.Require(t, testtier.Host, fmt.Sprintf("needs a cgroup v1 memory hierarchy (found %v, %v)", h, err))
+	}
+	if _, err := os.Stat(filepath.Join(h.Root, "cgroup.event_control")); err != nil {
+		testtier.Require(t, testtier.Host, "kernel without v1 memory events: "+err.Error())
+	}
+	return h.Root
+}
+
+// SyncBuf is a log sink that tests read while the code under test writes.
+type SyncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

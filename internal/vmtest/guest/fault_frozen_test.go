@@ -54,12 +54,19 @@ func TestFaultSIGKILLFrozenReportedAlertsSpooled(t *testing.T) {
 	if ok, s := cg.Frozen(t); !ok {
 		t.Fatalf("cgroup not frozen: %s", s)
 	}
-	// The first delivery attempt has failed once the spool holds the
-	// detected document (written before delivery is tried).
+	// Kill once the spool holds the detected document: a complete file
+	// (NAME.json, renamed into place), not the .tmp-* it is written to
+	// first — a SIGKILL before the rename loses that document, which the
+	// next start removes.
 	spool := filepath.Join(state, "spool", "pager")
 	Eventually(t, 20*time.Second, "detected alert spooled", func() (bool, string) {
-		ents, _ := os.ReadDir(spool)
-		return len(ents) > 0, fmt.Sprintf("%d files in %s", len(ents), spool)
+		names := dirNames(spool)
+		for _, n := range names {
+			if strings.HasSuffix(n, ".json") {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(names)
 	})
 	d1.sigkill(t)
 	t.Logf("daemon SIGKILLed with %s frozen; spool: %v", cg.Rel(), dirNames(spool))

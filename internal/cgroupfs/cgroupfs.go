@@ -321,7 +321,7 @@ func mapGone(err error) error {
 
 // Exists reports whether cgroup cg still exists.
 func (h Hierarchy) Exists(cg string) bool {
-	_, err := os.Stat(filepath.Join(h.Dir(cg), h.probeFile()))
+	_, err := os.Stat(h.file(cg, h.probeFile()))
 	return err == nil
 }
 
@@ -385,17 +385,14 @@ func (h Hierarchy) Failcnt(cg string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// memory.memsw.failcnt is absent without swap accounting: a file we
+	// cannot read adds nothing, a file we cannot parse is an error.
 	m, err := readAs(h, cg, fileMemswFailcnt, func(b []byte) (uint64, error) { return ParseUint(fileMemswFailcnt, b) })
-	switch {
-	case err == nil:
+	if pe := (*ParseError)(nil); errors.As(err, &pe) {
+		return 0, err
+	}
+	if err == nil {
 		n += m
-	case errors.Is(err, ErrGone):
-		// no memsw accounting (swapaccount=0), or the cgroup just went
-	default:
-		var pe *ParseError
-		if errors.As(err, &pe) {
-			return 0, err
-		}
 	}
 	return n, nil
 }

@@ -61,7 +61,7 @@ func (h Hierarchy) write(root, cg, file, value string) error {
 // systemd create every controller's cgroup at the same path).
 func (h Hierarchy) FreezeSupported(cg string) error {
 	if h.Version == 2 {
-		if !exists(filepath.Join(h.Dir(cg), fileCgroupFreeze)) {
+		if !exists(h.file(cg, fileCgroupFreeze)) {
 			return fmt.Errorf("freeze %s: no %s (kernel older than 5.2, or the root cgroup)", cg, fileCgroupFreeze)
 		}
 		return nil
@@ -195,7 +195,7 @@ func (h Hierarchy) SetLimit(cg string, v uint64) error {
 
 // KillSupported reports whether v2 cgroup.kill exists (5.14+).
 func (h Hierarchy) KillSupported(cg string) bool {
-	return h.Version == 2 && exists(filepath.Join(h.Dir(cg), fileCgroupKill))
+	return h.Version == 2 && exists(h.file(cg, fileCgroupKill))
 }
 
 // KillAll writes 1 to v2 cgroup.kill: SIGKILL to every task of the subtree,

@@ -128,19 +128,22 @@ func Origin(chain []Proc) int {
 
 // Proc reads a snapshot of pid. A process that exits while being read gives
 // an error wrapping ErrGone.
-func (fsys FS) Proc(pid int) (Proc, error) {
+func (fsys FS) Proc(pid int) (Proc, error) { return fsys.read(pid, readProc) }
+
+// read opens /proc/PID and reads it with fn. Reading every file through one
+// dirfd keeps them from the same process: once /proc/PID is open, openat
+// under it fails with ENOENT after the process is reaped instead of reaching
+// a new process with a recycled PID.
+func (fsys FS) read(pid int, fn func(dir int, dirPath string, want int) (Proc, error)) (Proc, error) {
 	if pid <= 0 {
 		return Proc{}, fmt.Errorf("read pid %d: invalid pid", pid)
 	}
-	// Reading every file through one dirfd keeps them from the same process:
-	// once /proc/PID is open, openat under it fails with ENOENT after the
-	// process is reaped instead of reaching a new process with a recycled PID.
 	d, err := fsys.openDir(pid, unix.O_RDONLY)
 	if err != nil {
 		return Proc{}, err
 	}
 	defer unix.Close(d)
-	return readProc(d, fsys.pidDir(pid), pid)
+	return fn(d, fsys.pidDir(pid), pid)
 }
 
 // Cgroups reads /proc/PID/cgroup.
@@ -206,26 +209,19 @@ func (fsys FS) AncestryOf(p Proc, memo map[int]Proc) ([]Proc, error) {
 // Brief reads what an ancestor is needed for (stat, cmdline,
 // oom_score_adj): no status (RSS, UID) and no oom_adj, half the system calls
 // of Proc. Under a looping kernel every read is paid for by the loop.
-func (fsys FS) Brief(pid int) (Proc, error) {
-	if pid <= 0 {
-		return Proc{}, fmt.Errorf("read pid %d: invalid pid", pid)
-	}
-	d, err := fsys.openDir(pid, unix.O_RDONLY)
-	if err != nil {
-		return Proc{}, err
-	}
-	defer unix.Close(d)
-	dirPath := fsys.pidDir(pid)
-	p, err := readStat(d, dirPath, pid)
+func (fsys FS) Brief(pid int) (Proc, error) { return fsys.read(pid, readBrief) }
+
+func readBrief(dir int, dirPath string, want int) (Proc, error) {
+	p, err := readStat(dir, dirPath, want)
 	if err != nil {
 		return p, err
 	}
-	b, err := readAt(d, dirPath, "cmdline")
+	b, err := readAt(dir, dirPath, "cmdline")
 	if err != nil {
 		return p, err
 	}
 	p.Cmdline = parseCmdline(b)
-	return p, readScoreAdj(d, dirPath, &p)
+	return p, readScoreAdj(dir, dirPath, &p)
 }
 
 func (fsys FS) pidDir(pid int) string { return filepath.Join(fsys.root, strconv.Itoa(pid)) }

@@ -152,8 +152,7 @@ type Watchdog struct {
 	lastEvent, busy   atomic.Int64  // unix nanoseconds; 0 = never / idle
 	gen               atomic.Uint64 // bumped by Reconfigure
 	rechecks          map[string]bool
-	pending           []string      // v2 cgroups armed at start-up whose baseline is not read yet
-	inspectTook       time.Duration // the last task inspection (for the incident line)
+	pending           []string // v2 cgroups armed at start-up whose baseline is not read yet
 }
 
 // New checks cfg and prepares a watchdog; nothing is armed until Run.
@@ -331,15 +330,18 @@ func (w *Watchdog) add(cg string) error {
 				return filepath.SkipDir
 			}
 		}
-		if top := w.overSubtreeCap(c); top != "" {
-			if !w.capped[top] {
-				w.capped[top] = true
-				w.log.Warn().Str("event", "cgroup_cap").Str("subtree", top).Int("max_per_subtree", w.cfg.MaxPerSubtree).
+		// The per-subtree cap: a container that creates cgroups in its
+		// delegated subtree cannot take the global budget from everyone else.
+		key, inCtr := w.capKey(c)
+		if key != "" && w.perTop[key] >= w.cfg.MaxPerSubtree {
+			if !w.capped[key] {
+				w.capped[key] = true
+				w.log.Warn().Str("event", "cgroup_cap").Str("subtree", key).Int("max_per_subtree", w.cfg.MaxPerSubtree).
 					Msg("subtree holds too many cgroups: its new cgroups are not watched")
 			}
 			return filepath.SkipDir
 		}
-		err := w.arm(c)
+		err := w.arm(c, key, inCtr)
 		if errors.Is(err, cgroupfs.ErrGone) || errors.Is(err, eventfd.ErrGone) {
 			return nil
 		}
@@ -354,18 +356,6 @@ func (w *Watchdog) add(cg string) error {
 		}
 		return err
 	})
-}
-
-// overSubtreeCap returns the subtree c counts against (see capKey) if it
-// already holds MaxPerSubtree watched cgroups, so a container that creates
-// cgroups in its delegated subtree cannot take the global budget from
-// everyone else.
-func (w *Watchdog) overSubtreeCap(c string) string {
-	key, _ := w.capKey(c)
-	if key == "" || w.perTop[key] < w.cfg.MaxPerSubtree {
-		return ""
-	}
-	return key
 }
 
 // capKey names the subtree c counts against for MaxPerSubtree: the
@@ -415,7 +405,8 @@ func topLevel(c string) string {
 	return c
 }
 
-func (w *Watchdog) arm(cg string) error {
+// arm watches cg, which counts against the subtree capKey (see capKey).
+func (w *Watchdog) arm(cg, capKey string, inCtr bool) error {
 	watch := w.poller.WatchDir // v2: memory.events and cgroup.subtree_control changes
 	if w.cfg.CG.Version == 1 {
 		watch = w.poller.WatchSubdirs // v1: OOMs come from the eventfd
@@ -428,8 +419,8 @@ func (w *Watchdog) arm(cg string) error {
 	if p, ok := cgroupfs.Parent(cg); ok {
 		w.kids[p]++
 	}
-	if st.capKey, st.inCtr = w.capKey(cg); st.capKey != "" {
-		w.perTop[st.capKey]++
+	if st.capKey, st.inCtr = capKey, inCtr; capKey != "" {
+		w.perTop[capKey]++
 	}
 	w.watched.Store(int64(len(w.cgroups)))
 	if cg == "/" {
@@ -745,8 +736,9 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 	if w.cfg.CG.Version == 1 && v1Count > 0 {
 		if oc, err := w.cfg.CG.OOMControl(cg); err == nil && oc.KillDisable && oc.UnderOOM && !st.paused {
 			st.paused = true
+			t0 := time.Now()
 			cands, _ := w.insp.Candidates(cg)
-			w.openIncident(now, cg, st, a, VerdictPaused, cands)
+			w.openIncident(now, cg, st, a, VerdictPaused, cands, time.Since(t0))
 			return false
 		}
 	}
@@ -805,7 +797,7 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 		w.log.Warn().Err(err).Str("cgroup", cg).Msg("cannot inspect tasks")
 		return
 	}
-	w.inspectTook = time.Since(t0)
+	inspection := time.Since(t0)
 	v := Classify(cands)
 	if v == VerdictStalled && w.cfg.CG.Version == 1 && !st.stalled {
 		// The v1 eventfd fires before the kernel counts the kill it is
@@ -825,7 +817,7 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 			}
 		}
 	}
-	w.openIncident(now, cg, st, a, v, cands)
+	w.openIncident(now, cg, st, a, v, cands, inspection)
 }
 
 // settleV1 is how long after a v1 OOM wake-up the counters are read again:
@@ -865,7 +857,8 @@ func (w *Watchdog) recheckDue(now time.Time) {
 	w.suspectAll(now, suspects)
 }
 
-func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Assessment, v Verdict, cands []Candidate) {
+// openIncident opens the incident; inspection is how long reading cands took.
+func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Assessment, v Verdict, cands []Candidate, inspection time.Duration) {
 	names := cgnames.Parse(cg)
 	inc := &Incident{
 		ID: newID(), Verdict: v, Cgroup: cg, Container: names.Container, Unit: names.Unit, Version: w.cfg.CG.Version, Started: now,
@@ -894,7 +887,7 @@ func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Ass
 		// detection: first OOM notification of the episode → the batch
 		// that found the loop; inspection: reading its tasks; handler:
 		// handing the incident over (the policy starts its ladder).
-		Dur("detection", det).Dur("inspection", w.inspectTook).Dur("handler", handlerTook).Dur("verdict_to_handler", t0.Sub(now))
+		Dur("detection", det).Dur("inspection", inspection).Dur("handler", handlerTook).Dur("verdict_to_handler", t0.Sub(now))
 	if inc.Origin != nil {
 		ev = ev.Int("origin_pid", inc.Origin.PID).Str("origin_comm", procfs.Safe(inc.Origin.Comm)).Int("origin_parent_pid", inc.Origin.ParentPID)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -287,7 +288,7 @@ func (c *Collector) Table(fallback Host) string {
 				hasBase = true
 			} else if isOther(m) {
 				hasOther = true
-				if !contains(otherBy[l.meas], m) {
+				if !slices.Contains(otherBy[l.meas], m) {
 					otherBy[l.meas] = append(otherBy[l.meas], m)
 				}
 			}
@@ -418,15 +419,6 @@ func (c *Collector) Table(fallback Host) string {
 		fmt.Fprintf(&b, "%d %s lines could not be parsed\n", c.badLines, strings.TrimSpace(Prefix))
 	}
 	return b.String()
-}
-
-func contains(s []string, x string) bool {
-	for _, y := range s {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 func valueText(r Row) string {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/oomwatch/oomwatch/internal/benchrow"
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/watchdog"
@@ -27,9 +28,9 @@ const ChildEnv = "OOMWATCH_SCALE_CHILD"
 
 // Methods.
 const (
-	Oomwatch = "oomwatch" // the watchdog package: one epoll loop
-	Peer     = "peer"     // v1: eventfd + blocking reader goroutine per cgroup; v2: cgroup2 EventChan per cgroup
-	Baseline = "baseline" // nothing armed: the Go runtime's own floor
+	Oomwatch = benchrow.Oomwatch // the watchdog package: one epoll loop
+	Peer     = benchrow.Peer     // v1: eventfd + blocking reader goroutine per cgroup; v2: cgroup2 EventChan per cgroup
+	Baseline = benchrow.Baseline // nothing armed: the Go runtime's own floor
 	Churn    = "churn"    // oomwatch under discovery churn (see RunChurn)
 )
 

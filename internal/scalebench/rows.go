@@ -143,9 +143,10 @@ func crashed(r Result) bool { return r.Crash != "" && r.End.RSSKiB == 0 }
 
 // ChurnRows turns a churn run (measurement 4) into rows: none missed while
 // alive, no fd growth, no goroutine growth, the watch set back to the
-// parent alone, RSS growth after GC within 1 MiB (maps sized for the peak
-// are kept: see docs/BENCHMARKS.md). k are the knobs it ran with.
-func ChurnRows(bench string, cr ChurnResult, k Knobs) (out []benchrow.Row) {
+// parent alone, and RSS growth after GC within 1 MiB — in the second of two
+// rounds when there were two (the first may keep maps sized for the peak:
+// see docs/BENCHMARKS.md). k are the knobs it ran with.
+func ChurnRows(bench string, cr ChurnResult, k Knobs) []benchrow.Row {
 	s := fmt.Sprintf("%s, %d/s for %v, each alive %v", cr.Hierarchy, k.ChurnRate, k.ChurnDur, k.ChurnLife)
 	row := func(metric string, v float64, unit string) benchrow.Row {
 		return benchrow.Row{Measurement: benchrow.Churn, Scenario: s, Method: Oomwatch, Metric: metric, Value: v, Unit: unit, Bench: bench}
@@ -153,7 +154,7 @@ func ChurnRows(bench string, cr ChurnResult, k Knobs) (out []benchrow.Row) {
 	if cr.Before == nil {
 		e := row("error", 0, "")
 		e.Text, e.Note = "no result", cr.Err
-		return append(out, e.Check("runs", false))
+		return []benchrow.Row{e.Check("runs", false)}
 	}
 	missed := row("missed while alive", float64(cr.Missed), "").Equal(0, "")
 	if len(cr.MissedEx) > 0 {
@@ -161,6 +162,7 @@ func ChurnRows(bench string, cr ChurnResult, k Knobs) (out []benchrow.Row) {
 	}
 	// Growth in the first round can be maps sized for the peak (Go maps do
 	// not shrink); a leak grows again in the second, identical round.
+	var leak []benchrow.Row
 	rssGrowth := row("RSS growth after GC", mib(cr.After.RSSKiB-cr.Before.RSSKiB), "MiB")
 	rssGrowth.Note = fmt.Sprintf("%.1f → %.1f MiB", mib(cr.Before.RSSKiB), mib(cr.After.RSSKiB))
 	if cr.Mid != nil {
@@ -169,7 +171,7 @@ func ChurnRows(bench string, cr ChurnResult, k Knobs) (out []benchrow.Row) {
 		second := row("RSS growth, second round (leak)", mib(cr.After.RSSKiB-cr.Mid.RSSKiB), "MiB").AtMost(1)
 		second.Note = fmt.Sprintf("%.1f → %.1f MiB", mib(cr.Mid.RSSKiB), mib(cr.After.RSSKiB))
 		heap := row("heap growth, second round", mib(cr.After.HeapKiB-cr.Mid.HeapKiB), "MiB")
-		defer func() { out = append(out, second, heap) }()
+		leak = []benchrow.Row{second, heap}
 	} else {
 		rssGrowth = rssGrowth.AtMost(1)
 	}
@@ -179,13 +181,15 @@ func ChurnRows(bench string, cr ChurnResult, k Knobs) (out []benchrow.Row) {
 	gs.Note = fmt.Sprintf("%d → %d", cr.Before.Goroutines, cr.After.Goroutines)
 	watched := row("watched after", float64(cr.WatchedPost), "").Equal(float64(cr.WatchedPre), "as before")
 	watched.Note = cr.Note
-	out = append(out,
+	out := append([]benchrow.Row{},
 		row("duration", cr.Seconds, "s"),
 		row("created", float64(cr.Created), ""),
 		row("creation rate", cr.Rate, "/s"),
 		row("max alive", float64(cr.MaxAlive), ""),
 		row("checked before removal", float64(cr.Checked), ""),
-		missed, fds, rssGrowth, gs, watched)
+		missed, fds, rssGrowth)
+	out = append(out, leak...)
+	out = append(out, gs, watched)
 	if cr.Err != "" {
 		e := row("error", 0, "")
 		e.Text, e.Note = "error", cr.Err

@@ -31,7 +31,7 @@ const (
 	Oomwatch = benchrow.Oomwatch // the watchdog package: one epoll loop
 	Peer     = benchrow.Peer     // v1: eventfd + blocking reader goroutine per cgroup; v2: cgroup2 EventChan per cgroup
 	Baseline = benchrow.Baseline // nothing armed: the Go runtime's own floor
-	Churn    = "churn"    // oomwatch under discovery churn (see RunChurn)
+	Churn    = "churn"           // oomwatch under discovery churn (see RunChurn)
 )
 
 // Spec tells a child what to do.

@@ -89,6 +89,16 @@ func statusInt(b []byte, key string) int64 {
 
 func statusKiB(b []byte, key string) int64 { return statusInt(b, key) }
 
+// StatusKiB reads one kB field of /proc/PID/status ("VmRSS", "VmHWM"); 0
+// when the process or the field is missing.
+func StatusKiB(pid int, field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	return statusKiB(b, field+":")
+}
+
 // CountFDs counts the open fds of pid whose link target starts with prefix
 // ("" counts all).
 func CountFDs(pid int, prefix string) int {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -96,7 +95,7 @@ func TestStormMemoryBound(t *testing.T) {
 	t0 = time.Now()
 	d := StartDaemonWait(t, e, 5*time.Minute, "run")
 	r.ReadyS = time.Since(t0).Seconds()
-	r.RSSReadyMiB = procKiB(d.Pid, "VmRSS") / 1024
+	r.RSSReadyMiB = mib(d.Pid, "VmRSS")
 
 	var peak float64
 	stopSample := make(chan struct{})
@@ -105,7 +104,7 @@ func TestStormMemoryBound(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for {
-			peak = max(peak, procKiB(d.Pid, "VmRSS")/1024)
+			peak = max(peak, mib(d.Pid, "VmRSS"))
 			select {
 			case <-stopSample:
 				return
@@ -115,7 +114,7 @@ func TestStormMemoryBound(t *testing.T) {
 	}()
 
 	cgs, hogs := stormLoops(t, e, loops)
-	r.FDsBefore = countFDs(d.Pid)
+	r.FDsBefore = scalebench.CountFDs(d.Pid, "")
 	churnDone := make(chan struct{})
 	go func() {
 		defer close(churnDone)
@@ -147,9 +146,9 @@ func TestStormMemoryBound(t *testing.T) {
 	}
 	<-churnDone
 	time.Sleep(2 * time.Second) // let the daemon drain the removals
-	r.FDsAfter = countFDs(d.Pid)
-	r.RSSEndMiB = procKiB(d.Pid, "VmRSS") / 1024
-	r.HWMMiB = procKiB(d.Pid, "VmHWM") / 1024
+	r.FDsAfter = scalebench.CountFDs(d.Pid, "")
+	r.RSSEndMiB = mib(d.Pid, "VmRSS")
+	r.HWMMiB = mib(d.Pid, "VmHWM")
 	close(stopSample)
 	wg.Wait()
 	r.RSSPeakMiB = peak
@@ -223,18 +222,5 @@ func churn(dir string, rate int, dur, life time.Duration) (created, removed int,
 	return created, removed, secs
 }
 
-func procKiB(pid int, key string) float64 {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == key+":" {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			return v
-		}
-	}
-	return 0
-}
-
-func countFDs(pid int) int {
-	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	return len(ents)
-}
+// mib is a kB field of pid's /proc status in MiB.
+func mib(pid int, field string) float64 { return float64(scalebench.StatusKiB(pid, field)) / 1024 }

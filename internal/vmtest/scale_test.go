@@ -1,6 +1,7 @@
 package vmtest
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -82,7 +83,7 @@ func scaleVM(b testing.TB, combo Combo, testRE string, env map[string]string, me
 	if err != nil {
 		b.Errorf("%s: %v", combo, err)
 	} else if res.ExitCode != 0 {
-		b.Errorf("%s: guest exit %d; console tail:\n%s", combo, res.ExitCode, tail(res.Output, 60))
+		b.Errorf("%s: guest exit %d; failed guest tests:\n%s\nconsole tail:\n%s", combo, res.ExitCode, failedGuestLines(res.Output), tail(res.Output, 60))
 	}
 	out := map[string][]string{}
 	for _, l := range strings.Split(res.Output, "\n") {
@@ -91,6 +92,29 @@ func scaleVM(b testing.TB, combo Combo, testRE string, env map[string]string, me
 		}
 	}
 	return out
+}
+
+// logLineRE matches a test's own log line ("    file_test.go:123: ..."), not
+// the daemon log a failing test dumps after it.
+var logLineRE = regexp.MustCompile(`^\s*[\w.]+\.go:\d+: `)
+
+// failedGuestLines returns, for each guest test that did not pass, its
+// result and its own log lines: the console tail alone is often the daemon
+// log dumped after the failure, not the failure.
+func failedGuestLines(out string) string {
+	var b strings.Builder
+	for _, g := range ParseGoTest(out) {
+		if g.Result == "PASS" || g.Result == "SKIP" {
+			continue
+		}
+		fmt.Fprintf(&b, "%s: %s\n", g.Name, cmp.Or(g.Result, "no result (crash or timeout)"))
+		for _, l := range strings.Split(g.Output, "\n") {
+			if logLineRE.MatchString(l) {
+				fmt.Fprintf(&b, "%s\n", l)
+			}
+		}
+	}
+	return b.String()
 }
 
 func combosFromEnv(def ...Combo) []Combo {

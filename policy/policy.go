@@ -162,6 +162,8 @@ type Result struct {
 	Err      string        `json:"error,omitempty"`
 	Took     time.Duration `json:"took_ns"`
 	Detail   string        `json:"detail,omitempty"`
+
+	limited bool // refused by the global rate limit: nothing was done
 }
 
 // Config configures a Policy.
@@ -194,7 +196,7 @@ type Policy struct {
 	ctx       context.Context
 	mu        sync.Mutex
 	inflight  map[string]bool
-	open      map[string]bool // incident ids not yet resolved
+	open      map[string]chan struct{} // incident id → closed once resolved
 	lastDone  map[string]time.Time
 	wg        sync.WaitGroup
 	bucket    tokenBucket
@@ -226,7 +228,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Policy, error) {
 		cfg: cfg, cg: cfg.CG, proc: cfg.Proc, log: log, ctx: ctx, self: os.Getpid(),
 		insp:     watchdog.Inspector{CG: cfg.CG, Proc: cfg.Proc},
 		inflight: make(map[string]bool),
-		open:     make(map[string]bool),
+		open:     make(map[string]chan struct{}),
 		lastDone: make(map[string]time.Time),
 		bucket:   newTokenBucket(cfg.MaxActionsPerMinute, time.Minute),
 	}
@@ -275,32 +277,20 @@ func (p *Policy) Open(inc *watchdog.Incident) {
 		return
 	}
 	p.inflight[inc.Cgroup] = true
+	resolved := make(chan struct{})
+	p.open[inc.ID] = resolved
 	p.mu.Unlock()
 	p.wg.Add(1)
-	p.mu.Lock()
-	p.open[inc.ID] = true
-	p.mu.Unlock()
 	go func() {
 		defer p.wg.Done()
-		res := p.run(p.ctx, log, inc, opts)
-		// A ladder the global rate limit refused entirely did nothing:
-		// the loop goes on, and the watchdog will not offer the incident
-		// again while it stays open. Retry once a token is due, while the
-		// incident is open (bounded by the context).
-		for rateLimitedOnly(res) && p.stillOpen(inc.ID) {
-			log.Warn().Str("event", "ladder_deferred").Msg("every action was rate limited: retrying the ladder")
-			select {
-			case <-p.ctx.Done():
-			case <-time.After(p.bucket.wait(time.Now())):
-			}
-			if p.ctx.Err() != nil {
-				break
-			}
-			res = p.run(p.ctx, log, inc, opts)
-		}
+		res := p.run(p.ctx, log, inc, opts, resolved)
 		p.mu.Lock()
 		delete(p.inflight, inc.Cgroup)
-		p.lastDone[inc.Cgroup] = time.Now()
+		if !limited(res) || slices.ContainsFunc(res, func(r Result) bool { return r.Done }) {
+			// A ladder that only waited for the rate limit until the loop
+			// ended changed nothing: no cooldown for the cgroup's next loop.
+			p.lastDone[inc.Cgroup] = time.Now()
+		}
 		p.mu.Unlock()
 		if p.OnDone != nil {
 			p.OnDone(inc, rule, res)
@@ -308,52 +298,28 @@ func (p *Policy) Open(inc *watchdog.Incident) {
 	}()
 }
 
-// Resolved ends any retry of the incident's ladder.
+// Resolved ends any wait of the incident's ladder for the rate limit.
 func (p *Policy) Resolved(inc *watchdog.Incident, _ string) {
 	p.mu.Lock()
-	delete(p.open, inc.ID)
+	if c, ok := p.open[inc.ID]; ok {
+		close(c)
+		delete(p.open, inc.ID)
+	}
 	p.mu.Unlock()
-}
-
-func (p *Policy) stillOpen(id string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.open[id]
-}
-
-// rateLimitedOnly reports whether a ladder did nothing because every action
-// was refused by the global rate limit.
-func rateLimitedOnly(rs []Result) bool {
-	if len(rs) == 0 {
-		return false
-	}
-	for _, r := range rs {
-		if r.Done || !strings.HasPrefix(r.Err, "rate limited") {
-			return false
-		}
-	}
-	return true
 }
 
 // Wait blocks until every running ladder and the reverter have returned
 // (they return once the context given to New is done).
 func (p *Policy) Wait() { p.wg.Wait() }
 
-func (p *Policy) run(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) []Result {
+// run climbs the ladder. A rung the global rate limit refuses waits for a
+// token and then runs again from its start (its targets re-read): the rate
+// limit delays a rung, it never skips one, so a throttled loop is not
+// escalated to a harsher rung than its own ladder would reach. The wait ends
+// the ladder if the incident is resolved (closed) or ctx ends first.
+func (p *Policy) run(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options, resolved <-chan struct{}) []Result {
 	var results []Result
-	for _, rung := range opts.Ladder {
-		var rs []Result
-		var ended bool
-		switch rung {
-		case ResetAdj:
-			rs, ended = p.resetAdj(ctx, log, inc, opts)
-		case RaiseLimit:
-			rs, ended = p.raiseLimit(ctx, log, inc, opts)
-		case Freeze:
-			rs, ended = p.freeze(ctx, log, inc, opts)
-		case Kill:
-			rs, ended = p.kill(ctx, log, inc, opts)
-		}
+	report := func(rs []Result) {
 		for _, r := range rs {
 			e := log.Info()
 			if r.Err != "" {
@@ -366,18 +332,65 @@ func (p *Policy) run(ctx context.Context, log zerolog.Logger, inc *watchdog.Inci
 			}
 		}
 		results = append(results, rs...)
+	}
+	for _, rung := range opts.Ladder {
+		rs, ended := p.rung(ctx, log, inc, opts, rung)
+		for waited := false; limited(rs); waited = true {
+			report(rs[:len(rs)-1]) // what the rung did before the refusal
+			if !waited {
+				log.Warn().Str("event", "rate_limited").Str("action", rung).Int("max_actions_per_minute", p.cfg.MaxActionsPerMinute).
+					Msg("rate limit reached: the action waits for its turn")
+			}
+			if !p.awaitToken(ctx, resolved) {
+				results = append(results, rs[len(rs)-1])
+				log.Warn().Str("event", "ladder_done").Str("outcome", "rate-limited").
+					Msg("ladder stopped while its next action waited for the rate limit: the incident ended or oomwatch is stopping")
+				return results
+			}
+			rs, ended = p.rung(ctx, log, inc, opts, rung)
+		}
+		report(rs)
 		if ended || ctx.Err() != nil {
 			log.Info().Str("event", "ladder_done").Str("outcome", outcome(rs, opts.DryRun)).Msg("ladder finished")
 			return results
 		}
 	}
-	if rateLimitedOnly(results) {
-		// Nothing was tried: Open retries once a token is due.
-		log.Warn().Str("event", "ladder_done").Str("outcome", "rate-limited").Msg("every action was rate limited")
-		return results
-	}
 	log.Error().Str("event", "ladder_done").Str("outcome", "exhausted").Msg("ladder exhausted: the loop goes on; an operator must act")
 	return results
+}
+
+func (p *Policy) rung(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options, rung string) ([]Result, bool) {
+	switch rung {
+	case ResetAdj:
+		return p.resetAdj(ctx, log, inc, opts)
+	case RaiseLimit:
+		return p.raiseLimit(ctx, log, inc, opts)
+	case Freeze:
+		return p.freeze(ctx, log, inc, opts)
+	case Kill:
+		return p.kill(ctx, log, inc, opts)
+	}
+	return nil, false
+}
+
+// limited reports whether a rung stopped because the rate limit refused its
+// action.
+func limited(rs []Result) bool { return len(rs) > 0 && rs[len(rs)-1].limited }
+
+// awaitToken waits until the rate limit has a token, and reports whether
+// the ladder should try again: false once the incident is resolved or ctx
+// ends. Several ladders may wake for one token; the losers wait again.
+func (p *Policy) awaitToken(ctx context.Context, resolved <-chan struct{}) bool {
+	t := time.NewTimer(p.bucket.wait(time.Now()))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-resolved:
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // outcome names how a ladder ended from the last rung's results.
@@ -406,6 +419,7 @@ func (p *Policy) allow(r *Result) bool {
 		return true
 	}
 	r.Err = fmt.Sprintf("rate limited: more than %d actions per minute", p.cfg.MaxActionsPerMinute)
+	r.limited = true
 	return false
 }
 
@@ -537,7 +551,7 @@ func newTokenBucket(n int, per time.Duration) tokenBucket {
 	return tokenBucket{max: float64(n), n: float64(n), rate: float64(n) / per.Seconds()}
 }
 
-// wait is how long until the next token (at least 100 ms).
+// wait is how long until the next token: 0 if one is there.
 func (b *tokenBucket) wait(now time.Time) time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -545,10 +559,13 @@ func (b *tokenBucket) wait(now time.Time) time.Duration {
 	if b.inited {
 		n = min(b.max, n+now.Sub(b.last).Seconds()*b.rate)
 	}
-	if n >= 1 || b.rate <= 0 {
-		return 100 * time.Millisecond
+	switch {
+	case n >= 1:
+		return 0
+	case b.rate <= 0:
+		return time.Second
 	}
-	return max(100*time.Millisecond, time.Duration((1-n)/b.rate*float64(time.Second)))
+	return max(time.Millisecond, time.Duration((1-n)/b.rate*float64(time.Second)))
 }
 
 func (b *tokenBucket) take(now time.Time) bool {

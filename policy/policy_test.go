@@ -175,9 +175,43 @@ func TestOutcome(t *testing.T) {
 	}
 }
 
-// A ladder refused entirely by the global rate limit is retried while the
-// incident stays open, and stops once it is resolved.
-func TestRateLimitedLadderIsRetried(t *testing.T) {
+// A rung the global rate limit refuses waits for a token and then runs:
+// the rate limit delays rungs, it never skips one. Here reset-adj (refused
+// for want of a pidfd on the fake /proc, but only once it had its token)
+// comes before freeze, one token every 200 ms.
+func TestRateLimitedRungWaitsNotSkipped(t *testing.T) {
+	h, proc, cgRoot, _ := fakeHost(t, "java")
+	opts := DefaultOptions()
+	opts.FreezeTimeout = time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := New(ctx, Config{CG: h, Proc: proc, Options: opts, MaxActionsPerMinute: 1}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.bucket = newTokenBucket(1, 200*time.Millisecond)
+	p.bucket.take(time.Now()) // spent
+	got := make(chan []Result, 1)
+	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
+	inc := &watchdog.Incident{ID: "t", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2}
+	p.Open(inc)
+	rs := <-got
+	if len(rs) != 2 || rs[0].Rung != ResetAdj || rs[0].Err == "" || strings.Contains(rs[0].Err, "rate limited") ||
+		rs[1].Rung != Freeze || !rs[1].Done || !rs[1].Verified {
+		t.Fatalf("results %+v, want reset-adj tried (refused without a pidfd), then a verified freeze", rs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(cgRoot, "ct/cgroup.freeze")); strings.TrimSpace(string(b)) != "1" {
+		t.Fatalf("cgroup.freeze = %q", b)
+	}
+	p.Resolved(inc, "test")
+	cancel()
+	p.Wait()
+}
+
+// A ladder waiting for the rate limit when its incident is resolved ends
+// without acting, and, having changed nothing, starts no cooldown: the
+// cgroup's next loop gets a ladder at once.
+func TestRateLimitedLadderEndsWithIncident(t *testing.T) {
 	h, proc, cgRoot, _ := fakeHost(t, "java")
 	opts := DefaultOptions()
 	opts.Ladder = []string{Freeze}
@@ -188,24 +222,37 @@ func TestRateLimitedLadderIsRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.bucket = newTokenBucket(1, 2*time.Second) // one token every 2 s
-	p.bucket.take(time.Now())                   // spent
+	p.bucket.take(time.Now()) // the only token of this minute
 	got := make(chan []Result, 1)
 	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
-	inc := &watchdog.Incident{ID: "t", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2}
-	p.Open(inc)
+	first := &watchdog.Incident{ID: "t1", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2}
+	p.Open(first)
+	time.Sleep(50 * time.Millisecond) // the ladder is waiting for a token (60 s away)
+	p.Resolved(first, "no OOM")
+	var rs []Result
 	select {
-	case rs := <-got:
-		if len(rs) != 1 || !rs[0].Done || !rs[0].Verified {
-			t.Fatalf("after the retry: %+v", rs)
-		}
+	case rs = <-got:
 	case <-time.After(10 * time.Second):
-		t.Fatal("a rate-limited ladder was never retried")
+		t.Fatal("the ladder kept waiting after its incident was resolved")
 	}
-	if b, _ := os.ReadFile(filepath.Join(cgRoot, "ct/cgroup.freeze")); strings.TrimSpace(string(b)) != "1" {
-		t.Fatalf("cgroup.freeze = %q", b)
+	if len(rs) != 1 || rs[0].Done || !strings.Contains(rs[0].Err, "rate limited") {
+		t.Fatalf("results %+v, want one refused freeze", rs)
 	}
-	p.Resolved(inc, "test")
+	if b, _ := os.ReadFile(filepath.Join(cgRoot, "ct/cgroup.freeze")); string(b) != "0\n" {
+		t.Fatalf("cgroup.freeze = %q after a refused ladder", b)
+	}
+	p.bucket = newTokenBucket(1, time.Minute) // a fresh token
+	second := &watchdog.Incident{ID: "t2", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2}
+	p.Open(second)
+	select {
+	case rs = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no ladder for the next loop: a refused ladder started the cooldown")
+	}
+	if len(rs) != 1 || !rs[0].Done || !rs[0].Verified {
+		t.Fatalf("second ladder %+v, want a verified freeze", rs)
+	}
+	p.Resolved(second, "test")
 	cancel()
 	p.Wait()
 }

@@ -47,6 +47,9 @@ func (p *Policy) resetAdj(ctx context.Context, log zerolog.Logger, inc *watchdog
 		tried[target.PID] = true
 		r := p.resetOne(ctx, log, inc, *target, opts)
 		results = append(results, r)
+		if r.limited {
+			return results, false // the ladder waits for a token and runs the rung again
+		}
 		if r.Verified || opts.DryRun {
 			return results, true // dry-run: nothing changed, nothing to verify: report once
 		}

@@ -89,7 +89,7 @@ func stormRows(bench string, r stormResult) []benchrow.Row {
 		row("broken", float64(r.Broken), "").Equal(float64(r.Loops), "all"),
 		row("incidents", float64(r.Incidents), "").Equal(float64(r.Loops), "one per cgroup"),
 		row("actions", float64(r.Actions), ""),
-		row("actions rate-limited", float64(r.RateLimited), ""),
+		row("rungs that waited for the rate limit", float64(r.RateLimited), ""),
 		p50, last, outcomes,
 		row("kmsg records lost", float64(r.KmsgLost), ""),
 	}

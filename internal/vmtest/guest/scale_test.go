@@ -143,7 +143,7 @@ type StormResult struct {
 	Broken       int            `json:"broken"`    // hogs killed (by the kernel, after oomwatch acted) before the deadline
 	Incidents    int            `json:"incidents"` // distinct storm cgroups with an incident
 	Actions      int            `json:"actions"`
-	RateLimited  int            `json:"rate_limited"` // actions refused by max_actions_per_minute
+	RateLimited  int            `json:"rate_limited"` // ladders that waited for max_actions_per_minute
 	Outcomes     map[string]int `json:"outcomes"`     // ladder_done outcome → count
 	FirstToLast  float64        `json:"first_to_last_ms"`
 	KillMS       []float64      `json:"kill_ms"` // each kill, ms after the first "no killable" record
@@ -307,12 +307,13 @@ func stormOnce(t *testing.T, e Env, n int, wait time.Duration, args []string) (r
 			continue
 		}
 		r.Actions++
-		if es, _ := m["error"].(string); es != "" {
-			if strings.Contains(es, "rate limited") {
-				r.RateLimited++
-			} else if len(r.ActionErrors) < 3 {
-				r.ActionErrors = append(r.ActionErrors, es)
-			}
+		if es, _ := m["error"].(string); es != "" && len(r.ActionErrors) < 3 {
+			r.ActionErrors = append(r.ActionErrors, es)
+		}
+	}
+	for _, m := range d.Events(Ev("event", "rate_limited")) {
+		if incOf[m["incident"]] {
+			r.RateLimited++
 		}
 	}
 	for _, m := range d.Events(Ev("event", "ladder_done")) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -162,6 +163,17 @@ func TestStormMemoryBound(t *testing.T) {
 	for _, m := range d.Events(Ev("event", "incident")) {
 		if cg, _ := m["cgroup"].(string); names[cg] {
 			r.Incidents++
+		}
+	}
+	// What the daemon did about each loop left running, for the failure.
+	for i, h := range hogs {
+		if h.Exited() {
+			continue
+		}
+		adj, _ := os.ReadFile(fmt.Sprintf("/proc/%d/oom_score_adj", h.Pid))
+		t.Logf("loop %s (hog pid %d, oom_score_adj %s) not broken; its events:", cgs[i].Rel(), h.Pid, strings.TrimSpace(string(adj)))
+		for _, m := range d.Events(Ev("cgroup", cgs[i].Rel())) {
+			t.Logf("  %v %v %v %v %v", m["time"], m["event"], m["action"], m["outcome"], m["error"])
 		}
 	}
 	d.Stop(t)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -297,7 +298,8 @@ func TestV1WatchDirChildCgroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A second child with only a dir watch: kernfs sends it no
-	// IN_DELETE_SELF, so its Gone must come from the parent's IN_DELETE.
+	// IN_DELETE_SELF, so its removal is only the parent's Removed, after
+	// which the caller unwatches it.
 	child2 := filepath.Join(parent, "child2")
 	if err := os.Mkdir(child2, 0o755); err != nil {
 		t.Fatal(err)
@@ -310,20 +312,19 @@ func TestV1WatchDirChildCgroup(t *testing.T) {
 	collect(t, p, 100*time.Millisecond) // Created child2, Modified cgroup.event_control (our own write)
 	rmdirCgroup(t, child)
 	rmdirCgroup(t, child2)
-	var evs []eventfd.Event
-	for _, k := range []string{"child", "child2"} {
-		if countKind(evs, k, eventfd.Gone) == 0 {
-			evs = append(evs, waitFor(t, p, eventDeadline, "Gone "+k, is(k, eventfd.Gone, ""))...)
-		}
+	evs := waitFor(t, p, eventDeadline, "Gone child", is("child", eventfd.Gone, ""))
+	if !slices.ContainsFunc(evs, is("parent", eventfd.Removed, "child2")) {
+		evs = append(evs, waitFor(t, p, eventDeadline, "Removed child2", is("parent", eventfd.Removed, "child2"))...)
 	}
 	evs = append(evs, collect(t, p, 300*time.Millisecond)...)
-	for _, k := range []string{"child", "child2"} {
-		if n := countKind(evs, k, eventfd.Gone); n != 1 {
-			t.Errorf("%d Gone events for %s, want 1: %+v", n, k, evs)
-		}
-		if countKind(evs, "parent", eventfd.Removed) != 2 {
-			t.Errorf("want Removed for both children from the parent: %+v", evs)
-		}
+	if n := countKind(evs, "child", eventfd.Gone); n != 1 {
+		t.Errorf("%d Gone events for child (its eventfd), want 1: %+v", n, evs)
+	}
+	if n := countKind(evs, "child2", eventfd.Gone); n != 0 {
+		t.Errorf("%d Gone events for child2, want 0 (kernfs: no IN_DELETE_SELF): %+v", n, evs)
+	}
+	if countKind(evs, "parent", eventfd.Removed) != 2 {
+		t.Errorf("want Removed for both children from the parent: %+v", evs)
 	}
 	for _, ev := range evs {
 		if ev.Kind == eventfd.OOM {
@@ -331,6 +332,8 @@ func TestV1WatchDirChildCgroup(t *testing.T) {
 		}
 	}
 	t.Logf("events on rmdir: %+v", evs)
+	wantStats(t, p, 2, 0) // child2's watch stays until its key is unwatched
+	p.Unwatch("child2")
 	wantStats(t, p, 1, 0)
 }
 
@@ -396,12 +399,13 @@ func TestV2CgroupEventsModified(t *testing.T) {
 		t.Errorf("one notification reported %d times (pin must not duplicate): %+v", n, evs)
 	}
 
-	// kernfs sends no IN_DELETE_SELF; Gone comes from the parent's IN_DELETE.
+	// kernfs sends no IN_DELETE_SELF: the removal is the parent's Removed.
 	rmdirCgroup(t, cg)
-	evs = waitFor(t, p, eventDeadline, "Gone after rmdir", is(key, eventfd.Gone, ""))
+	evs = waitFor(t, p, eventDeadline, "Removed after rmdir", is("v2:parent", eventfd.Removed, "child"))
 	evs = append(evs, collect(t, p, 200*time.Millisecond)...)
-	if countKind(evs, "v2:parent", eventfd.Removed) != 1 || countKind(evs, key, eventfd.Gone) != 1 {
-		t.Errorf("rmdir: want one Removed for the parent and one Gone for the child: %+v", evs)
+	if countKind(evs, "v2:parent", eventfd.Removed) != 1 || countKind(evs, key, eventfd.Gone) != 0 {
+		t.Errorf("rmdir: want one Removed for the parent and nothing for the child: %+v", evs)
 	}
+	p.Unwatch(key)
 	wantStats(t, p, 1, 0)
 }

@@ -51,9 +51,9 @@
 //     watch.
 //   - kernfs never drops i_nlink to 0 on rmdir, so a watched cgroup directory
 //     never gets IN_DELETE_SELF or IN_IGNORED; its watch would pin the dead
-//     inode until removed. The parent's IN_DELETE is the removal signal: when
-//     a watched directory loses a child directory that is itself watched, the
-//     child's key gets Gone and its watches are dropped.
+//     inode until removed. The parent's IN_DELETE is the removal signal: the
+//     parent's key gets Removed with the child's name, and the caller, who
+//     knows which key it gave the child, Unwatches it.
 //
 // A v1 OOM eventfd holds a counter: every mem_cgroup_oom_notify() adds one and
 // an 8-byte read returns the sum and resets it. Event.Count is therefore a

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"math"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -29,13 +28,15 @@ const (
 	// directory. Name is the child's base name.
 	Created
 	// Removed: a subdirectory was removed from (or moved out of) a watched
-	// directory. Name is the child's base name.
+	// directory. Name is the child's base name. On cgroupfs this is the only
+	// sign that a watched child cgroup is gone: Unwatch its key then.
 	Removed
 	// Gone: the watched thing itself is gone — the watched directory was
-	// deleted (its own IN_DELETE_SELF/IN_IGNORED, or, on cgroupfs, the
-	// IN_DELETE of its watched parent) or unmounted, or a v1 eventfd fired
-	// and its memory.oom_control no longer exists. When Gone is delivered the poller has already dropped
-	// every watch and eventfd registered under Key; Gone is sent once per key.
+	// deleted (its own IN_DELETE_SELF/IN_IGNORED; never sent on cgroupfs,
+	// see Removed) or unmounted, or a v1 eventfd fired and its
+	// memory.oom_control no longer exists. When Gone is delivered the poller
+	// has already dropped every watch and eventfd registered under Key; Gone
+	// is sent once per key.
 	Gone
 	// Overflow: the inotify queue overflowed and events were lost; the
 	// consumer must rescan. Key is "".
@@ -90,12 +91,20 @@ const (
 	maxInterned = 256
 )
 
-type dirWatch struct {
-	key  string
-	path string // cleaned; "" for a pin
-	pin  bool   // PinFile: a file watch that only keeps the inode cached
-	mask uint32 // the mask it was added with
+// entry is everything registered under one key: at most one directory
+// watch, one pinned file and one v1 OOM eventfd, which is what a cgroup
+// needs. One small struct per key, found from its key, from either of its
+// watch descriptors (10,000 cgroups are 10,000 entries: the per-cgroup cost
+// is kept low on purpose; no path is kept).
+type entry struct {
+	key     string
+	oom     *oomWatch // v1 eventfd, nil if none
+	dirWD   int32     // 0: no directory watch (inotify wds start at 1)
+	pinWD   int32     // 0: no pinned file
+	dirMask uint32    // the mask the directory watch was added with
 }
+
+func (e *entry) empty() bool { return e.dirWD == 0 && e.pinWD == 0 && e.oom == nil }
 
 type oomWatch struct {
 	key        string
@@ -105,12 +114,6 @@ type oomWatch struct {
 	// an fd that was closed (Unwatch) and whose number was reused by a new
 	// eventfd must not be attributed to the new registration.
 	id uint32
-}
-
-type keyWatches struct {
-	wds  []int32
-	efds []int
-	buf  [2]int32 // wds starts here: a directory and its pin, no allocation
 }
 
 // Poller multiplexes inotify directory watches and v1 OOM eventfds through
@@ -124,10 +127,9 @@ type Poller struct {
 
 	mu     sync.Mutex // guards everything below
 	closed bool
-	byWD   map[int32]*dirWatch
-	byDir  map[string]int32 // cleaned directory path → wd, to turn a parent's IN_DELETE into Gone
+	byWD   map[int32]*entry // directory and pin watches
 	byEFD  map[int]*oomWatch
-	byKey  map[string]*keyWatches
+	byKey  map[string]*entry
 	nextID uint32
 
 	// Owned by Wait (under waitMu).
@@ -159,10 +161,9 @@ func New() (p *Poller, err error) {
 			return nil, fmt.Errorf("epoll_ctl add %d: %w", fd, err)
 		}
 	}
-	p.byWD = make(map[int32]*dirWatch)
-	p.byDir = make(map[string]int32)
+	p.byWD = make(map[int32]*entry)
 	p.byEFD = make(map[int]*oomWatch)
-	p.byKey = make(map[string]*keyWatches)
+	p.byKey = make(map[string]*entry)
 	p.epEvents = make([]unix.EpollEvent, maxEpollEvents)
 	p.inBuf = make([]byte, inotifyBufSize)
 	p.names = make(map[string]string)
@@ -182,14 +183,13 @@ func (p *Poller) closeFDs() error {
 	return errors.Join(errs...)
 }
 
-func (p *Poller) keyWatches(key string) *keyWatches {
-	kw := p.byKey[key]
-	if kw == nil {
-		kw = &keyWatches{}
-		kw.wds = kw.buf[:0]
-		p.byKey[key] = kw
+// entryLocked returns key's entry, creating it (not yet in byKey: the caller
+// adds it once something is registered).
+func (p *Poller) entryLocked(key string) *entry {
+	if e := p.byKey[key]; e != nil {
+		return e
 	}
-	return kw
+	return &entry{key: key}
 }
 
 // WatchDir adds one inotify watch on dir whose events are reported under key:
@@ -198,16 +198,20 @@ func (p *Poller) keyWatches(key string) *keyWatches {
 // memory.events and cgroup.events, but only for files whose inode is cached:
 // see PinFile.
 //
-// cgroupfs (kernfs) never sends IN_DELETE_SELF for a removed cgroup, so there
-// Gone comes from the parent: when a watched directory reports IN_DELETE of a
-// child directory that is itself watched (by the same cleaned path), the
-// child's key gets Gone. Watch the parent as well, or the removal of a
-// cgroup is only visible as a failing read, and its watch keeps the dead
-// inode pinned until Unwatch.
+// cgroupfs (kernfs) never sends IN_DELETE_SELF for a removed cgroup, so
+// there a cgroup's own watch never says Gone: its removal is the Removed
+// event of its parent's watch, and the caller must then Unwatch the child's
+// key, or the child's watch keeps the dead inode pinned. Watch the parent as
+// well, or the removal of a cgroup is only visible as a failing read. (The
+// poller does not map the parent's event to the child's key itself: that
+// needs every watched path kept, about 100 bytes per cgroup, for what the
+// caller already knows.) A v1 OOM eventfd is signalled on rmdir, so a key
+// with one also gets Gone.
 //
-// Watching a directory already watched under the same key is a no-op; under a
-// different key it is an error, because inotify gives one watch (one wd) per
-// inode and per inotify instance.
+// A key has at most one directory watch. Watching a directory already
+// watched under the same key is a no-op; under a different key it is an
+// error, because inotify gives one watch (one wd) per inode and per inotify
+// instance.
 func (p *Poller) WatchDir(key, dir string) error {
 	return p.addWatch(key, dir, dirMask, false, "watch dir")
 }
@@ -266,24 +270,35 @@ func (p *Poller) addWatch(key, path string, mask uint32, pin bool, verb string) 
 	if old, ok := p.byWD[w]; ok {
 		// Same inode already watched: inotify_add_watch returned the existing
 		// wd and replaced its mask, so restore the owner's mask if it differs.
-		if old.mask != mask {
-			_, _ = unix.InotifyAddWatch(p.infd, path, old.mask)
+		oldMask := old.dirMask
+		if w == old.pinWD {
+			oldMask = pinMask
 		}
-		if old.key == key && old.mask == mask {
+		if oldMask != mask {
+			_, _ = unix.InotifyAddWatch(p.infd, path, oldMask)
+		}
+		if old.key == key && oldMask == mask {
 			return nil
 		}
 		return fmt.Errorf("%s %s: already watched under key %q", verb, path, old.key)
 	}
-	dw := &dirWatch{key: key, pin: pin, mask: mask}
-	if !pin {
+	e := p.entryLocked(key)
+	switch {
+	case pin && e.pinWD != 0:
+		_, _ = unix.InotifyRmWatch(p.infd, uint32(wd))
+		return fmt.Errorf("%s %s: key %q already pins a file", verb, path, key)
+	case pin:
 		// A pin's path is never looked up again: not keeping it saves a
-		// string per cgroup (64 bytes at 10,000 cgroups is 640 KiB).
-		dw.path = filepath.Clean(path)
-		p.byDir[dw.path] = w
+		// string per cgroup.
+		e.pinWD = w
+	case e.dirWD != 0:
+		_, _ = unix.InotifyRmWatch(p.infd, uint32(wd))
+		return fmt.Errorf("%s %s: key %q already watches a directory", verb, path, key)
+	default:
+		e.dirWD, e.dirMask = w, mask
 	}
-	p.byWD[w] = dw
-	kw := p.keyWatches(key)
-	kw.wds = append(kw.wds, w)
+	p.byWD[w] = e
+	p.byKey[key] = e
 	return nil
 }
 
@@ -317,6 +332,9 @@ func (p *Poller) WatchV1OOM(key, eventControl, oomControl string) error {
 	defer p.mu.Unlock()
 	if p.closed {
 		return ErrClosed
+	}
+	if e := p.byKey[key]; e != nil && e.oom != nil {
+		return wrap(fmt.Errorf("key %q already has an OOM eventfd", key))
 	}
 
 	cfd, err := openRetry(oomControl, unix.O_RDONLY|unix.O_CLOEXEC)
@@ -372,8 +390,9 @@ func (p *Poller) WatchV1OOM(key, eventControl, oomControl string) error {
 
 func (p *Poller) addOOMWatchLocked(w *oomWatch) {
 	p.byEFD[w.fd] = w
-	kw := p.keyWatches(w.key)
-	kw.efds = append(kw.efds, w.fd)
+	e := p.entryLocked(w.key)
+	e.oom = w
+	p.byKey[w.key] = e
 }
 
 // Unwatch drops every watch and eventfd registered under key. Events already
@@ -390,13 +409,13 @@ func (p *Poller) Unwatch(key string) {
 // dropKeyLocked forgets key. except is a wd the kernel is already removing
 // (after IN_DELETE_SELF or IN_IGNORED) and that must not be removed again.
 func (p *Poller) dropKeyLocked(key string, except int32) {
-	kw := p.byKey[key]
-	if kw == nil {
+	e := p.byKey[key]
+	if e == nil {
 		return
 	}
-	for _, wd := range kw.wds {
-		if w := p.byWD[wd]; w != nil && !w.pin {
-			delete(p.byDir, w.path)
+	for _, wd := range [2]int32{e.dirWD, e.pinWD} {
+		if wd == 0 {
+			continue
 		}
 		delete(p.byWD, wd)
 		if wd != except {
@@ -408,25 +427,20 @@ func (p *Poller) dropKeyLocked(key string, except int32) {
 			_, _ = unix.InotifyRmWatch(p.infd, uint32(wd))
 		}
 	}
-	for _, fd := range kw.efds {
-		delete(p.byEFD, fd)
-		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, fd, nil)
-		_ = unix.Close(fd) // unregisters from the memcg (EPOLLHUP → memcg_event_wake)
+	if w := e.oom; w != nil {
+		delete(p.byEFD, w.fd)
+		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, w.fd, nil)
+		_ = unix.Close(w.fd) // unregisters from the memcg (EPOLLHUP → memcg_event_wake)
 	}
 	delete(p.byKey, key)
 }
 
 // dropPinLocked forgets one pin whose watch the kernel already removed.
-func (p *Poller) dropPinLocked(wd int32) {
-	w := p.byWD[wd]
-	delete(p.byWD, wd)
-	kw := p.byKey[w.key]
-	if kw == nil {
-		return
-	}
-	kw.wds = slices.DeleteFunc(kw.wds, func(x int32) bool { return x == wd })
-	if len(kw.wds) == 0 && len(kw.efds) == 0 {
-		delete(p.byKey, w.key)
+func (p *Poller) dropPinLocked(e *entry) {
+	delete(p.byWD, e.pinWD)
+	e.pinWD = 0
+	if e.empty() {
+		delete(p.byKey, e.key)
 	}
 }
 
@@ -474,7 +488,6 @@ func (p *Poller) Close() error {
 	}
 	clear(p.byEFD)
 	clear(p.byWD)
-	clear(p.byDir)
 	clear(p.byKey)
 	// Closing the inotify fd drops all its watches.
 	errs = append(errs, p.closeFDs())
@@ -632,11 +645,12 @@ func (p *Poller) parseInotifyLocked(buf []Event, b []byte) []Event {
 		if w == nil {
 			continue // unwatched, or the IN_IGNORED of a watch we removed
 		}
+		pin := wd == w.pinWD
 		switch {
-		case w.pin && mask&(unix.IN_DELETE_SELF|unix.IN_IGNORED) != 0:
+		case pin && mask&(unix.IN_DELETE_SELF|unix.IN_IGNORED) != 0:
 			// A pinned file went away (not on cgroupfs, whose files go
 			// only with their directory): forget the pin, keep the key.
-			p.dropPinLocked(wd)
+			p.dropPinLocked(w)
 		case mask&(unix.IN_DELETE_SELF|unix.IN_IGNORED) != 0:
 			// IN_DELETE_SELF is followed by IN_IGNORED; IN_IGNORED alone
 			// means the kernel dropped the watch (e.g. unmount). Dropping
@@ -648,19 +662,10 @@ func (p *Poller) parseInotifyLocked(buf []Event, b []byte) []Event {
 		case mask&unix.IN_ISDIR != 0 && mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
 			buf = append(buf, Event{Key: w.key, Kind: Created, Name: string(name)})
 		case mask&unix.IN_ISDIR != 0 && mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
+			// On cgroupfs this is the only removal signal: the caller
+			// Unwatches the child (see WatchDir).
 			buf = append(buf, Event{Key: w.key, Kind: Removed, Name: string(name)})
-			if mask&unix.IN_DELETE != 0 {
-				// kernfs (cgroupfs) keeps i_nlink > 0 on rmdir, so the
-				// child's own watch never gets IN_DELETE_SELF/IN_IGNORED and
-				// would pin the dead inode forever: the parent's IN_DELETE
-				// is the only removal signal.
-				if cwd, ok := p.byDir[filepath.Join(w.path, string(name))]; ok {
-					ckey := p.byWD[cwd].key
-					p.dropKeyLocked(ckey, -1)
-					buf = append(buf, Event{Key: ckey, Kind: Gone})
-				}
-			}
-		case w.pin:
+		case pin:
 			// A pin reports nothing of its own.
 		case mask&unix.IN_ISDIR == 0 && mask&unix.IN_MODIFY != 0:
 			// kernfs_notify_workfn: FS_MODIFY|FS_EVENT_ON_CHILD reaches the

@@ -125,9 +125,9 @@ func TestWatchDirGone(t *testing.T) {
 	p.Unwatch("k") // already dropped: no-op
 }
 
-func TestGoneOnceViaParentAndSelf(t *testing.T) {
-	// On tmpfs/ext4 a removed child dir gets both its own IN_DELETE_SELF and
-	// the parent's IN_DELETE: still one Gone.
+func TestGoneOnceChildRemovedParentToo(t *testing.T) {
+	// On tmpfs/ext4 a removed child dir gets its own IN_DELETE_SELF (one
+	// Gone for the child) and the parent its IN_DELETE (Removed).
 	p := newPoller(t)
 	parent := t.TempDir()
 	child := filepath.Join(parent, "c")
@@ -137,7 +137,7 @@ func TestGoneOnceViaParentAndSelf(t *testing.T) {
 	if err := p.WatchDir("parent", parent); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.WatchDir("child", child+"/"); err != nil { // paths are cleaned
+	if err := p.WatchDir("child", child+"/"); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(child); err != nil {

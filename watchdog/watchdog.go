@@ -91,9 +91,9 @@ type cgroupState struct {
 	gen      uint64    // configuration generation the detector was built for
 	inc      *Incident // open incident, nil when none
 	capKey   string    // the subtree it counts against for MaxPerSubtree (see capKey)
-	lastOOM  time.Time
-	recheck  time.Time // v1: re-read the counters then (see settleV1)
-	episode  time.Time // first OOM after a quiet window: detection latency starts here
+	lastOOM  stamp
+	recheck  stamp // v1: re-read the counters then (see settleV1)
+	episode  stamp // first OOM after a quiet window: detection latency starts here
 	// The flags together (one word, not one each: 10,000 cgroups).
 	hasLocal bool
 	paused   bool
@@ -102,6 +102,17 @@ type cgroupState struct {
 	baseLate bool // v2: memory.events not read yet (see readBaselines)
 	inCtr    bool // capKey is a container's cgroup
 	stalled  bool // a stalled verdict waits for the recheck before it is reported
+}
+
+// stamp is an instant as the monotonic time since the watchdog was created,
+// 0 for never: 8 bytes where a time.Time takes 24 (three per cgroup).
+type stamp time.Duration
+
+func (w *Watchdog) stamp(t time.Time) stamp { return stamp(max(t.Sub(w.t0), 1)) }
+
+// since is how long before now s was.
+func (w *Watchdog) since(now time.Time, s stamp) time.Duration {
+	return time.Duration(w.stamp(now) - s)
 }
 
 // Stats is a snapshot for status and metrics.
@@ -137,6 +148,7 @@ type Watchdog struct {
 	poller    *eventfd.Poller
 	insp      Inspector
 	cgroups   map[string]*cgroupState
+	t0        time.Time // stamps count from here
 	full      bool            // MaxCgroups reached, warned once
 	perTop    map[string]int  // watched cgroups per subtree (capKey)
 	kids      map[string]int  // watched direct children per cgroup
@@ -173,7 +185,7 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Watchdog, error) {
 		return nil, errors.New("watchdog: Tick set without TickEvery")
 	}
 	return &Watchdog{
-		cfg: cfg, h: h, log: log,
+		cfg: cfg, h: h, log: log, t0: time.Now(),
 		insp:     Inspector{CG: cfg.CG, Proc: cfg.Proc, MaxProcs: cfg.MaxProcs},
 		cgroups:  make(map[string]*cgroupState),
 		perTop:   make(map[string]int),
@@ -472,7 +484,7 @@ func (w *Watchdog) arm(cg, capKey string, inCtr bool) error {
 		// v2, a cgroup created while we run: a new memcg starts with every
 		// counter at zero, which is the right baseline (an OOM between
 		// mkdir and this arm still counts). Saves a read per new cgroup.
-		st.det.Observe(time.Now(), Counters{})
+		// st.last is that baseline (see observe).
 	default:
 		// v2, an existing cgroup: its counters may hold old OOMs, so a
 		// baseline is needed, but reading memory.events here was the
@@ -517,8 +529,7 @@ func (w *Watchdog) baseline(now time.Time, cg string, st *cgroupState) {
 		return
 	}
 	st.baseLate = false
-	st.det.Observe(now, c)
-	st.last = c
+	st.last = c // the baseline: see observe
 }
 
 // enableMemory re-checks the children of cg after its cgroup.subtree_control
@@ -540,8 +551,7 @@ func (w *Watchdog) enableMemory(cg string) {
 		if err != nil {
 			continue
 		}
-		st.noMemory, st.last = false, cnt
-		st.det.Observe(time.Now(), cnt)
+		st.noMemory, st.last = false, cnt // the baseline
 		w.log.Debug().Str("cgroup", c).Msg("memory controller enabled: now watching OOM counters")
 	}
 }
@@ -695,9 +705,7 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 				kills += s.armKills
 			}
 		}
-		base := Counters{OOM: st.v1OOM, Kills: kills}
-		st.det.Observe(now, base)
-		st.last, st.needBase = base, false
+		st.last, st.needBase = Counters{OOM: st.v1OOM, Kills: kills}, false
 	}
 	c, err := w.counters(cg, st, v1Count)
 	if errors.Is(err, cgroupfs.ErrGone) {
@@ -711,24 +719,35 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 	if c.OOM >= st.last.OOM && c.Kills >= st.last.Kills {
 		if d := c.OOM - st.last.OOM; d > 0 {
 			w.ooms.Add(d)
-			if st.lastOOM.IsZero() || now.Sub(st.lastOOM) > w.cfg.Detector.Window {
-				st.episode = now
+			if st.lastOOM == 0 || w.since(now, st.lastOOM) > w.cfg.Detector.Window {
+				st.episode = w.stamp(now)
 			}
 		}
 		w.kills.Add(c.Kills - st.last.Kills)
 	}
+	prev := st.last
 	st.last = c
 	if g := w.gen.Load(); st.gen != g {
 		// New rules: rebuild the detector from the current counters.
 		st.det, st.gen = Detector{p: w.params(cg)}, g
-		st.det.Observe(now, st.last)
+		prev = c
 	}
-	a := st.det.Observe(now, c)
+	var a Assessment
+	switch {
+	case len(st.det.samples) > 0:
+		a = st.det.Observe(now, c)
+	case c != prev:
+		// The detector's history starts at the first change, from the
+		// baseline in st.last: most cgroups never see an OOM, and an
+		// empty detector costs them no sample array.
+		st.det.Observe(now, prev)
+		a = st.det.Observe(now, c)
+	}
 	if a.Reset {
 		w.log.Info().Str("cgroup", cg).Msg("counters went backwards: cgroup was recreated, detector reset")
 	}
 	if a.OOMs > 0 {
-		st.lastOOM = now
+		st.lastOOM = w.stamp(now)
 	}
 	if st.inc != nil {
 		return false // evidence is fixed at open; resolution uses lastOOM
@@ -826,8 +845,8 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 const settleV1 = 100 * time.Millisecond
 
 func (w *Watchdog) scheduleRecheck(cg string, st *cgroupState, now time.Time) {
-	if st.recheck.IsZero() {
-		st.recheck = now.Add(settleV1)
+	if st.recheck == 0 {
+		st.recheck = w.stamp(now.Add(settleV1))
 		w.rechecks[cg] = true
 	}
 }
@@ -844,11 +863,11 @@ func (w *Watchdog) recheckDue(now time.Time) {
 			delete(w.rechecks, cg)
 			continue
 		}
-		if now.Before(st.recheck) {
+		if w.stamp(now) < st.recheck {
 			continue
 		}
 		delete(w.rechecks, cg)
-		st.recheck = time.Time{}
+		st.recheck = 0
 		stalled := st.stalled
 		if w.observe(now, cg, 0) || stalled {
 			suspects = append(suspects, cg)
@@ -868,7 +887,7 @@ func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Ass
 	inc.Evidence.Limit, _ = w.cfg.CG.Limit(cg)
 	inc.Evidence.Usage, _ = w.cfg.CG.Usage(cg)
 	st.inc = inc
-	st.lastOOM = now
+	st.lastOOM = w.stamp(now)
 	w.open.Add(1)
 	w.incidents.Add(1)
 	// The handler first: while the kernel loops every millisecond counts,
@@ -877,8 +896,8 @@ func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Ass
 	w.h.Open(inc)
 	handlerTook := time.Since(t0)
 	det := time.Duration(0)
-	if !st.episode.IsZero() {
-		det = now.Sub(st.episode)
+	if st.episode != 0 {
+		det = w.since(now, st.episode)
 	}
 	ev := w.log.Warn().Str("event", "incident").Str("incident", inc.ID).Str("verdict", string(v)).Str("cgroup", cg).
 		Str("container", inc.Container).Str("unit", inc.Unit).
@@ -927,7 +946,7 @@ func (w *Watchdog) resolveQuiet(now time.Time) {
 			}
 			continue
 		}
-		if now.Sub(st.lastOOM) >= w.cfg.ResolveAfter {
+		if w.since(now, st.lastOOM) >= w.cfg.ResolveAfter {
 			w.closeIncident(st, fmt.Sprintf("no OOM for %v", w.cfg.ResolveAfter))
 		}
 	}

@@ -247,7 +247,7 @@ func BenchmarkVMStorm(b *testing.B) {
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "storm: loops started together; last = first kmsg \"no killable\" → last \"Killed process\" of a storm hog\n")
-	fmt.Fprintf(&sb, "%-8s %-38s %5s %6s %9s %7s %11s %9s %9s %9s  %s\n", "combo", "daemon", "loops", "broken", "incidents", "actions", "ratelimited", "p50 ms", "last ms", "lost kmsg", "ladder outcomes")
+	fmt.Fprintf(&sb, "%-8s %-38s %5s %6s %9s %7s %11s %9s %9s %9s  %s\n", "combo", "daemon", "loops", "broken", "incidents", "actions", "rate-waits", "p50 ms", "last ms", "lost kmsg", "ladder outcomes")
 	for _, r := range rs {
 		p50 := "-"
 		if len(r.KillMS) > 0 {

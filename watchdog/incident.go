@@ -42,7 +42,7 @@ type Candidate struct {
 	State       string   `json:"state"`
 	RSS         uint64   `json:"rss_bytes"`
 	OOMScoreAdj int      `json:"oom_score_adj"`
-	OOMAdj      *int     `json:"oom_adj,omitempty"` // legacy, nil when the kernel has no oom_adj
+	OOMAdj      *int     `json:"oom_adj,omitempty"` // legacy, derived from oom_score_adj (procfs.Proc.OOMAdj)
 	Cgroup      string   `json:"cgroup"`
 	Unkillable  bool     `json:"unkillable"`
 	Exiting     bool     `json:"exiting"`
@@ -168,15 +168,13 @@ func candidateOf(p procfs.Proc, cg string) Candidate {
 		State: string(p.State), RSS: p.RSS, OOMScoreAdj: p.OOMScoreAdj, Cgroup: cg,
 		Unkillable: p.Unkillable(), Exiting: p.Exiting(),
 	}
-	if p.OOMAdjKnown {
-		v := p.OOMAdj
-		c.OOMAdj = &v
-	}
+	v := p.OOMAdj()
+	c.OOMAdj = &v
 	return c
 }
 
 func (in Inspector) origin(p procfs.Proc, memo map[int]procfs.Proc) *Origin {
-	chain, err := in.Proc.AncestryOf(p, memo)
+	chain, err := in.Proc.OriginChain(p, memo)
 	if err != nil && len(chain) == 0 {
 		return nil
 	}

@@ -28,12 +28,28 @@ func startSleep(t *testing.T) *exec.Cmd {
 			cmd.Wait()
 		}
 	})
-	return cmd
+	// Start returns once exec passed its point of no return (the CLOEXEC
+	// pipe closed), which is before the new argv is in place: wait for it,
+	// or a read of cmdline may find it empty.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/cmdline")
+		if string(b) == "sleep\x0030\x00" {
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sleep's cmdline is %q after 5s", b)
+		}
+	}
 }
 
 func readAdjFile(t *testing.T, pid int) string {
 	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/oom_score_adj")
+	return readProcFile(t, pid, "oom_score_adj")
+}
+
+func readProcFile(t *testing.T, pid int, name string) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +98,7 @@ func TestOpenSetOOMScoreAdj(t *testing.T) {
 	}
 	// oom_adj reads oom_score_adj*17/1000. [6.12 fs/proc/base.c:oom_adj_read]
 	if p.PID != pid || p.PPID != os.Getpid() || p.Comm != "sleep" || p.OOMScoreAdj != 500 ||
-		!p.OOMAdjKnown || p.OOMAdj != 8 || p.Unkillable() || p.Exiting() || !reflect.DeepEqual(p.Cmdline, []string{"sleep", "30"}) {
+		p.OOMAdj() != 8 || readProcFile(t, pid, "oom_adj") != "8" || p.Unkillable() || p.Exiting() || !reflect.DeepEqual(p.Cmdline, []string{"sleep", "30"}) {
 		t.Errorf("Proc() = %+v", p)
 	}
 	lines, err := h.Cgroups()

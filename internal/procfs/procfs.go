@@ -10,11 +10,11 @@ package procfs
 import (
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,6 +27,7 @@ const (
 	OOMScoreAdjMin = -1000 // OOM_SCORE_ADJ_MIN: never chosen by the OOM killer
 	OOMScoreAdjMax = 1000  // OOM_SCORE_ADJ_MAX
 	OOMDisable     = -17   // legacy oom_adj OOM_DISABLE, reads back for -1000
+	OOMAdjustMax   = 15    // legacy oom_adj OOM_ADJUST_MAX, reads back for 1000
 )
 
 // maxAncestry bounds Ancestry. Real chains are a few dozen deep; the bound
@@ -75,9 +76,20 @@ type Proc struct {
 	UID         int      // real uid (status "Uid:" first field)
 	RSS         uint64   // bytes (status VmRSS); 0 when absent (kernel thread, zombie)
 	OOMScoreAdj int      // /proc/PID/oom_score_adj
-	OOMAdj      int      // legacy /proc/PID/oom_adj, valid if OOMAdjKnown
-	OOMAdjKnown bool     // false when oom_adj does not exist (not an error)
 	Kthread     bool     // PF_KTHREAD
+}
+
+// OOMAdj is the legacy /proc/PID/oom_adj, which the kernel derives from
+// oom_score_adj on every read (1000 is 15, OOM_ADJUST_MAX; otherwise
+// oom_score_adj*17/1000, truncated, so -1000 is -17, OOM_DISABLE) [6.12 fs/proc/base.c:oom_adj_read]: it
+// is computed here, not read, saving four system calls per task while the
+// kernel loops. Writing -17 to oom_adj sets oom_score_adj to -1000, so
+// OOMScoreAdj covers the legacy protection too.
+func (p Proc) OOMAdj() int {
+	if p.OOMScoreAdj == OOMScoreAdjMax {
+		return OOMAdjustMax
+	}
+	return p.OOMScoreAdj * -OOMDisable / OOMScoreAdjMax
 }
 
 // SafeComm returns Comm escaped for logs and terminals (see Safe).
@@ -179,9 +191,21 @@ func (fsys FS) Ancestry(pid int) ([]Proc, error) {
 // inspection (tasks of one cgroup share most of their ancestry) and is
 // filled with the ones read now.
 func (fsys FS) AncestryOf(p Proc, memo map[int]Proc) ([]Proc, error) {
+	return fsys.ancestry(p, memo, false)
+}
+
+// OriginChain is AncestryOf cut short for Origin: it stops after the first
+// ancestor that is not protected (-1000), which is as far as Origin and the
+// origin's parent need. Most tasks sit a few unprotected generations below
+// PID 1: those reads are saved while the kernel loops.
+func (fsys FS) OriginChain(p Proc, memo map[int]Proc) ([]Proc, error) {
+	return fsys.ancestry(p, memo, true)
+}
+
+func (fsys FS) ancestry(p Proc, memo map[int]Proc, originOnly bool) ([]Proc, error) {
 	chain := []Proc{p}
 	seen := map[int]bool{p.PID: true}
-	for p.PID != 1 && p.PPID != 0 {
+	for p.PID != 1 && p.PPID != 0 && (!originOnly || p.protected()) {
 		cur := p.PPID
 		if seen[cur] || len(chain) >= maxAncestry {
 			return nil, fmt.Errorf("ancestry of pid %d: at pid %d after %d steps: %w", chain[0].PID, cur, len(chain), ErrCycle)
@@ -248,21 +272,44 @@ func ioErr(op, path string, err error) error {
 }
 
 // readAt reads the whole of name under the directory fd dir. /proc files
-// report size 0, so it reads until EOF.
+// report size 0; a read that leaves room in the buffer has reached the end
+// (seq_file and the simple /proc readers fill what they are asked for), so
+// a small file costs open, one read and close: no read that only finds EOF,
+// no *os.File. While the kernel loops, every system call counts.
 func readAt(dir int, dirPath, name string) ([]byte, error) {
-	path := dirPath + "/" + name
 	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil, ioErr("open", path, err)
+		return nil, ioErr("open", dirPath+"/"+name, err)
 	}
-	f := os.NewFile(uintptr(fd), path)
-	defer f.Close()
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return nil, ioErr("read", path, err)
+	defer unix.Close(fd)
+	bp := readBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) > 64<<10 {
+			*bp = make([]byte, 0, 4096) // do not keep a huge cmdline's buffer
+		}
+		readBufs.Put(bp)
+	}()
+	b := (*bp)[:0]
+	for {
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, ioErr("read", dirPath+"/"+name, err)
+		}
+		b = b[:len(b)+n]
+		if n == 0 || len(b) < cap(b) {
+			return slices.Clone(b), nil
+		}
+		b = slices.Grow(b, cap(b))
+		*bp = b[:0] // keep the larger buffer (a long cmdline)
 	}
-	return b, nil
 }
+
+// readBufs holds 4 KiB read buffers: one read takes a whole stat, status
+// or cmdline of usual size.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // withFile fills in the full path of a ParseError.
 func withFile(err error, path string) error {
@@ -306,26 +353,6 @@ func readProc(dir int, dirPath string, want int) (Proc, error) {
 		return p, err
 	}
 	p.Cmdline = parseCmdline(b)
-
-	// oom_adj before oom_score_adj: if oom_adj is missing because the
-	// process was just reaped, the oom_score_adj read after it fails with
-	// ErrGone instead of us reporting "oom_adj unknown" for a dead task.
-	b, err = readAt(dir, dirPath, "oom_adj")
-	switch {
-	case err == nil:
-		if p.OOMAdj, err = parseInt(dirPath+"/oom_adj", b); err != nil {
-			return p, err
-		}
-		if p.OOMAdj != OOMDisable && (p.OOMAdj < -16 || p.OOMAdj > 15) {
-			return p, &ParseError{File: dirPath + "/oom_adj", Line: 1, Err: fmt.Errorf("%d outside -17..15", p.OOMAdj)}
-		}
-		p.OOMAdjKnown = true
-	case errors.Is(err, unix.ENOENT):
-		// No legacy file: not an error (see the comment above).
-	default:
-		return p, err
-	}
-
 	return p, readScoreAdj(dir, dirPath, &p)
 }
 

@@ -113,7 +113,7 @@ func sshdTree(t *testing.T) string {
 		{pid: 200, ppid: 100, comm: "bash", rssKB: 4000, cmdline: []string{"-bash"}, adjN: -1000, oomAdj: strp("-17\n"), uid: 1000,
 			cgroup: "0::/user.slice/user-1000.slice/session-1.scope\n"},
 		{pid: 300, ppid: 200, comm: "java", rssKB: 2 << 20, cmdline: []string{"java", "-Xmx4g", "-jar", "app.jar"}, adjN: -1000, uid: 1000,
-			cgroup: "0::/user.slice/user-1000.slice/session-1.scope\n"}, // no oom_adj: OOMAdjKnown false
+			cgroup: "0::/user.slice/user-1000.slice/session-1.scope\n"}, // no oom_adj file: not read (derived)
 		{pid: 301, ppid: 300, comm: "a) b (c", rssKB: -1, state: 'Z', flags: PFExiting, adjN: -1000, oomAdj: strp("-17\n")},
 	} {
 		p.write(t, root)
@@ -129,11 +129,11 @@ func TestFSProc(t *testing.T) {
 		want Proc
 	}{
 		{100, Proc{PID: 100, PPID: 1, Comm: "sshd", Cmdline: []string{"sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups"}, State: 'S',
-			RSS: 8000 * 1024, OOMScoreAdj: -1000, OOMAdj: -17, OOMAdjKnown: true}},
+			RSS: 8000 * 1024, OOMScoreAdj: -1000}},
 		{300, Proc{PID: 300, PPID: 200, Comm: "java", Cmdline: []string{"java", "-Xmx4g", "-jar", "app.jar"}, State: 'S', UID: 1000,
 			RSS: 2 << 30, OOMScoreAdj: -1000}},
-		{2, Proc{PID: 2, PPID: 0, Comm: "kthreadd", State: 'S', Flags: 0x00208040, Kthread: true, OOMAdjKnown: true}},
-		{301, Proc{PID: 301, PPID: 300, Comm: "a) b (c", State: 'Z', Flags: PFExiting, OOMScoreAdj: -1000, OOMAdj: -17, OOMAdjKnown: true}},
+		{2, Proc{PID: 2, PPID: 0, Comm: "kthreadd", State: 'S', Flags: 0x00208040, Kthread: true}},
+		{301, Proc{PID: 301, PPID: 300, Comm: "a) b (c", State: 'Z', Flags: PFExiting, OOMScoreAdj: -1000}},
 	}
 	for _, tt := range tests {
 		got, err := fsys.Proc(tt.pid)
@@ -155,7 +155,7 @@ func TestFSProcErrors(t *testing.T) {
 		{pid: 12, ppid: 1, comm: "nocmdline", omit: []string{"cmdline"}},
 		{pid: 13, ppid: 1, comm: "badadj", adj: "minus one\n"},
 		{pid: 14, ppid: 1, comm: "rangeadj", adj: "-1001\n"},
-		{pid: 15, ppid: 1, comm: "rangeoomadj", oomAdj: strp("-18\n")},
+		{pid: 15, ppid: 1, comm: "rangeoomadj", oomAdj: strp("-18\n")}, // never read: no error
 		{pid: 16, ppid: 1, comm: "x", rssKB: 5},
 	} {
 		p.write(t, root)
@@ -178,7 +178,6 @@ func TestFSProcErrors(t *testing.T) {
 	}{
 		{13, "13/oom_score_adj", `"minus one" is not a decimal integer`},
 		{14, "14/oom_score_adj", "-1001 outside -1000..1000"},
-		{15, "15/oom_adj", "-18 outside -17..15"},
 		{16, "16/stat", "pid field is 17, want 16"},
 	} {
 		_, err := fsys.Proc(tt.pid)
@@ -277,6 +276,47 @@ func TestAncestryOfMemo(t *testing.T) {
 	}
 }
 
+// OriginChain stops at the first unprotected ancestor: PID 1 here is
+// never read (its stat is garbage, which AncestryOf reports).
+func TestOriginChainStopsAtFirstUnprotected(t *testing.T) {
+	checkFDs(t)
+	root := t.TempDir()
+	for _, p := range []fakeProc{
+		{pid: 1, ppid: 0, comm: "init"},
+		{pid: 50, ppid: 1, comm: "supervisor"},
+		{pid: 60, ppid: 50, comm: "runtime", adjN: -1000},
+		{pid: 70, ppid: 60, comm: "app", adjN: -1000},
+	} {
+		p.write(t, root)
+	}
+	if err := os.WriteFile(filepath.Join(root, "1", "stat"), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fsys := New(root)
+	p, err := fsys.Proc(70)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := fsys.OriginChain(p, nil)
+	if err != nil || len(chain) != 3 || chain[2].PID != 50 {
+		t.Fatalf("OriginChain(70) = %+v, %v; want app, runtime, supervisor", chain, err)
+	}
+	if o := Origin(chain); o != 1 || chain[o].Comm != "runtime" {
+		t.Errorf("Origin = %d, want 1 (runtime)", o)
+	}
+	if _, err := fsys.AncestryOf(p, nil); err == nil {
+		t.Error("AncestryOf read up to PID 1 without the parse error")
+	}
+	// An unprotected task has no origin: nothing above it is read.
+	q, err := fsys.Proc(50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chain, err := fsys.OriginChain(q, nil); err != nil || len(chain) != 1 {
+		t.Errorf("OriginChain(50) = %+v, %v; want the task only", chain, err)
+	}
+}
+
 func TestAncestryVanishedParent(t *testing.T) {
 	checkFDs(t)
 	root := t.TempDir()
@@ -348,7 +388,7 @@ func TestFSProcReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	if self.PPID != os.Getppid() || self.UID != os.Getuid() || self.RSS == 0 || self.Kthread || self.Exiting() ||
-		len(self.Cmdline) == 0 || self.Cmdline[0] != os.Args[0] || !self.OOMAdjKnown {
+		len(self.Cmdline) == 0 || self.Cmdline[0] != os.Args[0] {
 		t.Errorf("Proc(self) = %+v", self)
 	}
 	chain, err := fsys.Ancestry(os.Getpid())
@@ -369,6 +409,16 @@ func TestFSProcReal(t *testing.T) {
 	}
 }
 
+// The legacy oom_adj as the kernel computes it from oom_score_adj
+// [6.12 fs/proc/base.c:oom_adj_read].
+func TestOOMAdjDerived(t *testing.T) {
+	for adj, want := range map[int]int{-1000: -17, -941: -15, -999: -16, -59: -1, -1: 0, 0: 0, 58: 0, 59: 1, 500: 8, 999: 16, 1000: 15} {
+		if got := (Proc{OOMScoreAdj: adj}).OOMAdj(); got != want {
+			t.Errorf("oom_score_adj %d: oom_adj %d, want %d", adj, got, want)
+		}
+	}
+}
+
 func TestUnkillable(t *testing.T) {
 	tests := []struct {
 		p    Proc
@@ -379,9 +429,7 @@ func TestUnkillable(t *testing.T) {
 		{Proc{OOMScoreAdj: 0}, false},
 		{Proc{OOMScoreAdj: 1000}, false},
 		{Proc{OOMScoreAdj: 0, Kthread: true}, true},
-		// Legacy oom_adj is derived from oom_score_adj; only the latter counts.
-		{Proc{OOMScoreAdj: -941, OOMAdj: -16, OOMAdjKnown: true}, false},
-		{Proc{OOMScoreAdj: -1000, OOMAdj: -17, OOMAdjKnown: true}, true},
+		{Proc{OOMScoreAdj: -941}, false},
 	}
 	for _, tt := range tests {
 		if got := tt.p.Unkillable(); got != tt.want {

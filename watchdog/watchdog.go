@@ -148,7 +148,7 @@ type Watchdog struct {
 	poller    *eventfd.Poller
 	insp      Inspector
 	cgroups   map[string]*cgroupState
-	t0        time.Time // stamps count from here
+	t0        time.Time       // stamps count from here
 	full      bool            // MaxCgroups reached, warned once
 	perTop    map[string]int  // watched cgroups per subtree (capKey)
 	kids      map[string]int  // watched direct children per cgroup

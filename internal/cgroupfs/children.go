@@ -22,8 +22,21 @@ var direntBufs = sync.Pool{New: func() any { b := make([]byte, 8192); return &b 
 // allocated and sorted a DirEntry per file, a quarter of the CPU of arming
 // 10,000 v2 cgroups (docs/BENCHMARKS.md). kernfs fills d_type; DT_UNKNOWN
 // (some filesystems under a fake tree) falls back to fstatat.
+//
+// Most cgroups have no children, and a directory's link count says so
+// without reading it: kernfs sets it to 2 + the number of subdirectories on
+// every stat (kernfs_refresh_inode), as ext4 and tmpfs do. A link count of 2
+// is one stat instead of open, two getdents64 and close; anything else
+// (btrfs and overflowing ext4 directories report 1) is listed.
 func (h Hierarchy) Children(cg string) ([]string, error) {
 	dir := h.Dir(cg)
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return nil, mapGone(fmt.Errorf("list children of %s: %w", cg, err))
+	}
+	if st.Nlink == 2 && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return nil, nil
+	}
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, mapGone(fmt.Errorf("list children of %s: %w", cg, err))

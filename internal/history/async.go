@@ -8,10 +8,11 @@ import (
 
 // Async appends off the caller's goroutine: the watchdog's event loop must
 // not wait for an fsync (or for the kernel log evidence a record gathers).
-// Records are built and written in order by one goroutine.
+// Records are built and written in order by one goroutine, and made durable
+// with one fsync per burst (group commit): once the queue is empty.
 type Async struct {
 	j       *Journal
-	ch      chan func() Record
+	ch      chan item
 	done    chan struct{}
 	once    sync.Once
 	mu      sync.RWMutex // Append vs Close
@@ -22,13 +23,18 @@ type Async struct {
 	onState func(error)
 }
 
+type item struct {
+	build   func() Record
+	written chan struct{} // closed once the record is written (AppendWait)
+}
+
 // NewAsync starts the writer. queue bounds the records waiting (default
 // 256); onState may be nil.
 func NewAsync(j *Journal, queue int, onState func(error)) *Async {
 	if queue <= 0 {
 		queue = 256
 	}
-	a := &Async{j: j, ch: make(chan func() Record, queue), done: make(chan struct{}), onState: onState}
+	a := &Async{j: j, ch: make(chan item, queue), done: make(chan struct{}), onState: onState}
 	go a.run()
 	return a
 }
@@ -36,12 +42,14 @@ func NewAsync(j *Journal, queue int, onState func(error)) *Async {
 func (a *Async) run() {
 	defer close(a.done)
 	failing := false
-	for build := range a.ch {
-		rec := build()
-		if rec.Type == "" {
-			continue // a barrier (AppendWait), not a record
+	for it := range a.ch {
+		err := a.j.write(it.build())
+		if it.written != nil {
+			close(it.written)
 		}
-		err := a.j.Append(rec)
+		if err == nil && len(a.ch) == 0 {
+			err = a.j.Sync()
+		}
 		if (err != nil) != failing {
 			failing = err != nil
 			if a.onState != nil {
@@ -54,17 +62,21 @@ func (a *Async) run() {
 // Append queues a record; build runs on the writer goroutine (gather the
 // kernel log there). It never blocks: with the queue full the record is
 // dropped and counted.
-func (a *Async) Append(build func() Record) {
+func (a *Async) Append(build func() Record) { a.queue(item{build: build}) }
+
+func (a *Async) queue(it item) bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	if a.closed {
 		a.dropped.Add(1)
-		return
+		return false
 	}
 	select {
-	case a.ch <- build:
+	case a.ch <- it:
+		return true
 	default:
 		a.dropped.Add(1)
+		return false
 	}
 }
 
@@ -83,49 +95,26 @@ func (a *Async) Close() error {
 	return a.j.Close()
 }
 
-// AppendWait queues a record and waits, at most timeout, until it and every
-// record queued before it are written: a write-ahead entry before oomwatch
-// changes the host, so a crash right after the change still leaves it in
-// the journal. A slow disk costs at most timeout; the record is then
-// written later or dropped like any other.
+// AppendWait queues a record and waits, at most timeout, until it (and so
+// every record queued before it) is written: a write-ahead entry before
+// oomwatch changes the host, so that oomwatch killed right after the change
+// still leaves it in the journal. It waits for the write(2), not for the
+// fsync that follows (a crash of the whole machine may lose the last
+// records, as it would lose the change to oom_score_adj too): an fsync per
+// action would put the disk's latency between the kernel's loop and its
+// end. A slow disk costs at most timeout; the record is then written later
+// or dropped like any other. It reports whether the record was written.
 func (a *Async) AppendWait(build func() Record, timeout time.Duration) bool {
 	written := make(chan struct{})
-	a.Append(func() Record {
-		defer close(written)
-		return build()
-	})
+	if !a.queue(item{build: build, written: written}) {
+		return false
+	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case <-written:
-		// build ran; the append of its record follows at once on the
-		// writer goroutine. Wait for that by queueing a no-op barrier.
-		return a.barrier(timeout)
-	case <-t.C:
-		return false
-	}
-}
-
-// barrier returns once everything queued so far has been handed to the
-// journal (a nil record marks the barrier and is not written).
-func (a *Async) barrier(timeout time.Duration) bool {
-	reached := make(chan struct{})
-	a.mu.RLock()
-	if a.closed {
-		a.mu.RUnlock()
-		return false
-	}
-	select {
-	case a.ch <- func() Record { close(reached); return Record{} }:
-	default:
-		a.mu.RUnlock()
-		return false
-	}
-	a.mu.RUnlock()
-	select {
-	case <-reached:
 		return true
-	case <-time.After(timeout):
+	case <-t.C:
 		return false
 	}
 }

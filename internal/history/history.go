@@ -121,9 +121,10 @@ type Journal struct {
 	dir  string
 	opts Options
 
-	mu   sync.Mutex
-	f    *os.File
-	size int64
+	mu    sync.Mutex
+	f     *os.File
+	size  int64
+	dirty bool // written since the last fsync
 }
 
 // Open returns a journal in dir.
@@ -146,6 +147,36 @@ func (j *Journal) Path() string { return filepath.Join(j.dir, FileName) }
 // Append writes r as one line: one write, then fsync. On error (read-only
 // or full file system) nothing is retried; the next Append tries again.
 func (j *Journal) Append(r Record) error {
+	if err := j.write(r); err != nil {
+		return err
+	}
+	return j.Sync()
+}
+
+// Sync makes what was written durable (fsync), if anything was.
+func (j *Journal) Sync() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.syncLocked()
+}
+
+func (j *Journal) syncLocked() error {
+	if j.f == nil || !j.dirty {
+		return nil
+	}
+	if err := j.f.Sync(); err != nil {
+		j.f.Close()
+		j.f = nil
+		return fmt.Errorf("fsync %s: %w", j.Path(), err)
+	}
+	j.dirty = false
+	return nil
+}
+
+// write appends r as one line with one write(2), without fsync: the line
+// is then in the page cache and survives the death of oomwatch (SIGKILL),
+// not a crash of the machine until the next Sync.
+func (j *Journal) write(r Record) error {
 	if r.Time.IsZero() {
 		r.Time = time.Now()
 	}
@@ -171,9 +202,6 @@ func (j *Journal) Append(r Record) error {
 		}
 	}
 	n, err := j.f.Write(line)
-	if err == nil {
-		err = j.f.Sync()
-	}
 	if err != nil {
 		// A short write leaves a torn line; reopen repairs it.
 		j.f.Close()
@@ -181,6 +209,7 @@ func (j *Journal) Append(r Record) error {
 		return fmt.Errorf("append to %s: %w", j.Path(), err)
 	}
 	j.size += int64(n)
+	j.dirty = true
 	return nil
 }
 
@@ -243,6 +272,9 @@ func (j *Journal) open() error {
 
 // rotate shifts incidents.jsonl → .1 → .2 … and drops the oldest.
 func (j *Journal) rotate() error {
+	if err := j.syncLocked(); err != nil {
+		return err
+	}
 	if j.f != nil {
 		j.f.Close()
 		j.f = nil
@@ -271,9 +303,13 @@ func (j *Journal) Close() error {
 	if j.f == nil {
 		return nil
 	}
+	serr := j.syncLocked()
+	if j.f == nil {
+		return serr
+	}
 	err := j.f.Close()
 	j.f = nil
-	return err
+	return errors.Join(serr, err)
 }
 
 // Incident is an incident as the journal tells it: its records merged.

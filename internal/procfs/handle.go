@@ -104,6 +104,22 @@ func (fsys FS) Open(pid int, inCgroup func([]CgroupLine) bool) (*Handle, error) 
 // a procfs of our pid namespace (a procfs mounted from another namespace
 // shows our PID differently, or not at all).
 func (fsys FS) checkProcRoot() error {
+	if _, ok := procRootOK.Load(fsys.root); ok {
+		return nil
+	}
+	if err := fsys.verifyProcRoot(); err != nil {
+		return err
+	}
+	procRootOK.Store(fsys.root, true)
+	return nil
+}
+
+// procRootOK remembers the roots verified once: the check costs a statfs
+// and a readlink, and every action opens a handle while the kernel loops.
+// Which procfs is mounted at /proc does not change under a running daemon.
+var procRootOK sync.Map
+
+func (fsys FS) verifyProcRoot() error {
 	var st unix.Statfs_t
 	if err := unix.Statfs(fsys.root, &st); err != nil {
 		return fmt.Errorf("statfs %s: %w", fsys.root, err)

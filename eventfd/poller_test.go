@@ -167,6 +167,17 @@ func TestPinFile(t *testing.T) {
 	if err := p.PinFile("k", filepath.Join(dir, "missing")); !errors.Is(err, eventfd.ErrGone) {
 		t.Errorf("PinFile(missing) = %v, want ErrGone", err)
 	}
+	// One pin per key.
+	f2 := filepath.Join(dir, "memory.events")
+	if err := os.WriteFile(f2, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PinFile("k", f2); err == nil || !strings.Contains(err.Error(), "already pins a file") {
+		t.Errorf("a second pin under one key = %v, want an error", err)
+	}
+	if err := os.Remove(f2); err != nil {
+		t.Fatal(err)
+	}
 	wantStats(t, p, 2, 0)
 	if err := os.WriteFile(f, []byte("populated 1\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -276,6 +287,10 @@ func TestWatchDirErrors(t *testing.T) {
 	}
 	if err := p.WatchDir("other", dir); err == nil {
 		t.Error("WatchDir of a watched dir under another key succeeded; want an error")
+	}
+	// One directory per key: a second one is refused and not left watched.
+	if err := p.WatchDir("k", t.TempDir()); err == nil || !strings.Contains(err.Error(), "already watches a directory") {
+		t.Errorf("a second directory under one key = %v, want an error", err)
 	}
 	wantStats(t, p, 1, 0)
 	// The watch still belongs to "k".

@@ -86,6 +86,37 @@ func TestOpenV2(t *testing.T) {
 	}
 }
 
+// Walk trusts a v2 parent's nr_descendants: equal to its number of
+// children, the children are leaves and are not listed. The fake count
+// here hides a grandchild to show the shortcut is taken; a count above the
+// number of children, or none, lists them.
+func TestWalkDescendantCount(t *testing.T) {
+	for _, tt := range []struct {
+		stat string
+		want string
+	}{
+		{"nr_descendants 2\nnr_dying_descendants 0\n", "/ /a /b"},
+		{"nr_descendants 3\nnr_dying_descendants 5\n", "/ /a /a/c /b"},
+		{"", "/ /a /a/c /b"},
+		{"nr_dying_descendants 0\n", "/ /a /a/c /b"},
+		{"nr_descendants lots\n", "/ /a /a/c /b"},
+	} {
+		files := map[string]string{"cgroup.controllers": "memory\n", "a/c/cgroup.procs": "", "b/cgroup.procs": ""}
+		if tt.stat != "" {
+			files["cgroup.stat"] = tt.stat
+		}
+		h := Hierarchy{Root: fakeTree(t, files), Version: 2, AnyFS: true}
+		var seen []string
+		if err := h.Walk("/", 0, func(cg string) error { seen = append(seen, cg); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		sort.Strings(seen)
+		if got := strings.Join(seen, " "); got != tt.want {
+			t.Errorf("cgroup.stat %q: walk %q, want %q", tt.stat, got, tt.want)
+		}
+	}
+}
+
 func TestOpenV1(t *testing.T) {
 	base := fakeTree(t, map[string]string{
 		"memory/memory.oom_control":          "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",

@@ -273,7 +273,11 @@ const maxPooledRead = 64 << 10
 // must not keep the slice.
 func readAs[T any](h Hierarchy, cg, file string, parse func([]byte) (T, error)) (T, error) {
 	bp := readBufs.Get().(*[]byte)
-	b, err := readInto(h.file(cg, file), (*bp)[:0])
+	// Every file read here but cgroup.procs is one seq_show: the kernel
+	// renders it whole, and a read that leaves room has reached its end.
+	// cgroup.procs is rendered a record at a time and a page at most per
+	// read, so a short read there is not the end.
+	b, err := readInto(h.file(cg, file), (*bp)[:0], file != fileCgroupProcs)
 	defer func() {
 		if cap(b) <= maxPooledRead {
 			*bp = b[:0]
@@ -287,8 +291,10 @@ func readAs[T any](h Hierarchy, cg, file string, parse func([]byte) (T, error)) 
 	return parse(b)
 }
 
-// readInto appends the whole file at path to b.
-func readInto(path string, b []byte) ([]byte, error) {
+// readInto appends the whole file at path to b. With shortIsEnd, a read
+// that does not fill the room given is taken as the end of the file (one
+// system call less: no read that only finds EOF).
+func readInto(path string, b []byte, shortIsEnd bool) ([]byte, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return b, &fs.PathError{Op: "open", Path: path, Err: err}
@@ -308,7 +314,11 @@ func readInto(path string, b []byte) ([]byte, error) {
 		if n == 0 {
 			return b, nil
 		}
+		full := len(b)+n == cap(b)
 		b = b[:len(b)+n]
+		if shortIsEnd && !full {
+			return b, nil
+		}
 	}
 }
 

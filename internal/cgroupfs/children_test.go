@@ -94,3 +94,19 @@ func FuzzParseDirents(f *testing.F) {
 		}
 	})
 }
+
+// A short read ends a file only where the kernel renders it whole: larger
+// than one buffer, both kinds are read to the end.
+func TestReadIntoLongFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "f")
+	want := strings.Repeat("123456\n", 1000) // 7,000 bytes: several buffers
+	if err := os.WriteFile(f, []byte(want), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, short := range []bool{true, false} {
+		b, err := readInto(f, make([]byte, 0, 1024), short)
+		if err != nil || string(b) != want {
+			t.Errorf("shortIsEnd=%v: read %d bytes, %v; want %d", short, len(b), err, len(want))
+		}
+	}
+}

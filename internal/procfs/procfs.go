@@ -272,10 +272,13 @@ func ioErr(op, path string, err error) error {
 }
 
 // readAt reads the whole of name under the directory fd dir. /proc files
-// report size 0; a read that leaves room in the buffer has reached the end
-// (seq_file and the simple /proc readers fill what they are asked for), so
-// a small file costs open, one read and close: no read that only finds EOF,
-// no *os.File. While the kernel loops, every system call counts.
+// report size 0; for the files read here a read that leaves room in the
+// buffer has reached the end: stat, status and cgroup are single seq_show
+// files rendered whole, cmdline copies until the count or the arguments
+// end, oom_score_adj is a simple_read_from_buffer. (Not true of iterating
+// seq_files such as /proc/PID/maps, which return a page at most per read.)
+// So a small file costs open, one read and close: no read that only finds
+// EOF, no *os.File. While the kernel loops, every system call counts.
 func readAt(dir int, dirPath, name string) ([]byte, error) {
 	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {

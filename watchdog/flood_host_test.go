@@ -1,7 +1,6 @@
 package watchdog
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/internal/inotifyinfo"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/internal/testhost"
 )
@@ -466,34 +466,17 @@ func treeInodes(t *testing.T, dir string) map[uint64]bool {
 }
 
 // inotifyInodes returns the inodes this process's inotify instances watch,
-// as the kernel lists them in /proc/self/fdinfo ("inotify wd:1 ino:1a2b …").
-// The watchdog's poller is the only inotify user in the test binary.
+// as the kernel lists them. The watchdog's poller is the only inotify user in
+// the test binary.
 func inotifyInodes(t *testing.T) map[uint64]bool {
 	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
+	fds, err := inotifyinfo.FDs(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	inos := map[uint64]bool{}
-	for _, e := range ents {
-		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || l != "anon_inode:inotify" {
-			continue
-		}
-		f, err := os.Open("/proc/self/fdinfo/" + e.Name())
-		if err != nil {
-			continue // closed meanwhile
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			for _, fld := range strings.Fields(sc.Text()) {
-				if hex, ok := strings.CutPrefix(fld, "ino:"); ok {
-					if v, err := strconv.ParseUint(hex, 16, 64); err == nil {
-						inos[v] = true
-					}
-				}
-			}
-		}
-		f.Close()
+	for _, fd := range fds {
+		_ = inotifyinfo.Inodes(os.Getpid(), fd, inos) // an fd closed meanwhile has nothing to say
 	}
 	return inos
 }

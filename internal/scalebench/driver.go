@@ -2,7 +2,6 @@ package scalebench
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/oomwatch/oomwatch/internal/inotifyinfo"
 )
 
 // Prefix names every cgroup this package creates: Prefix<pid>.
@@ -197,36 +198,6 @@ type ChurnResult struct {
 	Err         string    `json:"err,omitempty"`
 }
 
-// watchedInodes reads the inode numbers pid's inotify instance watches
-// (/proc/PID/fdinfo/FD: "inotify wd:… ino:<hex> sdev:… mask:…").
-func watchedInodes(pid, fd int, into map[uint64]bool) error {
-	clear(into)
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", pid, fd))
-	if err != nil {
-		return err
-	}
-	for len(b) > 0 {
-		var line []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			line, b = b, nil
-		}
-		i := bytes.Index(line, []byte(" ino:"))
-		if i < 0 {
-			continue
-		}
-		rest := line[i+5:]
-		if j := bytes.IndexByte(rest, ' '); j >= 0 {
-			rest = rest[:j]
-		}
-		if v, err := strconv.ParseUint(string(rest), 16, 64); err == nil {
-			into[v] = true
-		}
-	}
-	return nil
-}
-
 // RunChurn runs the watchdog in a child rooted at tree.Dir (which must have
 // no children), then creates rate cgroups per second for dur, each removed
 // lifetime after its creation. Just before each removal it checks, in the
@@ -278,7 +249,8 @@ func RunChurn(exe string, args []string, tree *Tree, rate int, dur, lifetime tim
 		if len(batch) == 0 {
 			return
 		}
-		if err := watchedInodes(rd.Pid, rd.InotifyFD, set); err != nil {
+		clear(set)
+		if err := inotifyinfo.Inodes(rd.Pid, rd.InotifyFD, set); err != nil {
 			cr.Err = err.Error()
 			return
 		}

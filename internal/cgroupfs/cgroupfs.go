@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -73,14 +74,37 @@ func (h Hierarchy) String() string {
 // Dir returns the directory of cgroup cg.
 func (h Hierarchy) Dir(cg string) string {
 	cg = Clean(cg)
-	if cg != "/" && len(h.Root) > 1 && filepath.IsAbs(h.Root) && filepath.Clean(h.Root) == h.Root {
+	if cg != "/" && h.cleanRoot() {
 		return h.Root + cg // one allocation; Join would build "root//cg" and clean it
 	}
 	return filepath.Join(h.Root, cg)
 }
 
 // file is the path of a file of cg (name is a plain file name).
-func (h Hierarchy) file(cg, name string) string { return h.Dir(cg) + "/" + name }
+func (h Hierarchy) file(cg, name string) string {
+	cg = Clean(cg)
+	if cg != "/" && h.cleanRoot() {
+		return h.Root + cg + "/" + name // one allocation
+	}
+	return filepath.Join(h.Root, cg) + "/" + name
+}
+
+// cleanRoot reports whether Root is an absolute, clean path other than "/",
+// so that Root + a clean cgroup name is a clean path. Arming calls it
+// several times per cgroup: the last root found clean is remembered.
+func (h Hierarchy) cleanRoot() bool {
+	if p := lastCleanRoot.Load(); p != nil && *p == h.Root {
+		return true
+	}
+	if len(h.Root) > 1 && filepath.IsAbs(h.Root) && filepath.Clean(h.Root) == h.Root {
+		r := h.Root
+		lastCleanRoot.Store(&r)
+		return true
+	}
+	return false
+}
+
+var lastCleanRoot atomic.Pointer[string]
 
 // Clean turns any cgroup name into the canonical "/a/b" form. It never
 // escapes the root: "../x" becomes "/x".

@@ -49,6 +49,7 @@ func TestUnitContract(t *testing.T) {
 		"WatchdogSec":             "30s",
 		"Restart":                 "always",
 		"OOMScoreAdjust":          "-900",
+		"Nice":                    "-10",
 		"ExecReload":              "/bin/kill -HUP $MAINPID",
 		"StateDirectory":          "oomwatch",
 		"RuntimeDirectory":        "oomwatch",

@@ -175,24 +175,33 @@ func TestOutcome(t *testing.T) {
 	}
 }
 
+// spentPolicy is a policy on fakeHost whose rate limit allows one action
+// per period and whose token is spent; finished ladders arrive on the
+// channel.
+func spentPolicy(t *testing.T, opts Options, period time.Duration) (*Policy, chan []Result, string, context.CancelFunc) {
+	t.Helper()
+	h, proc, cgRoot, _ := fakeHost(t, "java")
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	p, err := New(ctx, Config{CG: h, Proc: proc, Options: opts, MaxActionsPerMinute: 1}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.bucket = newTokenBucket(1, period)
+	p.bucket.take(time.Now())
+	got := make(chan []Result, 1)
+	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
+	return p, got, cgRoot, cancel
+}
+
 // A rung the global rate limit refuses waits for a token and then runs:
 // the rate limit delays rungs, it never skips one. Here reset-adj (refused
 // for want of a pidfd on the fake /proc, but only once it had its token)
 // comes before freeze, one token every 200 ms.
 func TestRateLimitedRungWaitsNotSkipped(t *testing.T) {
-	h, proc, cgRoot, _ := fakeHost(t, "java")
 	opts := DefaultOptions()
 	opts.FreezeTimeout = time.Second
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	p, err := New(ctx, Config{CG: h, Proc: proc, Options: opts, MaxActionsPerMinute: 1}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.bucket = newTokenBucket(1, 200*time.Millisecond)
-	p.bucket.take(time.Now()) // spent
-	got := make(chan []Result, 1)
-	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
+	p, got, cgRoot, cancel := spentPolicy(t, opts, 200*time.Millisecond)
 	inc := &watchdog.Incident{ID: "t", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2}
 	p.Open(inc)
 	rs := <-got
@@ -212,19 +221,10 @@ func TestRateLimitedRungWaitsNotSkipped(t *testing.T) {
 // without acting, and, having changed nothing, starts no cooldown: the
 // cgroup's next loop gets a ladder at once.
 func TestRateLimitedLadderEndsWithIncident(t *testing.T) {
-	h, proc, cgRoot, _ := fakeHost(t, "java")
 	opts := DefaultOptions()
 	opts.Ladder = []string{Freeze}
 	opts.FreezeTimeout = time.Second
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	p, err := New(ctx, Config{CG: h, Proc: proc, Options: opts, MaxActionsPerMinute: 1}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.bucket.take(time.Now()) // the only token of this minute
-	got := make(chan []Result, 1)
-	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
+	p, got, cgRoot, cancel := spentPolicy(t, opts, time.Minute) // the next token is a minute away
 	first := &watchdog.Incident{ID: "t1", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2}
 	p.Open(first)
 	time.Sleep(50 * time.Millisecond) // the ladder is waiting for a token (60 s away)

@@ -58,7 +58,8 @@ type Names struct {
 // containers the innermost one wins, as in procps.
 func Parse(cgroupPath string) Names {
 	var n Names
-	segs := segments(stripProcPrefix(cgroupPath))
+	var arr [16]string // most paths: no allocation (oomwatch parses every cgroup it arms)
+	segs := appendSegments(arr[:0], stripProcPrefix(cgroupPath))
 	kube := false // below kubepods: container scopes belong to a pod
 	for i := 0; i < len(segs); i++ {
 		s := segs[i]
@@ -211,9 +212,11 @@ func stripProcPrefix(s string) string {
 }
 
 // segments splits a path into its non-empty components.
-func segments(p string) []string {
-	var out []string
-	for _, s := range strings.Split(p, "/") {
+// appendSegments appends the non-empty, non-"." elements of p to out.
+func appendSegments(out []string, p string) []string {
+	for p != "" {
+		var s string
+		s, p, _ = strings.Cut(p, "/")
 		if s != "" && s != "." {
 			out = append(out, s)
 		}

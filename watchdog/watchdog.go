@@ -83,7 +83,7 @@ const DefaultMaxCgroups = 65536
 const DefaultMaxPerSubtree = 16384
 
 type cgroupState struct {
-	det      Detector  // by value: one allocation less per cgroup
+	det      *Detector // nil until the counters first move: most cgroups never OOM
 	last     Counters  // last counters read
 	v1OOM    uint64    // v1: running total of eventfd counts
 	localOOM uint64    // v2: last memory.events.local oom
@@ -426,7 +426,7 @@ func (w *Watchdog) arm(cg, capKey string, inCtr bool) error {
 	if err := watch(cg, w.cfg.CG.Dir(cg)); err != nil {
 		return err
 	}
-	st := &cgroupState{det: Detector{p: w.params(cg)}, gen: w.gen.Load()}
+	st := &cgroupState{gen: w.gen.Load()}
 	w.cgroups[cg] = st
 	if p, ok := cgroupfs.Parent(cg); ok {
 		w.kids[p]++
@@ -728,18 +728,19 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 	prev := st.last
 	st.last = c
 	if g := w.gen.Load(); st.gen != g {
-		// New rules: rebuild the detector from the current counters.
-		st.det, st.gen = Detector{p: w.params(cg)}, g
+		// New rules: a new detector, from the current counters.
+		st.det, st.gen = nil, g
 		prev = c
 	}
 	var a Assessment
 	switch {
-	case len(st.det.samples) > 0:
+	case st.det != nil:
 		a = st.det.Observe(now, c)
 	case c != prev:
-		// The detector's history starts at the first change, from the
-		// baseline in st.last: most cgroups never see an OOM, and an
-		// empty detector costs them no sample array.
+		// The detector is made at the first change, its history starting
+		// from the baseline in st.last: most cgroups never see an OOM and
+		// cost no detector at all.
+		st.det = NewDetector(w.params(cg))
 		st.det.Observe(now, prev)
 		a = st.det.Observe(now, c)
 	}
@@ -801,7 +802,10 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 	if st == nil || st.inc != nil {
 		return
 	}
-	a := st.det.Assess(now)
+	var a Assessment
+	if st.det != nil {
+		a = st.det.Assess(now)
+	}
 	if a.Signal != Suspect {
 		st.stalled = false
 		return

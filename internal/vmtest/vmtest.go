@@ -20,6 +20,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/oomwatch/oomwatch/internal/testhost"
 )
 
 // Kernel is a cached, unpacked Debian kernel.
@@ -218,7 +220,7 @@ func Run(ctx context.Context, b Boot) (Result, error) {
 	}
 	cmd := exec.CommandContext(ctx, Qemu, args...)
 	cmd.WaitDelay = 5 * time.Second
-	var out lockedBuffer
+	var out testhost.SyncBuf
 	var w io.Writer = &out
 	start := time.Now()
 	sw := &startWatcher{start: start}
@@ -382,23 +384,6 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startWatcher records when StartMarker first appears on the console.

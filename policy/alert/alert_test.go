@@ -1,13 +1,11 @@
 package alert
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,24 +20,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // fastOpts keeps retries quick.
 func fastOpts(stateDir string) Options {
 	return Options{StateDir: stateDir, Version: "test", BackoffInitial: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond}
-}
-
-// syncBuffer collects log lines from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func testLog(t *testing.T) zerolog.Logger {

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/oomwatch/oomwatch/internal/testhost"
 )
 
 // hookScript writes a /bin/sh script; hooks are run from argv, the script
@@ -148,7 +150,7 @@ func TestExecHookTimeoutKillsGroup(t *testing.T) {
 func TestExecHookFailureRetriedBounded(t *testing.T) {
 	out := t.TempDir()
 	hook := hookScript(t, `echo run >> "$1/runs"; echo boom >&2; exit 3`)
-	var logs syncBuffer
+	var logs testhost.SyncBuf
 	d, err := New(execConfig("/bin/sh", hook, out), fastOpts(""), zerologTo(&logs))
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +173,7 @@ func TestExecHookFailureRetriedBounded(t *testing.T) {
 
 func TestExecHookOutputCapped(t *testing.T) {
 	hook := hookScript(t, `cat >/dev/null; head -c 1000000 /dev/zero | tr '\0' x; head -c 200000 /dev/zero >&2`)
-	var logs syncBuffer
+	var logs testhost.SyncBuf
 	d, err := New(execConfig("/bin/sh", hook), Options{Version: "test"}, zerologTo(&logs).Level(-1))
 	if err != nil {
 		t.Fatal(err)

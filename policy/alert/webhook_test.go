@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/oomwatch/oomwatch/internal/testhost"
 )
 
 const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" // the Standard Webhooks spec's example secret
@@ -380,7 +382,7 @@ func TestUnwritableStateDir(t *testing.T) {
 	os.WriteFile(file, nil, 0o600)
 	rc := &receiver{t: t}
 	srv := newServer(t, rc.ServeHTTP)
-	var logs syncBuffer
+	var logs testhost.SyncBuf
 	d, err := New(webhookConfig(srv.URL), fastOpts(file), zerologTo(&logs))
 	if err != nil {
 		t.Fatal(err)

@@ -758,7 +758,9 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 			st.paused = true
 			t0 := time.Now()
 			cands, _ := w.insp.Candidates(cg)
-			w.openIncident(now, cg, st, a, VerdictPaused, cands, time.Since(t0))
+			inspection := time.Since(t0)
+			lim, use, _ := w.limitUsage(cg)
+			w.openIncident(now, cg, st, a, VerdictPaused, cands, lim, use, inspection)
 			return false
 		}
 	}
@@ -831,16 +833,13 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 		return
 	}
 	st.stalled = false
-	if w.cfg.ForcedChargeKernel {
-		lim, lerr := w.cfg.CG.Limit(cg)
-		use, uerr := w.cfg.CG.Usage(cg)
-		if lerr == nil && uerr == nil {
-			if forced, _ := ForcedCharge(ChargeSample{KilllessOOMs: a.OOMs, Kills: a.Kills, Usage: use, Limit: lim}); forced {
-				v = VerdictForced
-			}
+	lim, use, ok := w.limitUsage(cg)
+	if w.cfg.ForcedChargeKernel && ok {
+		if forced, _ := ForcedCharge(ChargeSample{KilllessOOMs: a.OOMs, Kills: a.Kills, Usage: use, Limit: lim}); forced {
+			v = VerdictForced
 		}
 	}
-	w.openIncident(now, cg, st, a, v, cands, inspection)
+	w.openIncident(now, cg, st, a, v, cands, lim, use, inspection)
 }
 
 // settleV1 is how long after a v1 OOM wake-up the counters are read again:
@@ -880,16 +879,24 @@ func (w *Watchdog) recheckDue(now time.Time) {
 	w.suspectAll(now, suspects)
 }
 
-// openIncident opens the incident; inspection is how long reading cands took.
-func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Assessment, v Verdict, cands []Candidate, inspection time.Duration) {
+// limitUsage reads the limit and usage an incident reports, read once per
+// incident (0 for what cannot be read), and whether both were read.
+func (w *Watchdog) limitUsage(cg string) (lim, use uint64, ok bool) {
+	lim, lerr := w.cfg.CG.Limit(cg)
+	use, uerr := w.cfg.CG.Usage(cg)
+	return lim, use, lerr == nil && uerr == nil
+}
+
+// openIncident opens the incident; lim and use are the cgroup's limit and
+// usage (limitUsage), inspection is how long reading cands took.
+func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Assessment, v Verdict, cands []Candidate, lim, use uint64, inspection time.Duration) {
 	names := cgnames.Parse(cg)
 	inc := &Incident{
 		ID: newID(), Verdict: v, Cgroup: cg, Container: names.Container, Unit: names.Unit, Version: w.cfg.CG.Version, Started: now,
 		Evidence:   Evidence{Window: w.cfg.Detector.Window, OOMs: a.OOMs, Kills: a.Kills},
 		Candidates: cands, Origin: LargestOrigin(cands),
 	}
-	inc.Evidence.Limit, _ = w.cfg.CG.Limit(cg)
-	inc.Evidence.Usage, _ = w.cfg.CG.Usage(cg)
+	inc.Evidence.Limit, inc.Evidence.Usage = lim, use
 	st.inc = inc
 	st.lastOOM = w.stamp(now)
 	w.open.Add(1)

@@ -231,8 +231,8 @@ func (fsys FS) ancestry(p Proc, memo map[int]Proc, originOnly bool) ([]Proc, err
 }
 
 // Brief reads what an ancestor is needed for (stat, cmdline,
-// oom_score_adj): no status (RSS, UID) and no oom_adj, half the system calls
-// of Proc. Under a looping kernel every read is paid for by the loop.
+// oom_score_adj): Proc without status (RSS, UID). Under a looping kernel
+// every read is paid for by the loop.
 func (fsys FS) Brief(pid int) (Proc, error) { return fsys.read(pid, readBrief) }
 
 func readBrief(dir int, dirPath string, want int) (Proc, error) {
@@ -335,10 +335,11 @@ func readCgroups(dir int, dirPath string) ([]CgroupLine, error) {
 	return lines, nil
 }
 
-// readProc reads a Proc through the directory fd of /proc/PID. want is the
-// PID the caller opened; a stat naming another PID is refused.
+// readProc reads a Proc through the directory fd of /proc/PID: what Brief
+// reads, then status. want is the PID the caller opened; a stat naming
+// another PID is refused.
 func readProc(dir int, dirPath string, want int) (Proc, error) {
-	p, err := readStat(dir, dirPath, want)
+	p, err := readBrief(dir, dirPath, want)
 	if err != nil {
 		return p, err
 	}
@@ -351,12 +352,7 @@ func readProc(dir int, dirPath string, want int) (Proc, error) {
 		return p, withFile(err, dirPath+"/status")
 	}
 	p.UID, p.RSS = ss.UID, ss.RSS
-
-	if b, err = readAt(dir, dirPath, "cmdline"); err != nil {
-		return p, err
-	}
-	p.Cmdline = parseCmdline(b)
-	return p, readScoreAdj(dir, dirPath, &p)
+	return p, nil
 }
 
 // readStat reads /proc/PID/stat through dir and checks it is want's.

@@ -86,7 +86,7 @@ func (h Hierarchy) file(cg, name string) string {
 	if cg != "/" && h.cleanRoot() {
 		return h.Root + cg + "/" + name // one allocation
 	}
-	return filepath.Join(h.Root, cg) + "/" + name
+	return h.Dir(cg) + "/" + name
 }
 
 // cleanRoot reports whether Root is an absolute, clean path other than "/",

@@ -1,6 +1,7 @@
 package watchdog
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
@@ -162,4 +164,93 @@ func keys(m map[string]bool) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestFaultCgroupRemovedDuringInspection: the looping cgroup's task exits and
+// the cgroup is removed while the watchdog is reading the task (between
+// cgroup.procs and /proc/PID). The stat file of the fake task is a FIFO, so
+// the test knows the inspection is under way when the watchdog opens it, and
+// changes the world right then. No incident may be opened for the removed
+// cgroup; the cgroup is forgotten and a loop elsewhere is still found.
+func TestFaultCgroupRemovedDuringInspection(t *testing.T) {
+	cgRoot, procRoot := t.TempDir(), t.TempDir()
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	writeProc(t, procRoot, 1, 0, "init", 0, 1000)
+	writeProc(t, procRoot, 100, 1, "java", -1000, 900000)
+	writeProc(t, procRoot, 200, 1, "java", -1000, 900000)
+	stat := filepath.Join(procRoot, "100", "stat")
+	statText, err := os.ReadFile(stat)
+	must(t, err)
+	must(t, os.Remove(stat))
+	must(t, unix.Mkfifo(stat, 0o600))
+	writeCgroup(t, cgRoot, "gone", "20971520", 100)
+	writeCgroup(t, cgRoot, "other", "20971520", 200)
+
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	h.AnyFS = true
+	rec := newRecorder()
+	var logs testhost.SyncBuf
+	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams, ResolveAfter: 300 * time.Millisecond},
+		rec, zerolog.New(&logs))
+	must(t, err)
+	startRun(t, w)
+	rec.waitFor(t, "3 cgroups watched", func() bool { return w.Stats().Watched == 3 })
+	waitBaselines(t, w)
+
+	// The inspection blocks in open(stat) until this writer opens the FIFO.
+	inspecting := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(stat, os.O_WRONLY, 0)
+		if err != nil {
+			inspecting <- err
+			return
+		}
+		// Mid-inspection: the task exits (its other /proc files go, so
+		// the read after stat finds it gone) and its now empty cgroup
+		// is removed. Then stat is answered.
+		for _, name := range []string{"status", "cmdline", "oom_score_adj", "oom_adj", "cgroup"} {
+			if err := os.Remove(filepath.Join(procRoot, "100", name)); err != nil {
+				inspecting <- err
+				return
+			}
+		}
+		err = os.RemoveAll(filepath.Join(cgRoot, "gone"))
+		if err == nil {
+			_, err = f.Write(statText)
+		}
+		inspecting <- cmp.Or(err, f.Close())
+	}()
+	setEvents(t, cgRoot, "gone", 2, 0, 2)
+	setEvents(t, cgRoot, "gone", 9, 0, 9)
+	select {
+	case err := <-inspecting:
+		must(t, err)
+	case <-time.After(10 * time.Second):
+		if fd, err := unix.Open(stat, unix.O_RDONLY|unix.O_NONBLOCK, 0); err == nil {
+			<-inspecting // the writer's open returns: no goroutine left behind
+			unix.Close(fd)
+		}
+		t.Fatalf("the watchdog never inspected /gone's task; logs:\n%s", logs.String())
+	}
+	rec.waitFor(t, "/gone forgotten", func() bool { return w.Stats().Watched == 2 })
+	if !strings.Contains(logs.String(), `"event":"gone_during_inspection","cgroup":"/gone"`) {
+		t.Errorf("no gone_during_inspection event for /gone; logs:\n%s", logs.String())
+	}
+
+	// The daemon goes on: a loop in /other is found.
+	setEvents(t, cgRoot, "other", 2, 0, 2)
+	setEvents(t, cgRoot, "other", 9, 0, 9)
+	rec.waitFor(t, "loop in /other", func() bool { return len(rec.opened) >= 1 })
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, inc := range rec.opened {
+		if inc.Cgroup == "/gone" {
+			t.Errorf("incident opened for the removed cgroup: %+v", inc)
+		}
+	}
+	if got := rec.opened[0]; got.Cgroup != "/other" || got.Verdict != VerdictLoop {
+		t.Errorf("incident %+v, want a loop in /other", got)
+	}
 }

@@ -7,6 +7,7 @@
 package watchdog
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/hex"
@@ -833,7 +834,16 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 		return
 	}
 	st.stalled = false
-	lim, use, ok := w.limitUsage(cg)
+	lim, use, err := w.limitUsage(cg)
+	if errors.Is(err, cgroupfs.ErrGone) && !w.cfg.CG.Exists(cg) {
+		// Removed while its tasks were read (they exited first: rmdir
+		// needs an empty cgroup). An incident about it would name a
+		// cgroup that no longer exists and tasks that are gone.
+		w.log.Info().Str("event", "gone_during_inspection").Str("cgroup", cg).Msg("cgroup removed while its tasks were read; no incident")
+		w.drop(cg)
+		return
+	}
+	ok := err == nil
 	if w.cfg.ForcedChargeKernel && ok {
 		if forced, _ := ForcedCharge(ChargeSample{KilllessOOMs: a.OOMs, Kills: a.Kills, Usage: use, Limit: lim}); forced {
 			v = VerdictForced
@@ -880,11 +890,11 @@ func (w *Watchdog) recheckDue(now time.Time) {
 }
 
 // limitUsage reads the limit and usage an incident reports, read once per
-// incident (0 for what cannot be read), and whether both were read.
-func (w *Watchdog) limitUsage(cg string) (lim, use uint64, ok bool) {
+// incident (0 for what cannot be read); err is the first read's error.
+func (w *Watchdog) limitUsage(cg string) (lim, use uint64, err error) {
 	lim, lerr := w.cfg.CG.Limit(cg)
 	use, uerr := w.cfg.CG.Usage(cg)
-	return lim, use, lerr == nil && uerr == nil
+	return lim, use, cmp.Or(lerr, uerr)
 }
 
 // openIncident opens the incident; lim and use are the cgroup's limit and

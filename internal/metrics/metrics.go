@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/policy/alert"
 	"github.com/oomwatch/oomwatch/watchdog"
@@ -199,8 +200,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		seen[inc.Cgroup] = true
-		gauge(descCgroupOpen, 1, inc.Cgroup, string(inc.Verdict))
-		gauge(descCgroupOOMs, float64(inc.Evidence.OOMs), inc.Cgroup)
+		// A container names its cgroups: escaped as in logs and scan.
+		// client_golang refuses label values that are not UTF-8, and
+		// one such name would fail the whole scrape.
+		cg := procfs.Safe(inc.Cgroup)
+		gauge(descCgroupOpen, 1, cg, string(inc.Verdict))
+		gauge(descCgroupOOMs, float64(inc.Evidence.OOMs), cg)
 	}
 	if c.m.alerts == nil {
 		return

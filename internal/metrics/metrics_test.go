@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -127,4 +128,44 @@ func TestServeAndHealthz(t *testing.T) {
 	// Let the server goroutines finish before goleak looks.
 	time.Sleep(100 * time.Millisecond)
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// TestHostileCgroupLabels: a container names its cgroups; the per-cgroup
+// series carry that name. Bytes that are not UTF-8 must not make the
+// exposition fail (client_golang refuses such label values: a scrape would
+// panic in the collector), and control characters must stay escaped.
+func TestHostileCgroupLabels(t *testing.T) {
+	m := New("dev", &fakeWD{}, nil)
+	for i, cg := range []string{"/lxc.payload.web1/bad\xff\xfeutf8", "/nl\nforged_metric 1", `/q"uo'te\`, "/esc\x1b[31m"} {
+		m.IncidentOpened(&watchdog.Incident{ID: fmt.Sprint(i), Verdict: watchdog.VerdictLoop, Cgroup: cg, Started: time.Now().Add(time.Duration(i))}, 0)
+	}
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape: %s\n%s", resp.Status, body)
+	}
+	var got []string
+	for _, l := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(l, "oomwatch_cgroup_incident_open{") {
+			got = append(got, l)
+		}
+		if strings.HasPrefix(l, "forged_metric") {
+			t.Errorf("a cgroup name forged a metric line: %q", l)
+		}
+	}
+	want := []string{ // the exposition sorts series by label value
+		`oomwatch_cgroup_incident_open{cgroup="/esc\\u001b[31m",verdict="loop"} 1`,
+		`oomwatch_cgroup_incident_open{cgroup="/lxc.payload.web1/bad\\xff\\xfeutf8",verdict="loop"} 1`,
+		`oomwatch_cgroup_incident_open{cgroup="/nl\\nforged_metric 1",verdict="loop"} 1`,
+		`oomwatch_cgroup_incident_open{cgroup="/q\"uo'te\\\\",verdict="loop"} 1`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("per-cgroup series:\n%s\nwant (names escaped as in scan and logs):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }

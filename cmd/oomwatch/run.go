@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -316,9 +317,8 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 			return p
 		},
 		Ready: func(n int) {
-			if n <= 1 {
-				log.Warn().Str("event", "limited_view").Str("hierarchy", h.String()).
-					Msg("only the root cgroup is visible: nothing to watch. In a container, mount the host's /sys/fs/cgroup read-write and share the host's cgroup and PID namespaces")
+			if event, msg := viewWarning(h, n); msg != "" {
+				log.Warn().Str("event", event).Str("hierarchy", h.String()).Msg(msg)
 			}
 			if err := sd.Ready(status()); err != nil {
 				log.Warn().Err(err).Msg("sd_notify READY failed")
@@ -475,6 +475,23 @@ func namespaceWarning(proc procfs.FS) string {
 		}
 	}
 	return ""
+}
+
+// viewWarning says, once every watch is armed (n cgroups, the root
+// included), why oomwatch may have nothing to watch: on cgroup v2 a root
+// whose cgroup.subtree_control lacks "memory" (a host without systemd, a
+// fresh VM: no cgroup has a memory limit, so none can loop, until +memory is
+// enabled; oomwatch picks the cgroups up then), else a view of the root
+// alone (a container without the host's /sys/fs/cgroup).
+func viewWarning(h cgroupfs.Hierarchy, n int) (event, msg string) {
+	if on, err := h.MemoryEnabledBelow("/"); err == nil && !on {
+		return "memory_not_enabled", fmt.Sprintf("the memory controller is not enabled below the cgroup root (%s has no \"memory\"): no cgroup has a memory limit, so no OOM loop can happen yet. oomwatch watches the cgroups' OOM counters as soon as it is enabled (echo +memory > %s; systemd does this at boot)",
+			filepath.Join(h.Root, "cgroup.subtree_control"), filepath.Join(h.Root, "cgroup.subtree_control"))
+	}
+	if n <= 1 {
+		return "limited_view", "only the root cgroup is visible: nothing to watch. In a container, mount the host's /sys/fs/cgroup read-write and share the host's cgroup and PID namespaces"
+	}
+	return "", ""
 }
 
 // ownCgroup is oomwatch's own cgroup on the watched hierarchy, as a list

@@ -40,6 +40,7 @@ const (
 	fileCgroupProcs       = "cgroup.procs"
 	fileCgroupStat        = "cgroup.stat"
 	fileCgroupFreeze      = "cgroup.freeze"
+	fileSubtreeControl    = "cgroup.subtree_control"
 	fileCgroupKill        = "cgroup.kill"
 	fileMemoryMax         = "memory.max"
 	fileMemoryCurrent     = "memory.current"
@@ -585,9 +586,26 @@ func Notifying(name string) bool {
 	return name == fileMemoryEvents || name == fileCgroupEvents || name == fileMemoryEventsLocal
 }
 
+// MemoryEnabledBelow reports whether cg's children get the memory controller
+// (v2: "memory" in its cgroup.subtree_control). On v1 every cgroup of the
+// memory hierarchy has it.
+func (h Hierarchy) MemoryEnabledBelow(cg string) (bool, error) {
+	if h.Version == 1 {
+		return true, nil
+	}
+	return readAs(h, cg, fileSubtreeControl, func(b []byte) (bool, error) {
+		for _, c := range strings.Fields(string(b)) {
+			if c == "memory" {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}
+
 // SubtreeControlFile reports whether name is cgroup.subtree_control, whose
 // writes enable or disable controllers in the children.
-func SubtreeControlFile(name string) bool { return name == "cgroup.subtree_control" }
+func SubtreeControlFile(name string) bool { return name == fileSubtreeControl }
 
 // MemoryEventsFile reports whether name is the v2 memory.events file.
 func MemoryEventsFile(name string) bool {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -451,5 +452,57 @@ func TestDaemonInheritedProtection(t *testing.T) {
 	}
 	if a, err := Adj(sp.Pid); err == nil && a != -1000 {
 		t.Errorf("sshd oom_score_adj %d: the daemon must only touch tasks in the cgroup", a)
+	}
+}
+
+// TestDaemonMemoryEnabledAfterStart: a v2 machine without systemd, as a new
+// user may first try oomwatch: the root's cgroup.subtree_control has no
+// "memory" when the daemon starts. It must say so (event=memory_not_enabled,
+// with the command that enables it), and once +memory is enabled, a cgroup
+// made before that (it had no memory files when it was armed) and given a
+// limit afterwards must be watched: its loop is broken without a restart.
+func TestDaemonMemoryEnabledAfterStart(t *testing.T) {
+	e := Setup(t)
+	OnlyModes(t, e, "v2")
+	RequireDaemon(t, e)
+	ctl := "/sys/fs/cgroup/cgroup.subtree_control"
+	// Refused (EBUSY) while a child has memory in its own subtree_control:
+	// every test removes its cgroups, so none has here.
+	if err := os.WriteFile(ctl, []byte("-memory"), 0); err != nil {
+		t.Fatalf("disable the memory controller at the root: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(ctl, []byte("+memory"), 0); err != nil {
+			t.Errorf("re-enable the memory controller at the root: %v", err)
+		}
+	})
+	name := fmt.Sprintf("vmt-%s-%d", sanitize(t.Name()), cgSeq.Add(1))
+	cg := &Cgroup{Name: name, Mode: e.Mode, Mem: filepath.Join("/sys/fs/cgroup", name)}
+	cg.Freezer = cg.Mem
+	if err := os.Mkdir(cg.Mem, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cg.Destroy)
+
+	d := StartDaemon(t, e, "run")
+	warn := d.WaitEvent(t, 10*time.Second, "event=memory_not_enabled", Ev("event", "memory_not_enabled"))
+	if msg, _ := warn["message"].(string); !strings.Contains(msg, "echo +memory > "+ctl) {
+		t.Errorf("memory_not_enabled message %q does not say how to enable it", msg)
+	}
+
+	mustWrite(t, ctl, "+memory")
+	mustWrite(t, filepath.Join(cg.Mem, "memory.max"), strconv.Itoa(20<<20))
+	if _, err := os.Stat(filepath.Join(cg.Mem, "memory.swap.max")); err == nil {
+		mustWrite(t, filepath.Join(cg.Mem, "memory.swap.max"), "0")
+	}
+	p := StartHog(t, e, cg, 64, -1000)
+	inc := d.WaitEvent(t, detectTimeout, "incident verdict=loop on "+cg.Rel(), isIncident(cg, "loop"))
+	act := d.WaitEvent(t, actionTimeout, "action reset-adj", isAction(inc["incident"], "reset-adj"))
+	if act["done"] != true || act["verified"] != true || fmt.Sprint(act["pid"]) != fmt.Sprint(p.Pid) {
+		t.Errorf("reset-adj action %v: want done+verified on pid %d", act, p.Pid)
+	}
+	waitKilled(t, p, cg)
+	if evs := d.Events(Ev("event", "limited_view")); len(evs) != 0 {
+		t.Errorf("a root without +memory was called a limited view: %v", evs)
 	}
 }

@@ -25,7 +25,7 @@ func countFDs(t *testing.T) int {
 	return len(ents)
 }
 
-func writeFile(t *testing.T, p, v string) {
+func writeFile(t testing.TB, p, v string) {
 	t.Helper()
 	if err := os.WriteFile(p, []byte(v), 0); err != nil {
 		t.Fatalf("write %q to %s: %v", v, p, err)

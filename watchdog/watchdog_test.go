@@ -138,7 +138,7 @@ func (r *recorder) Resolved(inc *Incident, why string) {
 
 // waitFor waits for cond, re-checking after every handler call; a missed
 // condition fails after a generous deadline (correctness, not timing).
-func (r *recorder) waitFor(t *testing.T, what string, cond func() bool) {
+func (r *recorder) waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {

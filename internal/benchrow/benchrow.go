@@ -261,3 +261,16 @@ func Marshal(r Row) []byte {
 	b, _ := json.Marshal(r)
 	return b
 }
+
+// Percentile is the nearest-rank percentile p (0-100) of sorted v; NaN for
+// an empty v.
+func Percentile(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	i := int(math.Ceil(p/100*float64(len(v)))) - 1
+	if i < 0 {
+		i = 0
+	}
+	return v[i]
+}

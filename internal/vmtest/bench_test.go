@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -150,16 +149,7 @@ func parseBench(out string) []benchSample {
 }
 
 // pct is the nearest-rank percentile of sorted v.
-func pct(v []float64, p float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	i := int(math.Ceil(p/100*float64(len(v)))) - 1
-	if i < 0 {
-		i = 0
-	}
-	return v[i]
-}
+func pct(v []float64, p float64) float64 { return benchrow.Percentile(v, p) }
 
 // loopStats are one combination and method's loops.
 type loopStats struct {

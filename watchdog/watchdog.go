@@ -68,6 +68,9 @@ type Config struct {
 	// looping (4.19–5.15, see KernelForcesCharge); usage above the limit
 	// after kill-less OOMs is then reported as VerdictForced.
 	ForcedChargeKernel bool
+	// FollowFor is how long the counters of a cgroup with kill-less OOMs
+	// are read every millisecond (v2, see followEvery); 0 means 50 ms.
+	FollowFor time.Duration
 	// Observer, if set, is told about every incident.
 	Observer Observer
 	// Tick, if set, is called from the event loop at least every TickEvery
@@ -165,7 +168,8 @@ type Watchdog struct {
 	lastEvent, busy   atomic.Int64  // unix nanoseconds; 0 = never / idle
 	gen               atomic.Uint64 // bumped by Reconfigure
 	rechecks          map[string]bool
-	pending           []string // v2 cgroups armed at start-up whose baseline is not read yet
+	follows           map[string]stamp // v2: kill-less OOMs under way, read until then (see followEvery)
+	pending           []string         // v2 cgroups armed at start-up whose baseline is not read yet
 }
 
 // New checks cfg and prepares a watchdog; nothing is armed until Run.
@@ -191,8 +195,8 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Watchdog, error) {
 		cgroups:  make(map[string]*cgroupState),
 		perTop:   make(map[string]int),
 		kids:     make(map[string]int),
-		rechecks: make(map[string]bool),
-		capped:   make(map[string]bool),
+		rechecks: make(map[string]bool), follows: make(map[string]stamp),
+		capped: make(map[string]bool),
 	}, nil
 }
 
@@ -283,6 +287,7 @@ func (w *Watchdog) Run(ctx context.Context) error {
 			}
 		}
 		w.recheckDue(now)
+		w.followDue(now)
 		w.resolveQuiet(now)
 		w.busy.Store(0)
 		if w.cfg.Tick != nil && now.Sub(lastTick) >= w.cfg.TickEvery {
@@ -309,6 +314,9 @@ func (w *Watchdog) nextTimeout(lastTick time.Time) time.Duration {
 	}
 	if len(w.rechecks) > 0 && (t < 0 || settleV1 < t) {
 		t = settleV1
+	}
+	if len(w.follows) > 0 && (t < 0 || followEvery < t) {
+		t = followEvery
 	}
 	if w.cfg.Tick != nil {
 		d := time.Until(lastTick.Add(w.cfg.TickEvery))
@@ -585,6 +593,7 @@ func (w *Watchdog) forget(c string) {
 	}
 	delete(w.cgroups, c)
 	delete(w.rechecks, c)
+	delete(w.follows, c)
 	if p, ok := cgroupfs.Parent(c); ok {
 		if w.kids[p]--; w.kids[p] <= 0 {
 			delete(w.kids, p)
@@ -754,6 +763,9 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 	if st.inc != nil {
 		return false // evidence is fixed at open; resolution uses lastOOM
 	}
+	if w.cfg.CG.Version == 2 {
+		w.follow(now, cg, a)
+	}
 	if w.cfg.CG.Version == 1 && v1Count > 0 {
 		if oc, err := w.cfg.CG.OOMControl(cg); err == nil && oc.KillDisable && oc.UnderOOM && !st.paused {
 			st.paused = true
@@ -883,6 +895,49 @@ func (w *Watchdog) recheckDue(now time.Time) {
 		st.recheck = 0
 		stalled := st.stalled
 		if w.observe(now, cg, 0) || stalled {
+			suspects = append(suspects, cg)
+		}
+	}
+	w.suspectAll(now, suspects)
+}
+
+// followEvery and followFor: after a kill-less OOM on cgroup v2, the
+// watchdog reads memory.events itself every followEvery for followFor
+// instead of waiting for the kernel's next notification. cgroup_file_notify()
+// sends at most one notification per 10 ms (HZ/100, 12 ms at HZ=250), while a
+// loop's OOMs come faster than that on real hardware: the evidence is then
+// complete at the OOM that completes it, not at the next 10 ms mark. Only
+// while kill-less OOMs are under way and below the detector's count: no
+// wake-up on an idle host, none once the kernel kills or an incident opens.
+// (v1's eventfd is signalled at every OOM: nothing to gain there.)
+const (
+	followEvery = time.Millisecond
+	followFor   = 50 * time.Millisecond // Config.FollowFor's default
+)
+
+// follow starts or stops following cg after an observation (see followEvery).
+func (w *Watchdog) follow(now time.Time, cg string, a Assessment) {
+	if a.Signal != Quiet || a.OOMs == 0 || a.Kills > 0 {
+		delete(w.follows, cg)
+		return
+	}
+	if _, ok := w.follows[cg]; !ok {
+		w.follows[cg] = w.stamp(now.Add(cmp.Or(w.cfg.FollowFor, followFor)))
+	}
+}
+
+// followDue reads the counters of the cgroups being followed.
+func (w *Watchdog) followDue(now time.Time) {
+	if len(w.follows) == 0 {
+		return
+	}
+	var suspects []string
+	for cg, until := range w.follows {
+		if w.stamp(now) > until || w.ancestorOpen(cg) {
+			delete(w.follows, cg)
+			continue
+		}
+		if w.observe(now, cg, 0) {
 			suspects = append(suspects, cg)
 		}
 	}

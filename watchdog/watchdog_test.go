@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 	"go.uber.org/goleak"
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
@@ -486,5 +487,60 @@ func TestWatchdogDeferredBaselines(t *testing.T) {
 	// for /c0 and the last cgroup (none if notified before their read).
 	if st := w.Stats(); st.OOMs < 7 || st.OOMs > 9 {
 		t.Fatalf("Stats().OOMs = %d, want 7..9: old OOMs were counted", st.OOMs)
+	}
+}
+
+// TestWatchdogFollowsKilllessOOMs: the kernel notifies a memory.events
+// change at most once per 10 ms, and a loop's next OOMs often come before the
+// next notification. After a kill-less OOM the watchdog reads the counters
+// itself (followEvery) for a while: here the counters reach the loop's count
+// with no notification at all (memory.events rewritten through a shared
+// mapping, which inotify does not see), and the loop must still be found.
+func TestWatchdogFollowsKilllessOOMs(t *testing.T) {
+	cgRoot, procRoot := t.TempDir(), t.TempDir()
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	writeProc(t, procRoot, 1, 0, "init", 0, 1000)
+	writeProc(t, procRoot, 100, 1, "java", -1000, 900000)
+	writeCgroup(t, cgRoot, "web1", "20971520", 100)
+	// Fixed-width counters, so that they can change in place.
+	events := func(oom int) []byte {
+		return fmt.Appendf(nil, "low 0\nhigh 0\nmax 0\noom %010d\noom_kill 0000000000\noom_group_kill 0\n", oom)
+	}
+	file := filepath.Join(cgRoot, "web1", "memory.events")
+	must(t, os.WriteFile(file, events(0), 0o644))
+
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	h.AnyFS = true
+	rec := newRecorder()
+	// Followed for a minute, not 50 ms: the test's steps are not timed.
+	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: Params{Window: time.Minute, MinOOMs: 3},
+		ResolveAfter: 300 * time.Millisecond, FollowFor: time.Minute}, rec, zerolog.Nop())
+	must(t, err)
+	startRun(t, w)
+	rec.waitFor(t, "2 cgroups watched", func() bool { return w.Stats().Watched == 2 })
+	waitBaselines(t, w)
+
+	// One kill-less OOM, notified: the watchdog counts it.
+	must(t, os.WriteFile(filepath.Join(cgRoot, "web1", "memory.events.local"), events(5), 0o644))
+	must(t, os.WriteFile(file, events(1), 0o644))
+	rec.waitFor(t, "the first OOM counted", func() bool { return w.Stats().OOMs == 1 })
+
+	// Four more, not notified.
+	f, err := os.OpenFile(file, os.O_RDWR, 0)
+	must(t, err)
+	defer f.Close()
+	m, err := unix.Mmap(int(f.Fd()), 0, len(events(0)), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	must(t, err)
+	defer unix.Munmap(m)
+	events0 := w.Stats().Events
+	copy(m, events(5))
+	rec.waitFor(t, "a loop found without a notification", func() bool { return len(rec.opened) == 1 })
+	if inc := rec.opened[0]; inc.Verdict != VerdictLoop || inc.Cgroup != "/web1" || inc.Evidence.OOMs < 3 {
+		t.Fatalf("incident %+v, want a loop in /web1 with the 5 OOMs", inc)
+	}
+	if ev := w.Stats().Events; ev != events0 {
+		t.Fatalf("%d notifications after the in-place change: the test needs none", ev-events0)
 	}
 }

@@ -169,6 +169,7 @@ type Watchdog struct {
 	gen               atomic.Uint64 // bumped by Reconfigure
 	rechecks          map[string]bool
 	follows           map[string]stamp // v2: kill-less OOMs under way, read until then (see followEvery)
+	lastFollow        stamp            // when followDue last read them
 	pending           []string         // v2 cgroups armed at start-up whose baseline is not read yet
 }
 
@@ -195,8 +196,9 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Watchdog, error) {
 		cgroups:  make(map[string]*cgroupState),
 		perTop:   make(map[string]int),
 		kids:     make(map[string]int),
-		rechecks: make(map[string]bool), follows: make(map[string]stamp),
-		capped: make(map[string]bool),
+		rechecks: make(map[string]bool),
+		follows:  make(map[string]stamp),
+		capped:   make(map[string]bool),
 	}, nil
 }
 
@@ -905,7 +907,7 @@ func (w *Watchdog) recheckDue(now time.Time) {
 // watchdog reads memory.events itself every followEvery for followFor
 // instead of waiting for the kernel's next notification. cgroup_file_notify()
 // sends at most one notification per 10 ms (HZ/100, 12 ms at HZ=250), while a
-// loop's OOMs come faster than that on real hardware: the evidence is then
+// loop's OOMs can come faster than that: the evidence is then
 // complete at the OOM that completes it, not at the next 10 ms mark. Only
 // while kill-less OOMs are under way and below the detector's count: no
 // wake-up on an idle host, none once the kernel kills or an incident opens.
@@ -926,11 +928,13 @@ func (w *Watchdog) follow(now time.Time, cg string, a Assessment) {
 	}
 }
 
-// followDue reads the counters of the cgroups being followed.
+// followDue reads the counters of the cgroups being followed, at most every
+// followEvery however often the loop wakes up.
 func (w *Watchdog) followDue(now time.Time) {
-	if len(w.follows) == 0 {
+	if len(w.follows) == 0 || w.since(now, w.lastFollow) < followEvery {
 		return
 	}
+	w.lastFollow = w.stamp(now)
 	var suspects []string
 	for cg, until := range w.follows {
 		if w.stamp(now) > until || w.ancestorOpen(cg) {

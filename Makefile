@@ -48,6 +48,8 @@ demo: vm-deps
 	$(GO) run ./internal/demo
 
 # Every benchmark: micro, host (root, cgroup v1) and VM (boots every kernel).
+# -p 1: one package at a time, so that the host scale and churn benchmarks
+# never share the 2 CPUs with a VM benchmark and distort each other.
 # Each prints its own table into the log and emits OOMWATCH-BENCH rows;
 # benchtable passes the output through (stderr and $(BENCHLOG)) and ends with
 # one table of every row, machine facts, targets met/missed, skips and
@@ -59,7 +61,7 @@ bench: .SHELLFLAGS := -o pipefail -c
 bench: vm-deps
 	@mkdir -p bin $(dir $(BENCHLOG))
 	$(GO) build -o bin/benchtable ./internal/benchrow/benchtable
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./... 2>&1 | bin/benchtable -log $(BENCHLOG)
+	$(GO) test -p 1 -run '^$$' -bench . -benchmem -timeout 60m ./... 2>&1 | bin/benchtable -log $(BENCHLOG)
 
 # Every fuzz target of every package, FUZZTIME each (CI runs a short pass).
 fuzz:

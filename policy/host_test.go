@@ -33,17 +33,7 @@ func TestPausedReleasedByRuleHost(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
-	write := func(f, v string) {
-		t.Helper()
-		if err := os.WriteFile(filepath.Join(dir, f), []byte(v), 0); err != nil {
-			t.Fatalf("write %s: %v", f, err)
-		}
-	}
-	write("memory.limit_in_bytes", "33554432")
-	if _, err := os.Stat(filepath.Join(dir, "memory.memsw.limit_in_bytes")); err == nil {
-		write("memory.memsw.limit_in_bytes", "33554432")
-	}
-	write("memory.oom_control", "1")
+	testhost.MakeStalling(t, dir, 33554432)
 	hog := testhost.StartHog(t, filepath.Join(dir, "cgroup.procs"), 48)
 	cg := "/" + filepath.Base(dir)
 	waitUntil(t, "under_oom 1", func() bool { oc, err := h.OOMControl(cg); return err == nil && oc.UnderOOM })

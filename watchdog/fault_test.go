@@ -174,8 +174,7 @@ func keys(m map[string]bool) []string {
 // cgroup; the cgroup is forgotten and a loop elsewhere is still found.
 func TestFaultCgroupRemovedDuringInspection(t *testing.T) {
 	cgRoot, procRoot := t.TempDir(), t.TempDir()
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	writeV2Root(t, cgRoot)
 	writeProc(t, procRoot, 1, 0, "init", 0, 1000)
 	writeProc(t, procRoot, 100, 1, "java", -1000, 900000)
 	writeProc(t, procRoot, 200, 1, "java", -1000, 900000)

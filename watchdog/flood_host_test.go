@@ -166,11 +166,7 @@ func TestFlood50kCgroupsHost(t *testing.T) {
 	}
 	victimIno := inodeOf(t, victimDir)
 	rec.waitFor(t, "the victim cgroup watched (an inotify mark on its directory)", func() bool { return inotifyInodes(t)[victimIno] })
-	writeFile(t, filepath.Join(victimDir, "memory.limit_in_bytes"), "33554432")
-	if _, err := os.Stat(filepath.Join(victimDir, "memory.memsw.limit_in_bytes")); err == nil {
-		writeFile(t, filepath.Join(victimDir, "memory.memsw.limit_in_bytes"), "33554432")
-	}
-	writeFile(t, filepath.Join(victimDir, "memory.oom_control"), "1")
+	testhost.MakeStalling(t, victimDir, 33554432)
 
 	hog := testhost.StartHog(t, filepath.Join(victimDir, "cgroup.procs"), 128) // killed before the cgroups are removed
 	ooms := time.Now()

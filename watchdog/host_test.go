@@ -25,6 +25,17 @@ func countFDs(t *testing.T) int {
 	return len(ents)
 }
 
+// removeCgroup removes a test cgroup, retrying while its killed tasks are
+// still being reaped.
+func removeCgroup(dir string) {
+	for i := 0; i < 100; i++ {
+		if err := os.Remove(dir); err == nil || os.IsNotExist(err) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func writeFile(t testing.TB, p, v string) {
 	t.Helper()
 	if err := os.WriteFile(p, []byte(v), 0); err != nil {
@@ -47,20 +58,10 @@ func TestWatchdogHostV1Paused(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() {
-		for _, d := range []string{victim, base} {
-			for i := 0; i < 50; i++ {
-				if err := os.Remove(d); err == nil || os.IsNotExist(err) {
-					break
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-		}
+		removeCgroup(victim)
+		removeCgroup(base)
 	})
-	writeFile(t, filepath.Join(victim, "memory.limit_in_bytes"), "33554432")
-	if _, err := os.Stat(filepath.Join(victim, "memory.memsw.limit_in_bytes")); err == nil {
-		writeFile(t, filepath.Join(victim, "memory.memsw.limit_in_bytes"), "33554432")
-	}
-	writeFile(t, filepath.Join(victim, "memory.oom_control"), "1")
+	testhost.MakeStalling(t, victim, 33554432)
 
 	h, err := cgroupfs.Open(base, "")
 	if err != nil || h.Version != 1 {
@@ -105,12 +106,7 @@ func TestWatchdogHostV1Paused(t *testing.T) {
 
 	// Removal is a normal event: the cgroup is dropped, nothing breaks.
 	hog.Kill()
-	for i := 0; i < 50; i++ {
-		if err := os.Remove(victim); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	removeCgroup(victim)
 	rec.waitFor(t, "removed cgroup dropped", func() bool { return w.Stats().Watched == 1 })
 
 	cancel()

@@ -1,7 +1,6 @@
 package watchdog
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -55,15 +54,7 @@ func BenchmarkIncidentPathHostV1(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Errorf("Run: %v", err)
-		}
-	}()
+	startRun(b, w)
 	<-ready
 
 	var insp, handover []float64
@@ -73,11 +64,7 @@ func BenchmarkIncidentPathHostV1(b *testing.B) {
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			b.Fatal(err)
 		}
-		writeFile(b, filepath.Join(dir, "memory.limit_in_bytes"), "33554432")
-		if _, err := os.Stat(filepath.Join(dir, "memory.memsw.limit_in_bytes")); err == nil {
-			writeFile(b, filepath.Join(dir, "memory.memsw.limit_in_bytes"), "33554432")
-		}
-		writeFile(b, filepath.Join(dir, "memory.oom_control"), "1")
+		testhost.MakeStalling(b, dir, 33554432)
 		rec.waitFor(b, name+" watched", func() bool { return w.Stats().Watched == 2 })
 		hog := testhost.StartHog(b, filepath.Join(dir, "cgroup.procs"), 64)
 		rec.waitFor(b, "paused incident in "+name, func() bool { return len(rec.opened) == i+1 })
@@ -90,7 +77,7 @@ func BenchmarkIncidentPathHostV1(b *testing.B) {
 	}
 	sort.Float64s(insp)
 	sort.Float64s(handover)
-	scenario := "v1 host " + kernelRelease() + " (hardware), one task stalled under_oom"
+	scenario := "v1 host " + benchrow.Machine().Kernel + " (hardware), one task stalled under_oom"
 	row := func(metric string, v float64) benchrow.Row {
 		return benchrow.Row{Measurement: benchrow.LoopBreak, Scenario: scenario, Method: benchrow.Oomwatch, Metric: metric,
 			Value: v, Unit: "ms", Bench: b.Name(), Note: fmt.Sprintf("%d runs; the watchdog's own timings", n)}
@@ -122,20 +109,4 @@ func incidentLine(tb testing.TB, logs, cg string) map[string]float64 {
 	}
 	tb.Fatalf("no incident line for %s in:\n%s", cg, logs)
 	return nil
-}
-
-// removeCgroup removes a test cgroup, retrying while its killed tasks are
-// still being reaped.
-func removeCgroup(dir string) {
-	for i := 0; i < 100; i++ {
-		if err := os.Remove(dir); err == nil || os.IsNotExist(err) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func kernelRelease() string {
-	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	return strings.TrimSpace(string(b))
 }

@@ -43,6 +43,14 @@ func writeProc(t *testing.T, root string, pid, ppid int, comm string, adj, rssKB
 	}
 }
 
+// writeV2Root makes root a fake cgroup2 root with the memory controller
+// and no task of its own.
+func writeV2Root(t *testing.T, root string) {
+	t.Helper()
+	must(t, os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("memory\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(root, "cgroup.procs"), nil, 0o644))
+}
+
 // writeCgroup creates a fake v2 cgroup with the given tasks and counters.
 // Like mkdir on cgroupfs it appears with all its files at once: it is built
 // aside and renamed into place. The parent must exist.
@@ -85,7 +93,7 @@ func must(t *testing.T, err error) {
 
 // startRun runs w until the test ends, then stops it and checks that Run
 // returned without error.
-func startRun(t *testing.T, w *Watchdog) {
+func startRun(t testing.TB, w *Watchdog) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -234,8 +242,7 @@ func TestWatchdogFakeV2(t *testing.T) {
 
 func TestWatchdogMaxCgroups(t *testing.T) {
 	cgRoot := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	writeV2Root(t, cgRoot)
 	for i := 0; i < 10; i++ {
 		writeCgroup(t, cgRoot, fmt.Sprintf("c%d", i), "max")
 	}
@@ -267,8 +274,7 @@ func TestWatchdogMaxCgroups(t *testing.T) {
 // cgroup.subtree_control) must make the watchdog watch it.
 func TestWatchdogMemoryEnabledLater(t *testing.T) {
 	cgRoot, procRoot := t.TempDir(), t.TempDir()
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	writeV2Root(t, cgRoot)
 	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.subtree_control"), nil, 0o644))
 	writeProc(t, procRoot, 1, 0, "init", 0, 1000)
 	writeProc(t, procRoot, 100, 1, "java", -1000, 9000)
@@ -304,8 +310,7 @@ func TestWatchdogMemoryEnabledLater(t *testing.T) {
 // take the global budget: the per-subtree cap stops it, others still count.
 func TestWatchdogPerSubtreeCap(t *testing.T) {
 	cgRoot := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	writeV2Root(t, cgRoot)
 	writeCgroup(t, cgRoot, "evil", "max")
 	for i := 0; i < 20; i++ {
 		writeCgroup(t, cgRoot, fmt.Sprintf("evil/c%d", i), "max")
@@ -336,8 +341,7 @@ func TestWatchdogPerSubtreeCap(t *testing.T) {
 // watchdog to its siblings, at start-up or later.
 func TestWatchdogPerSubtreeCapPerContainer(t *testing.T) {
 	cgRoot := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	writeV2Root(t, cgRoot)
 	id := func(c byte) string { return strings.Repeat(string(c), 64) }
 	for _, d := range []string{"docker", "docker/" + id('a'), "docker/" + id('b'), "lxc", "lxc/web1", "lxc/web2"} {
 		writeCgroup(t, cgRoot, d, "max")
@@ -379,8 +383,7 @@ func TestWatchdogPerSubtreeCapPerContainer(t *testing.T) {
 func TestWatchdogForcedCharge(t *testing.T) {
 	for _, forcedKernel := range []bool{true, false} {
 		cgRoot, procRoot := t.TempDir(), t.TempDir()
-		must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
-		must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+		writeV2Root(t, cgRoot)
 		writeProc(t, procRoot, 1, 0, "init", 0, 1000)
 		writeProc(t, procRoot, 100, 1, "java", -1000, 9000)
 		writeCgroup(t, cgRoot, "ct", "20971520", 100)
@@ -415,8 +418,7 @@ func TestWatchdogForcedCharge(t *testing.T) {
 // oomwatch's own cgroup (Config.Ignore) and its subtree are not watched.
 func TestWatchdogIgnoresOwnCgroup(t *testing.T) {
 	cgRoot := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	writeV2Root(t, cgRoot)
 	writeCgroup(t, cgRoot, "system.slice", "max")
 	writeCgroup(t, cgRoot, "system.slice/oomwatch.service", "536870912")
 	writeCgroup(t, cgRoot, "system.slice/oomwatch.service/child", "max")
@@ -439,8 +441,7 @@ func TestWatchdogIgnoresOwnCgroup(t *testing.T) {
 // notification comes before or after the deferred read.
 func TestWatchdogDeferredBaselines(t *testing.T) {
 	cgRoot, procRoot := t.TempDir(), t.TempDir()
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	writeV2Root(t, cgRoot)
 	writeProc(t, procRoot, 100, 1, "java", -1000, 900000)
 	const n = 2*baselineBatch + 37
 	for i := 0; i < n; i++ {
@@ -498,8 +499,7 @@ func TestWatchdogDeferredBaselines(t *testing.T) {
 // mapping, which inotify does not see), and the loop must still be found.
 func TestWatchdogFollowsKilllessOOMs(t *testing.T) {
 	cgRoot, procRoot := t.TempDir(), t.TempDir()
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.controllers"), []byte("memory\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(cgRoot, "cgroup.procs"), nil, 0o644))
+	writeV2Root(t, cgRoot)
 	writeProc(t, procRoot, 1, 0, "init", 0, 1000)
 	writeProc(t, procRoot, 100, 1, "java", -1000, 900000)
 	writeCgroup(t, cgRoot, "web1", "20971520", 100)

@@ -110,6 +110,26 @@ func V1Root(t testing.TB) string {
 	return h.Root
 }
 
+// MakeStalling turns the v1 memory cgroup dir into one whose tasks stall
+// under_oom at limit bytes: the limit (memsw too, where there is swap
+// accounting) and oom_kill_disable=1.
+func MakeStalling(t testing.TB, dir string, limit int) {
+	t.Helper()
+	v := strconv.Itoa(limit)
+	files := []string{"memory.limit_in_bytes"}
+	if _, err := os.Stat(filepath.Join(dir, "memory.memsw.limit_in_bytes")); err == nil {
+		files = append(files, "memory.memsw.limit_in_bytes") // memsw ≥ limit: set after it
+	}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(v), 0); err != nil {
+			t.Fatalf("write %s to %s: %v", v, filepath.Join(dir, f), err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "memory.oom_control"), []byte("1"), 0); err != nil {
+		t.Fatalf("set oom_kill_disable in %s: %v", dir, err)
+	}
+}
+
 // SyncBuf is a log sink that tests read while the code under test writes.
 type SyncBuf struct {
 	mu sync.Mutex

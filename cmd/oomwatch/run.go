@@ -485,8 +485,8 @@ func namespaceWarning(proc procfs.FS) string {
 // alone (a container without the host's /sys/fs/cgroup).
 func viewWarning(h cgroupfs.Hierarchy, n int) (event, msg string) {
 	if on, err := h.MemoryEnabledBelow("/"); err == nil && !on {
-		return "memory_not_enabled", fmt.Sprintf("the memory controller is not enabled below the cgroup root (%s has no \"memory\"): no cgroup has a memory limit, so no OOM loop can happen yet. oomwatch watches the cgroups' OOM counters as soon as it is enabled (echo +memory > %s; systemd does this at boot)",
-			filepath.Join(h.Root, "cgroup.subtree_control"), filepath.Join(h.Root, "cgroup.subtree_control"))
+		ctl := filepath.Join(h.Root, "cgroup.subtree_control")
+		return "memory_not_enabled", fmt.Sprintf("the memory controller is not enabled below the cgroup root (%s has no \"memory\"): no cgroup has a memory limit, so no OOM loop can happen yet. oomwatch watches the cgroups' OOM counters as soon as it is enabled (echo +memory > %s; systemd does this at boot)", ctl, ctl)
 	}
 	if n <= 1 {
 		return "limited_view", "only the root cgroup is visible: nothing to watch. In a container, mount the host's /sys/fs/cgroup read-write and share the host's cgroup and PID namespaces"

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,6 +50,22 @@ func oomQuiet(t *testing.T, cg *Cgroup, efd *OOMEventfd) {
 	if k1 := cg.Counters(t); k1.OOM != k0.OOM {
 		t.Errorf("oom went %d → %d in 500ms after the loop was broken, want stable", k0.OOM, k1.OOM)
 	}
+}
+
+// brokenByResetAdj waits for the daemon to call holder's loop a loop, to
+// reset p's oom_score_adj (done and verified) and for the kernel to kill p in
+// cg; it returns the incident.
+func brokenByResetAdj(t *testing.T, d *Daemon, holder *Cgroup, p *Proc, cg *Cgroup) map[string]any {
+	t.Helper()
+	inc := d.WaitEvent(t, detectTimeout, "incident verdict=loop on "+holder.Rel(), isIncident(holder, "loop"))
+	t.Logf("incident: %v", inc)
+	act := d.WaitEvent(t, actionTimeout, "action reset-adj", isAction(inc["incident"], "reset-adj"))
+	t.Logf("action: %v", act)
+	if act["done"] != true || act["verified"] != true || fmt.Sprint(act["pid"]) != fmt.Sprint(p.Pid) {
+		t.Errorf("reset-adj action %v: want done+verified on pid %d", act, p.Pid)
+	}
+	waitKilled(t, p, cg)
+	return inc
 }
 
 // waitKilled waits for p to die and checks it was SIGKILLed.
@@ -142,14 +157,7 @@ func TestDaemonBreaksLoop(t *testing.T) {
 	d := StartDaemon(t, e, "run")
 	p := StartHog(t, e, cg, 64, -1000)
 
-	inc := d.WaitEvent(t, detectTimeout, "incident verdict=loop on "+cg.Rel(), isIncident(cg, "loop"))
-	t.Logf("incident: %v", inc)
-	act := d.WaitEvent(t, actionTimeout, "action reset-adj", isAction(inc["incident"], "reset-adj"))
-	t.Logf("action: %v", act)
-	if act["done"] != true || act["verified"] != true || fmt.Sprint(act["pid"]) != fmt.Sprint(p.Pid) {
-		t.Errorf("reset-adj action %v: want done+verified on pid %d", act, p.Pid)
-	}
-	waitKilled(t, p, cg)
+	inc := brokenByResetAdj(t, d, cg, p, cg)
 	if k := cg.Counters(t); k.OOMKill != 1 {
 		t.Errorf("oom_kill = %d, want 1 (%s)", k.OOMKill, k)
 	}
@@ -174,13 +182,7 @@ func TestDaemonParentLimit(t *testing.T) {
 	d := StartDaemon(t, e, "run")
 	p := StartHog(t, e, child, 64, -1000)
 
-	inc := d.WaitEvent(t, detectTimeout, "incident verdict=loop on the parent "+parent.Rel(), isIncident(parent, "loop"))
-	t.Logf("incident: %v", inc)
-	act := d.WaitEvent(t, actionTimeout, "action reset-adj", isAction(inc["incident"], "reset-adj"))
-	if act["done"] != true || act["verified"] != true || fmt.Sprint(act["pid"]) != fmt.Sprint(p.Pid) {
-		t.Errorf("reset-adj action %v: want done+verified on pid %d", act, p.Pid)
-	}
-	waitKilled(t, p, child)
+	brokenByResetAdj(t, d, parent, p, child) // the parent holds the limit
 	if evs := d.Events(isIncident(child, "")); len(evs) != 0 {
 		t.Errorf("incident(s) on the child %s, want only on the parent: %v", child.Rel(), evs)
 	}
@@ -341,12 +343,7 @@ func TestDaemonCgroupRemovedMidIncident(t *testing.T) {
 
 	cg2 := NewCgroup(t, e, 20)
 	p2 := StartHog(t, e, cg2, 64, -1000)
-	inc2 := d.WaitEvent(t, detectTimeout, "incident verdict=loop on the new "+cg2.Rel(), isIncident(cg2, "loop"))
-	act := d.WaitEvent(t, actionTimeout, "action reset-adj", isAction(inc2["incident"], "reset-adj"))
-	if act["done"] != true || act["verified"] != true || fmt.Sprint(act["pid"]) != fmt.Sprint(p2.Pid) {
-		t.Errorf("reset-adj action %v: want done+verified on pid %d", act, p2.Pid)
-	}
-	waitKilled(t, p2, cg2)
+	brokenByResetAdj(t, d, cg2, p2, cg2)
 }
 
 // TestDaemonInheritedProtection: the original incident. "sshd" protects
@@ -476,13 +473,7 @@ func TestDaemonMemoryEnabledAfterStart(t *testing.T) {
 			t.Errorf("re-enable the memory controller at the root: %v", err)
 		}
 	})
-	name := fmt.Sprintf("vmt-%s-%d", sanitize(t.Name()), cgSeq.Add(1))
-	cg := &Cgroup{Name: name, Mode: e.Mode, Mem: filepath.Join("/sys/fs/cgroup", name)}
-	cg.Freezer = cg.Mem
-	if err := os.Mkdir(cg.Mem, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cg.Destroy)
+	cg := newCgroupDirs(t, e) // no memory files yet: no limit to set
 
 	d := StartDaemon(t, e, "run")
 	warn := d.WaitEvent(t, 10*time.Second, "event=memory_not_enabled", Ev("event", "memory_not_enabled"))
@@ -491,17 +482,9 @@ func TestDaemonMemoryEnabledAfterStart(t *testing.T) {
 	}
 
 	mustWrite(t, ctl, "+memory")
-	mustWrite(t, filepath.Join(cg.Mem, "memory.max"), strconv.Itoa(20<<20))
-	if _, err := os.Stat(filepath.Join(cg.Mem, "memory.swap.max")); err == nil {
-		mustWrite(t, filepath.Join(cg.Mem, "memory.swap.max"), "0")
-	}
+	cg.SetLimit(t, 20)
 	p := StartHog(t, e, cg, 64, -1000)
-	inc := d.WaitEvent(t, detectTimeout, "incident verdict=loop on "+cg.Rel(), isIncident(cg, "loop"))
-	act := d.WaitEvent(t, actionTimeout, "action reset-adj", isAction(inc["incident"], "reset-adj"))
-	if act["done"] != true || act["verified"] != true || fmt.Sprint(act["pid"]) != fmt.Sprint(p.Pid) {
-		t.Errorf("reset-adj action %v: want done+verified on pid %d", act, p.Pid)
-	}
-	waitKilled(t, p, cg)
+	brokenByResetAdj(t, d, cg, p, cg)
 	if evs := d.Events(Ev("event", "limited_view")); len(evs) != 0 {
 		t.Errorf("a root without +memory was called a limited view: %v", evs)
 	}

@@ -67,12 +67,7 @@ func TestFaultCgroupRemovedDuringRung(t *testing.T) {
 
 	cg2 := NewCgroup(t, e, 20)
 	p2 := StartHog(t, e, cg2, 64, -1000)
-	inc2 := d.WaitEvent(t, detectTimeout, "incident verdict=loop on the fresh "+cg2.Rel(), isIncident(cg2, "loop"))
-	a2 := d.WaitEvent(t, actionTimeout, "action reset-adj on the fresh loop", isAction(inc2["incident"], "reset-adj"))
-	if a2["done"] != true || a2["verified"] != true || fmt.Sprint(a2["pid"]) != fmt.Sprint(p2.Pid) {
-		t.Errorf("reset-adj on the fresh loop %v: want done+verified on pid %d", a2, p2.Pid)
-	}
-	waitKilled(t, p2, cg2)
+	brokenByResetAdj(t, d, cg2, p2, cg2) // the fresh loop
 }
 
 // TestFaultSIGKILLMidIncidentRaiseReverted: a daemon breaking a loop with

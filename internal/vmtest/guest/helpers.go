@@ -126,36 +126,50 @@ var cgSeq atomic.Int64
 // removes it when the test ends, killing whatever is still inside.
 func NewCgroup(t testing.TB, e Env, limitMB int) *Cgroup {
 	t.Helper()
+	c := newCgroupDirs(t, e)
+	c.SetLimit(t, limitMB)
+	return c
+}
+
+// newCgroupDirs creates a uniquely named cgroup (v1: in the memory and
+// freezer hierarchies) without a limit, removed when the test ends.
+func newCgroupDirs(t testing.TB, e Env) *Cgroup {
+	t.Helper()
 	name := fmt.Sprintf("vmt-%s-%d", sanitize(t.Name()), cgSeq.Add(1))
 	c := &Cgroup{Name: name, Mode: e.Mode}
-	limit := strconv.Itoa(limitMB << 20)
+	c.Mem = filepath.Join("/sys/fs/cgroup", name)
+	c.Freezer = c.Mem
+	dirs := []string{c.Mem}
 	if e.V1() {
 		c.Mem = filepath.Join("/sys/fs/cgroup/memory", name)
 		c.Freezer = filepath.Join("/sys/fs/cgroup/freezer", name)
-		for _, d := range []string{c.Mem, c.Freezer} {
-			if err := os.Mkdir(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
+		dirs = []string{c.Mem, c.Freezer}
+	}
+	for _, d := range dirs {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
 		}
-		t.Cleanup(c.Destroy)
+	}
+	t.Cleanup(c.Destroy)
+	return c
+}
+
+// SetLimit sets the cgroup's memory limit (and no swap).
+func (c *Cgroup) SetLimit(t testing.TB, limitMB int) {
+	t.Helper()
+	limit := strconv.Itoa(limitMB << 20)
+	if c.Mode == "v1" {
 		mustWrite(t, filepath.Join(c.Mem, "memory.limit_in_bytes"), limit)
 		// memsw must be >= limit_in_bytes; set it after, equal: no swap use either way
 		if _, err := os.Stat(filepath.Join(c.Mem, "memory.memsw.limit_in_bytes")); err == nil {
 			mustWrite(t, filepath.Join(c.Mem, "memory.memsw.limit_in_bytes"), limit)
 		}
-	} else {
-		c.Mem = filepath.Join("/sys/fs/cgroup", name)
-		c.Freezer = c.Mem
-		if err := os.Mkdir(c.Mem, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Destroy)
-		mustWrite(t, filepath.Join(c.Mem, "memory.max"), limit)
-		if _, err := os.Stat(filepath.Join(c.Mem, "memory.swap.max")); err == nil {
-			mustWrite(t, filepath.Join(c.Mem, "memory.swap.max"), "0")
-		}
+		return
 	}
-	return c
+	mustWrite(t, filepath.Join(c.Mem, "memory.max"), limit)
+	if _, err := os.Stat(filepath.Join(c.Mem, "memory.swap.max")); err == nil {
+		mustWrite(t, filepath.Join(c.Mem, "memory.swap.max"), "0")
+	}
 }
 
 // ProcsFiles are the cgroup.procs files a process writes its pid to (hog -cgroup-procs).

@@ -211,7 +211,6 @@ func stripProcPrefix(s string) string {
 	return s
 }
 
-// segments splits a path into its non-empty components.
 // appendSegments appends the non-empty, non-"." elements of p to out.
 func appendSegments(out []string, p string) []string {
 	for p != "" {

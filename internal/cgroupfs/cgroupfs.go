@@ -217,6 +217,12 @@ func hasController(dir, ctrl string) bool {
 	if err != nil {
 		return false
 	}
+	return listsController(b, ctrl)
+}
+
+// listsController reports whether a controller list (cgroup.controllers,
+// cgroup.subtree_control: names separated by spaces) names ctrl.
+func listsController(b []byte, ctrl string) bool {
 	for _, c := range strings.Fields(string(b)) {
 		if c == ctrl {
 			return true
@@ -593,14 +599,7 @@ func (h Hierarchy) MemoryEnabledBelow(cg string) (bool, error) {
 	if h.Version == 1 {
 		return true, nil
 	}
-	return readAs(h, cg, fileSubtreeControl, func(b []byte) (bool, error) {
-		for _, c := range strings.Fields(string(b)) {
-			if c == "memory" {
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	return readAs(h, cg, fileSubtreeControl, func(b []byte) (bool, error) { return listsController(b, "memory"), nil })
 }
 
 // SubtreeControlFile reports whether name is cgroup.subtree_control, whose

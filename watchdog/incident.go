@@ -97,19 +97,29 @@ type Inspector struct {
 	CG       cgroupfs.Hierarchy
 	Proc     procfs.FS
 	MaxProcs int // bound on tasks inspected; <= 0 means 4096
+	// MaxCgroups bounds the cgroups of the subtree whose tasks are read
+	// (each costs a cgroup.procs read even when empty); <= 0 means 4096.
+	MaxCgroups int
 }
 
 // Candidates returns every task in cg's subtree, largest RSS first. Tasks
-// that exit while being read are skipped: that is normal.
+// that exit while being read are skipped: that is normal. At MaxProcs tasks
+// or MaxCgroups cgroups it stops and returns what it found: the cgroups
+// nearest cg (each parent before its children), which is where the
+// inspection of a limit holder looks first.
 func (in Inspector) Candidates(cg string) ([]Candidate, error) {
 	var out []Candidate
 	memo := map[int]procfs.Proc{} // ancestors shared by the tasks
-	err := in.CG.Walk(cg, 0, func(c string) error {
+	maxCg := in.MaxCgroups
+	if maxCg <= 0 {
+		maxCg = 4096
+	}
+	err := in.CG.Walk(cg, maxCg, func(c string) error {
 		var err error
 		out, err = in.collect(c, out, memo)
 		return err
 	})
-	if err != nil && !errors.Is(err, errTooManyProcs) {
+	if err != nil && !errors.Is(err, errTooManyProcs) && !errors.Is(err, cgroupfs.ErrTooMany) {
 		return nil, err
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].RSS > out[j].RSS })

@@ -98,6 +98,7 @@ type cgroupState struct {
 	lastOOM  stamp
 	recheck  stamp // v1: re-read the counters then (see settleV1)
 	episode  stamp // first OOM after a quiet window: detection latency starts here
+	pos      int32 // index in its parent's kids list (see eachBelow)
 	// The flags together (one word, not one each: 10,000 cgroups).
 	hasLocal bool
 	paused   bool
@@ -155,10 +156,17 @@ type Watchdog struct {
 	t0        time.Time       // stamps count from here
 	full      bool            // MaxCgroups reached, warned once
 	perTop    map[string]int  // watched cgroups per subtree (capKey)
-	kids      map[string]int  // watched direct children per cgroup
 	capped    map[string]bool // subtrees warned about
 	armErrors int
 	fresh     bool // arming cgroups created after start-up (v2: zero baseline)
+
+	// kids lists the watched children of each watched cgroup that has
+	// any: every walk of a subtree while handling an event goes through
+	// it (eachBelow), so its cost is the subtree's, never the number of
+	// watched cgroups.
+	kids   map[string][]string
+	opened map[string]*cgroupState // cgroups with an open incident
+	visits uint64                  // cgroups visited by eachBelow and forgetTree (tests read it)
 
 	events, incidents atomic.Uint64
 	ooms, kills       atomic.Uint64
@@ -168,6 +176,7 @@ type Watchdog struct {
 	lastEvent, busy   atomic.Int64  // unix nanoseconds; 0 = never / idle
 	gen               atomic.Uint64 // bumped by Reconfigure
 	rechecks          map[string]bool
+	rechecksLeft      bool             // recheckDue stopped at its budget with due rechecks left
 	follows           map[string]stamp // v2: kill-less OOMs under way, read until then (see followEvery)
 	lastFollow        stamp            // when followDue last read them
 	pending           []string         // v2 cgroups armed at start-up whose baseline is not read yet
@@ -192,10 +201,11 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Watchdog, error) {
 	}
 	return &Watchdog{
 		cfg: cfg, h: h, log: log, t0: time.Now(),
-		insp:     Inspector{CG: cfg.CG, Proc: cfg.Proc, MaxProcs: cfg.MaxProcs},
+		insp:     Inspector{CG: cfg.CG, Proc: cfg.Proc, MaxProcs: cfg.MaxProcs, MaxCgroups: inspectCgroups},
 		cgroups:  make(map[string]*cgroupState),
 		perTop:   make(map[string]int),
-		kids:     make(map[string]int),
+		kids:     make(map[string][]string),
+		opened:   make(map[string]*cgroupState),
 		rechecks: make(map[string]bool),
 		follows:  make(map[string]stamp),
 		capped:   make(map[string]bool),
@@ -316,6 +326,9 @@ func (w *Watchdog) nextTimeout(lastTick time.Time) time.Duration {
 	}
 	if len(w.rechecks) > 0 && (t < 0 || settleV1 < t) {
 		t = settleV1
+	}
+	if w.rechecksLeft {
+		t = 0
 	}
 	if len(w.follows) > 0 && (t < 0 || followEvery < t) {
 		t = followEvery
@@ -440,7 +453,8 @@ func (w *Watchdog) arm(cg, capKey string, inCtr bool) error {
 	st := &cgroupState{gen: w.gen.Load()}
 	w.cgroups[cg] = st
 	if p, ok := cgroupfs.Parent(cg); ok {
-		w.kids[p]++
+		st.pos = int32(len(w.kids[p]))
+		w.kids[p] = append(w.kids[p], cg)
 	}
 	if st.capKey, st.inCtr = capKey, inCtr; capKey != "" {
 		w.perTop[capKey]++
@@ -481,10 +495,11 @@ func (w *Watchdog) arm(cg, capKey string, inCtr bool) error {
 	switch {
 	case w.cfg.CG.Version == 1:
 		// v1: only this cgroup's own oom_kill is read here; the subtree
-		// baseline is summed from the armed cgroups at the first eventfd
-		// wake-up. Summing oom_kill over the subtree for every cgroup at
-		// start-up walked each subtree twice; reading the baseline only at
-		// the wake-up would absorb the very kill that caused it.
+		// baseline is summed from the armed cgroups of its subtree at the
+		// first eventfd wake-up (see v1Base). Summing oom_kill over the
+		// subtree for every cgroup at start-up walked each subtree twice;
+		// reading the baseline only at the wake-up would absorb the very
+		// kill that caused it.
 		oc, err := w.cfg.CG.OOMControl(cg)
 		if err != nil {
 			w.drop(cg)
@@ -529,7 +544,7 @@ func (w *Watchdog) readBaselines(now time.Time) {
 
 // baseline reads a v2 cgroup's counters as the point deltas count from.
 func (w *Watchdog) baseline(now time.Time, cg string, st *cgroupState) {
-	c, err := w.counters(cg, st, 0)
+	c, _, err := w.counters(cg, st, 0)
 	if errors.Is(err, cgroupfs.ErrGone) {
 		w.drop(cg)
 		return
@@ -548,17 +563,16 @@ func (w *Watchdog) baseline(now time.Time, cg string, st *cgroupState) {
 // kernfs sends no inotify event for files it adds. A child created before
 // its parent enabled the controller would otherwise never be watched.
 func (w *Watchdog) enableMemory(cg string) {
-	for c, st := range w.cgroups {
-		if !st.noMemory || c == "/" {
-			continue
-		}
-		if p, ok := cgroupfs.Parent(c); !ok || p != cgroupfs.Clean(cg) || !w.cfg.CG.HasMemoryEvents(c) {
+	for _, c := range w.kids[cgroupfs.Clean(cg)] {
+		st := w.cgroups[c]
+		w.visits++
+		if !st.noMemory || !w.cfg.CG.HasMemoryEvents(c) {
 			continue
 		}
 		if err := w.poller.PinFile(c, w.cfg.CG.MemoryEventsPath(c)); err != nil {
 			continue
 		}
-		cnt, err := w.counters(c, st, 0)
+		cnt, _, err := w.counters(c, st, 0)
 		if err != nil {
 			continue
 		}
@@ -567,23 +581,49 @@ func (w *Watchdog) enableMemory(cg string) {
 	}
 }
 
+// eachBelow calls fn for the watched descendants of cg, nearest first, and
+// stops after max of them (max <= 0: no bound) or at fn's first error.
+func (w *Watchdog) eachBelow(cg string, max int, fn func(c string, st *cgroupState) error) error {
+	n := 0
+	level := w.kids[cgroupfs.Clean(cg)]
+	var next []string
+	for len(level) > 0 {
+		for _, c := range level {
+			if max > 0 && n >= max {
+				return nil
+			}
+			n++
+			w.visits++
+			if err := fn(c, w.cgroups[c]); err != nil {
+				return err
+			}
+			next = append(next, w.kids[c]...)
+		}
+		level, next = next, level[:0:0]
+	}
+	return nil
+}
+
 // drop forgets cg and everything below it.
 func (w *Watchdog) drop(cg string) {
-	cg = cgroupfs.Clean(cg)
-	if w.kids[cg] > 0 {
-		// rmdir needs an empty cgroup, so children are normally dropped
-		// first; after an overflow or a Gone of a whole subtree, sweep.
-		for c := range w.cgroups {
-			if c != cg && cgroupfs.InSubtree(c, cg) {
-				w.forget(c)
-			}
-		}
-	}
-	w.forget(cg)
+	w.forgetTree(cgroupfs.Clean(cg))
 	w.watched.Store(int64(len(w.cgroups)))
 }
 
-// forget drops one cgroup's watches and state.
+// forgetTree forgets c and its watched descendants, children first. rmdir
+// needs an empty cgroup, so children are normally dropped before their
+// parent; after an inotify overflow or a Gone of a whole subtree they are
+// still here.
+func (w *Watchdog) forgetTree(c string) {
+	for k := w.kids[c]; len(k) > 0; k = w.kids[c] {
+		w.visits++
+		w.forgetTree(k[len(k)-1])
+	}
+	w.forget(c)
+}
+
+// forget drops one cgroup's watches and state; its children are gone
+// already (forgetTree).
 func (w *Watchdog) forget(c string) {
 	st, ok := w.cgroups[c]
 	if !ok {
@@ -596,9 +636,19 @@ func (w *Watchdog) forget(c string) {
 	delete(w.cgroups, c)
 	delete(w.rechecks, c)
 	delete(w.follows, c)
+	delete(w.kids, c)
 	if p, ok := cgroupfs.Parent(c); ok {
-		if w.kids[p]--; w.kids[p] <= 0 {
+		// Swap with the last child: O(1) at any number of siblings.
+		k := w.kids[p]
+		last := k[len(k)-1]
+		k[st.pos] = last
+		if ls := w.cgroups[last]; ls != nil { // nil: c was the last
+			ls.pos = st.pos
+		}
+		if k = k[:len(k)-1]; len(k) == 0 {
 			delete(w.kids, p)
+		} else {
+			w.kids[p] = k
 		}
 	}
 	if top := st.capKey; top != "" {
@@ -609,22 +659,59 @@ func (w *Watchdog) forget(c string) {
 	}
 }
 
+// subtreeReads bounds the cgroups one v1 reading of a cgroup's counters
+// looks at: the cgroup and its nearest watched descendants (see counters).
+// Every memory.oom_control read is a file read (12–16 µs on the 6.18 host of
+// docs/BENCHMARKS.md): 256 of them keep a parent's notification within a
+// few milliseconds however large its subtree is.
+const subtreeReads = 256
+
 // counters reads cg's counters; v1Count is what the eventfd just reported.
-func (w *Watchdog) counters(cg string, st *cgroupState, v1Count uint64) (Counters, error) {
+// On v1 it also returns cg's memory.oom_control (zero on v2).
+//
+// v1's oom_kill is local to each memcg (the victim's), so a kill caused by
+// an OOM at cg shows in a descendant: Kills sums cg's own and that of its
+// watched descendants, the nearest subtreeReads-1 of them. A kill beyond
+// them reads as a kill-less OOM: at worst a suspected loop that the
+// inspection then calls stalled (the victim was killable). v1Base sums the
+// baseline over the same cgroups.
+func (w *Watchdog) counters(cg string, st *cgroupState, v1Count uint64) (Counters, cgroupfs.OOMControl, error) {
 	if w.cfg.CG.Version == 2 {
 		ev, err := w.cfg.CG.MemoryEvents(cg)
 		if err != nil {
-			return Counters{}, err
+			return Counters{}, cgroupfs.OOMControl{}, err
 		}
-		return Counters{OOM: ev.OOM, Kills: ev.OOMKill + ev.OOMGroupKill}, nil
+		return Counters{OOM: ev.OOM, Kills: ev.OOMKill + ev.OOMGroupKill}, cgroupfs.OOMControl{}, nil
+	}
+	oc, err := w.cfg.CG.OOMControl(cg)
+	if err != nil {
+		return Counters{}, oc, err
 	}
 	st.v1OOM += v1Count
-	var kills uint64
-	kills, err := w.cfg.CG.SubtreeOOMKills(cg, 1024)
+	kills := oc.OOMKill
+	err = w.eachBelow(cg, subtreeReads-1, func(c string, _ *cgroupState) error {
+		d, err := w.cfg.CG.OOMControl(c)
+		if errors.Is(err, cgroupfs.ErrGone) {
+			return nil // removed meanwhile: its Gone event follows
+		}
+		kills += d.OOMKill
+		return err
+	})
 	if err != nil {
-		return Counters{}, err
+		return Counters{}, oc, err
 	}
-	return Counters{OOM: st.v1OOM, Kills: kills}, nil
+	return Counters{OOM: st.v1OOM, Kills: kills}, oc, nil
+}
+
+// v1Base is the v1 baseline of cg: the oom_kill of the cgroups counters
+// sums, as each was when it was armed.
+func (w *Watchdog) v1Base(cg string, st *cgroupState) Counters {
+	kills := st.armKills
+	_ = w.eachBelow(cg, subtreeReads-1, func(_ string, s *cgroupState) error {
+		kills += s.armKills
+		return nil
+	})
+	return Counters{OOM: st.v1OOM, Kills: kills}
 }
 
 func (w *Watchdog) handle(now time.Time, evs []eventfd.Event) {
@@ -710,16 +797,9 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 		return false
 	}
 	if st.needBase {
-		// The oom_kill of the subtree as it was when each cgroup was armed.
-		var kills uint64
-		for c, s := range w.cgroups {
-			if cgroupfs.InSubtree(c, cg) {
-				kills += s.armKills
-			}
-		}
-		st.last, st.needBase = Counters{OOM: st.v1OOM, Kills: kills}, false
+		st.last, st.needBase = w.v1Base(cg, st), false
 	}
-	c, err := w.counters(cg, st, v1Count)
+	c, oc, err := w.counters(cg, st, v1Count)
 	if errors.Is(err, cgroupfs.ErrGone) {
 		w.drop(cg)
 		return false
@@ -768,16 +848,17 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 	if w.cfg.CG.Version == 2 {
 		w.follow(now, cg, a)
 	}
-	if w.cfg.CG.Version == 1 && v1Count > 0 {
-		if oc, err := w.cfg.CG.OOMControl(cg); err == nil && oc.KillDisable && oc.UnderOOM && !st.paused {
-			st.paused = true
-			t0 := time.Now()
-			cands, _ := w.insp.Candidates(cg)
-			inspection := time.Since(t0)
-			lim, use, _ := w.limitUsage(cg)
-			w.openIncident(now, cg, st, a, VerdictPaused, cands, lim, use, inspection)
-			return false
-		}
+	// A v1 OOM at a cgroup notifies its descendants too, and they inherit
+	// oom_kill_disable at mkdir and share its under_oom: the paused cgroup
+	// is the outermost one (parents are notified first), not each of them.
+	if w.cfg.CG.Version == 1 && v1Count > 0 && oc.KillDisable && oc.UnderOOM && !st.paused && !w.ancestorOpen(cg) {
+		st.paused = true
+		t0 := time.Now()
+		cands, _ := w.insp.Candidates(cg)
+		inspection := time.Since(t0)
+		lim, use, _ := w.limitUsage(cg)
+		w.openIncident(now, cg, st, a, VerdictPaused, cands, lim, use, inspection)
+		return false
 	}
 	if w.cfg.CG.Version == 1 && v1Count > 0 && a.Signal != Killed {
 		w.scheduleRecheck(cg, st, now)
@@ -866,6 +947,13 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 	w.openIncident(now, cg, st, a, v, cands, lim, use, inspection)
 }
 
+// inspectCgroups bounds the cgroups whose tasks the event loop reads for
+// one incident (Inspector.MaxCgroups): a cgroup.procs read costs about
+// 19 µs on the 6.18 host even for an empty cgroup, so 256 of them take
+// 5 ms. The tasks of the nearest 256 cgroups of the subtree are the
+// incident's candidates; the policy's own inspections read up to 4,096.
+const inspectCgroups = 256
+
 // settleV1 is how long after a v1 OOM wake-up the counters are read again:
 // the eventfd is signalled before the kernel kills and counts oom_kill, so
 // a wake-up alone cannot tell a kill from a loop.
@@ -878,13 +966,27 @@ func (w *Watchdog) scheduleRecheck(cg string, st *cgroupState, now time.Time) {
 	}
 }
 
-// recheckDue re-reads the counters of v1 cgroups whose settle time passed.
+// recheckBudget bounds the time one loop turn spends on due v1 rechecks
+// before it looks at the kernel's events again: a v1 OOM at a cgroup with
+// 2,000 descendants makes 2,001 of them due at once, each a file read or
+// more, 30 ms in one turn on the 6.18 host. The rest wait for the next turn,
+// which comes at once (see nextTimeout).
+const recheckBudget = 5 * time.Millisecond
+
+// recheckDue re-reads the counters of v1 cgroups whose settle time passed,
+// for at most recheckBudget.
 func (w *Watchdog) recheckDue(now time.Time) {
+	w.rechecksLeft = false
 	if len(w.rechecks) == 0 {
 		return
 	}
+	start := time.Now()
 	var suspects []string
 	for cg := range w.rechecks {
+		if time.Since(start) > recheckBudget {
+			w.rechecksLeft = true
+			break
+		}
 		st := w.cgroups[cg]
 		if st == nil {
 			delete(w.rechecks, cg)
@@ -967,6 +1069,7 @@ func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Ass
 	}
 	inc.Evidence.Limit, inc.Evidence.Usage = lim, use
 	st.inc = inc
+	w.opened[cg] = st
 	st.lastOOM = w.stamp(now)
 	w.open.Add(1)
 	w.incidents.Add(1)
@@ -1015,10 +1118,7 @@ func (w *Watchdog) resolveQuiet(now time.Time) {
 	if w.open.Load() == 0 {
 		return
 	}
-	for cg, st := range w.cgroups {
-		if st.inc == nil {
-			continue
-		}
+	for cg, st := range w.opened {
 		if st.inc.Verdict == VerdictPaused {
 			if oc, err := w.cfg.CG.OOMControl(cg); err == nil && !oc.UnderOOM {
 				st.paused = false
@@ -1035,6 +1135,7 @@ func (w *Watchdog) resolveQuiet(now time.Time) {
 func (w *Watchdog) closeIncident(st *cgroupState, why string) {
 	inc := st.inc
 	st.inc = nil
+	delete(w.opened, inc.Cgroup)
 	w.open.Add(-1)
 	w.log.Info().Str("event", "resolved").Str("incident", inc.ID).Str("cgroup", inc.Cgroup).Str("why", why).Msg("incident resolved")
 	w.h.Resolved(inc, why)

@@ -412,7 +412,7 @@ func checkFloodFits(t *testing.T, root string) {
 
 // memcgCount reads the number of memory cgroups from /proc/cgroups (every
 // cgroup of the memory hierarchy, dying ones included).
-func memcgCount(t *testing.T) int {
+func memcgCount(t testing.TB) int {
 	t.Helper()
 	b, err := os.ReadFile("/proc/cgroups")
 	if err != nil {

@@ -290,23 +290,29 @@ func (w *Watchdog) Run(ctx context.Context) error {
 		if len(buf) > 0 {
 			w.lastEvent.Store(now.UnixNano())
 		}
-		w.handle(now, buf)
-		if len(w.pending) > 0 {
-			w.readBaselines(now)
-			if len(w.pending) == 0 {
-				w.log.Debug().Str("event", "baselines_read").Dur("since_start", time.Since(start)).Msg("OOM counters of every cgroup read")
-				startupDone()
-			}
-		}
-		w.recheckDue(now)
-		w.followDue(now)
-		w.resolveQuiet(now)
+		w.turn(now, buf, start)
 		w.busy.Store(0)
 		if w.cfg.Tick != nil && now.Sub(lastTick) >= w.cfg.TickEvery {
 			w.cfg.Tick()
 			lastTick = now
 		}
 	}
+}
+
+// turn is one turn of the loop: the events of one wait, then what is due.
+// start is when Run started.
+func (w *Watchdog) turn(now time.Time, evs []eventfd.Event, start time.Time) {
+	w.handle(now, evs)
+	if len(w.pending) > 0 {
+		w.readBaselines(now)
+		if len(w.pending) == 0 {
+			w.log.Debug().Str("event", "baselines_read").Dur("since_start", time.Since(start)).Msg("OOM counters of every cgroup read")
+			startupDone()
+		}
+	}
+	w.recheckDue(now)
+	w.followDue(now)
+	w.resolveQuiet(now)
 }
 
 // startupDone returns the garbage of the start-up walk (paths, directory

@@ -1,10 +1,10 @@
 package main
 
 import (
-	"flag"
-	"fmt"
-	"io"
 	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
@@ -15,10 +15,12 @@ type rootFlags struct {
 	cgroupRoot, freezerRoot, procRoot string
 }
 
-func (r *rootFlags) register(fs *flag.FlagSet) {
+func (r *rootFlags) register(c *cobra.Command) {
+	fs := c.Flags()
 	fs.StringVar(&r.cgroupRoot, "cgroup-root", "", "memory cgroup hierarchy to watch (default: found in mountinfo; v1 memory on legacy and hybrid hosts, else cgroup2)")
 	fs.StringVar(&r.freezerRoot, "freezer-root", "", "cgroup v1 freezer hierarchy (default: found with the memory hierarchy)")
 	fs.StringVar(&r.procRoot, "proc-root", "/proc", "procfs mount")
+	dirFlags(c, "cgroup-root", "freezer-root", "proc-root")
 }
 
 func (r *rootFlags) open() (cgroupfs.Hierarchy, procfs.FS, error) {
@@ -38,10 +40,28 @@ func (r *rootFlags) open() (cgroupfs.Hierarchy, procfs.FS, error) {
 	return h, procfs.New(r.procRoot), nil
 }
 
-// listFlag is a repeatable, comma-separated string flag.
+// dirFlags and fileFlags make the shells complete directory or file names
+// for the named flags.
+func dirFlags(c *cobra.Command, names ...string) {
+	for _, n := range names {
+		_ = c.MarkFlagDirname(n)
+	}
+}
+
+func fileFlags(c *cobra.Command, names ...string) {
+	for _, n := range names {
+		_ = c.MarkFlagFilename(n)
+	}
+}
+
+// listFlag is a repeatable, comma-separated string flag. A glob given
+// through it cannot contain a comma (use the config file's lists for that).
 type listFlag []string
 
+var _ pflag.Value = (*listFlag)(nil)
+
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Type() string   { return "list" }
 func (l *listFlag) Set(s string) error {
 	for _, f := range strings.Split(s, ",") {
 		if f = strings.TrimSpace(f); f != "" {
@@ -51,33 +71,7 @@ func (l *listFlag) Set(s string) error {
 	return nil
 }
 
-func newFlagSet(name, synopsis string, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: oomwatch %s [flags]\n\n%s\n\nFlags:\n", name, synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags maps -h to a clean exit and bad flags to exit code 2; no
-// positional arguments are allowed.
-func parseFlags(fs *flag.FlagSet, args []string) error { return parseFlagsN(fs, args, 0) }
-
-// parseFlagsN is parseFlags for commands taking exactly n arguments.
-func parseFlagsN(fs *flag.FlagSet, args []string, n int) error {
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return &exitError{code: 0, err: err}
-		}
-		return &exitError{code: 2, err: fmt.Errorf("%w (see --help)", err)}
-	}
-	if fs.NArg() > n {
-		return &exitError{code: 2, err: fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(n))}
-	}
-	if fs.NArg() < n {
-		return &exitError{code: 2, err: fmt.Errorf("want %d argument(s), got %d (see --help)", n, fs.NArg())}
-	}
-	return nil
+// choices makes the shells complete one of words for flag name.
+func choices(c *cobra.Command, name string, words ...string) {
+	_ = c.RegisterFlagCompletionFunc(name, cobra.FixedCompletions(words, cobra.ShellCompDirectiveNoFileComp))
 }

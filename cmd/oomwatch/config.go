@@ -2,54 +2,69 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+
+	"github.com/spf13/cobra"
 
 	"github.com/oomwatch/oomwatch/internal/config"
 )
 
-// configCmd prints the built-in configuration.
-func configCmd(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("config", "Print the built-in configuration: every key of "+config.DefaultPath+",\nits default and what it means. oomwatch runs with exactly these settings\nwhen the file does not exist; save the output there to start from it.", stderr)
-	defaults := fs.Bool("defaults", false, "print the embedded defaults file")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func newConfigCmd(stdout io.Writer) *cobra.Command {
+	var defaults bool
+	c := &cobra.Command{
+		Use:   "config --defaults",
+		Short: "print the built-in config, every key documented",
+		Long: `Print the built-in configuration: every key of ` + config.DefaultPath + `,
+its default and what it means. oomwatch runs with exactly these settings
+when the file does not exist; save the output there to start from it.
+Exit status: 0 printed, 64 usage.`,
+		Args: noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if !defaults {
+				return usageErr("nothing to print: use --defaults")
+			}
+			_, err := stdout.Write(config.DefaultsYAML())
+			return err
+		},
 	}
-	if !*defaults {
-		return &exitError{code: 2, err: errors.New("nothing to print: use --defaults (see --help)")}
-	}
-	_, err := stdout.Write(config.DefaultsYAML())
-	return err
+	c.Flags().BoolVar(&defaults, "defaults", false, "print the embedded defaults file")
+	return c
 }
 
-const checkConfigSynopsis = "Check a config file the way oomwatch run and its reload read it: strict\n" +
-	"YAML, every value validated; as root, also that only root can change\n" +
-	"the file. FILE defaults to " + config.DefaultPath + ".\n" +
-	"Exit status: 0 the file is good, 1 it is not (each problem is listed\n" +
-	"as FILE:LINE:COLUMN), 2 usage."
+func newCheckConfigCmd(stdout, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check-config [FILE]",
+		Short: "check a config file (default " + config.DefaultPath + ")",
+		Long: `Check a config file the way oomwatch run and its reload read it: strict
+YAML, every value validated; as root, also that only root can change the
+file. FILE defaults to ` + config.DefaultPath + `.
+Exit status: 0 the file is good, 78 it is not (each problem is listed as
+FILE:LINE:COLUMN), 1 it cannot be read, 64 usage.`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usageErr("unexpected argument %q: check one file at a time", args[1])
+			}
+			return nil
+		},
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return []cobra.Completion{"yaml", "yml"}, cobra.ShellCompDirectiveFilterFileExt
+		},
+		RunE: func(_ *cobra.Command, args []string) error {
+			path, explicit := config.DefaultPath, false
+			if len(args) == 1 {
+				path, explicit = args[0], true
+			}
+			return checkConfig(stdout, stderr, path, explicit)
+		},
+	}
+}
 
-// checkConfigCmd validates a config file the way the daemon reads it.
-func checkConfigCmd(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check-config", checkConfigSynopsis, stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: oomwatch check-config [flags] [FILE]\n\n%s\n\nFlags:\n", checkConfigSynopsis)
-		fs.PrintDefaults()
-	}
-	// Like parseFlags, with one optional argument.
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return &exitError{code: 0, err: err}
-		}
-		return &exitError{code: 2, err: fmt.Errorf("%w (see --help)", err)}
-	}
-	if fs.NArg() > 1 {
-		return &exitError{code: 2, err: fmt.Errorf("unexpected argument %q: check one file at a time (see --help)", fs.Arg(1))}
-	}
-	path, explicit := config.DefaultPath, false
-	if fs.NArg() == 1 {
-		path, explicit = fs.Arg(0), true
-	}
+// checkConfig validates a config file the way the daemon reads it.
+func checkConfig(stdout, stderr io.Writer, path string, explicit bool) error {
 	cfg, err := config.Load(path, explicit)
 	if err != nil {
 		var ce *config.Error
@@ -67,14 +82,14 @@ func checkConfigCmd(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "… and %d more\n", ce.More)
 		}
 		fmt.Fprintf(stderr, "%s: %d %s: oomwatch would refuse this file as a whole\n", path, n, plural(n, "problem", "problems"))
-		return &exitError{code: 1, err: errors.New("")}
+		return &exitError{code: exitConfig, err: errors.New("")}
 	}
 	// The alerts section is checked the way run checks it: a file
 	// check-config accepts is a file run accepts.
 	if _, err := alertConfig(cfg); err != nil {
 		fmt.Fprintln(stderr, err)
 		fmt.Fprintf(stderr, "%s: oomwatch would refuse this file as a whole\n", path)
-		return &exitError{code: 1, err: errors.New("")}
+		return &exitError{code: exitConfig, err: errors.New("")}
 	}
 	n := len(cfg.RuleNames())
 	if cfg.Path == "" {

@@ -8,34 +8,52 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/internal/history"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 )
 
-// incidentsCmd shows the incident journal, newest first: oomwatch incidents
-// [--state-dir DIR] [--json] [--limit N]. It reads the files directly, so it
-// works with the daemon stopped.
-func incidentsCmd(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("incidents", "Show past and open incidents from the journal in the state directory, newest\nfirst: verdict, cgroup, OOMs, the process that leaked the protection, the\nactions taken and how they ended. Works without the daemon running.", stderr)
-	dir := fs.String("state-dir", config.DefaultStateDir, "the daemon's state directory")
-	asJSON := fs.Bool("json", false, "one JSON array, with candidates and kernel log lines")
-	limit := fs.Int("limit", 20, "show at most N incidents (0: all)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func newIncidentsCmd(stdout io.Writer) *cobra.Command {
+	var dir string
+	var asJSON bool
+	var limit int
+	c := &cobra.Command{
+		Use:   "incidents [flags]",
+		Short: "the incident history (works without the daemon)",
+		Long: `Show past and open incidents from the journal in the state directory,
+newest first: verdict, cgroup, OOMs, the process that leaked the protection,
+the actions taken and how they ended. Works without the daemon running.
+Exit status: 0 shown (also when there are none), 1 the journal cannot be
+read, 64 usage.`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if limit < 0 {
+				return usageErr("--limit %d: want 0 or more", limit)
+			}
+			return incidents(stdout, c.ErrOrStderr(), dir, asJSON, limit)
+		},
 	}
-	if *limit < 0 {
-		return &exitError{code: 2, err: fmt.Errorf("--limit %d: want 0 or more", *limit)}
-	}
-	incs, skipped, err := history.ReadCount(*dir)
+	c.Flags().StringVar(&dir, "state-dir", config.DefaultStateDir, "the daemon's state directory")
+	c.Flags().BoolVar(&asJSON, "json", false, "one JSON array, with candidates and kernel log lines")
+	c.Flags().IntVar(&limit, "limit", 20, "show at most N incidents (0: all)")
+	dirFlags(c, "state-dir")
+	return c
+}
+
+// incidents shows the incident journal, newest first. It reads the files
+// directly, so it works with the daemon stopped.
+func incidents(stdout, stderr io.Writer, dir string, asJSON bool, limit int) error {
+	incs, skipped, err := history.ReadCount(dir)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
 	total := len(incs)
-	if *limit > 0 && len(incs) > *limit {
-		incs = incs[:*limit]
+	if limit > 0 && len(incs) > limit {
+		incs = incs[:limit]
 	}
-	if *asJSON {
+	if asJSON {
 		if incs == nil {
 			incs = []history.Incident{}
 		}
@@ -47,7 +65,7 @@ func incidentsCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "oomwatch incidents: skipped %d unreadable journal line(s) (e.g. a write cut short by a crash)\n", skipped)
 	}
 	if total == 0 {
-		fmt.Fprintf(stdout, "no incidents recorded in %s\n", *dir)
+		fmt.Fprintf(stdout, "no incidents recorded in %s\n", dir)
 		return nil
 	}
 	printIncidents(stdout, incs, time.Now())

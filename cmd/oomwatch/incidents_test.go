@@ -15,7 +15,7 @@ import (
 func TestIncidentsCmd(t *testing.T) {
 	dir := t.TempDir()
 	var out, errb bytes.Buffer
-	if err := incidentsCmd([]string{"--state-dir", dir}, &out, &errb); err != nil {
+	if err := execute([]string{"incidents", "--state-dir", dir}, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "no incidents recorded") {
@@ -45,7 +45,7 @@ func TestIncidentsCmd(t *testing.T) {
 	j.Close()
 
 	out.Reset()
-	if err := incidentsCmd([]string{"--state-dir", dir}, &out, &errb); err != nil {
+	if err := execute([]string{"incidents", "--state-dir", dir}, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
 	s := out.String()
@@ -60,7 +60,7 @@ func TestIncidentsCmd(t *testing.T) {
 	}
 
 	out.Reset()
-	if err := incidentsCmd([]string{"--state-dir", dir, "--limit", "1"}, &out, &errb); err != nil {
+	if err := execute([]string{"incidents", "--state-dir", dir, "--limit", "1"}, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "(1 of 3 incidents") {
@@ -68,7 +68,7 @@ func TestIncidentsCmd(t *testing.T) {
 	}
 
 	out.Reset()
-	if err := incidentsCmd([]string{"--state-dir", dir, "--json", "--limit", "0"}, &out, &errb); err != nil {
+	if err := execute([]string{"incidents", "--state-dir", dir, "--json", "--limit", "0"}, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
 	var incs []history.Incident
@@ -77,7 +77,7 @@ func TestIncidentsCmd(t *testing.T) {
 	}
 
 	var ee *exitError
-	if err := incidentsCmd([]string{"--limit", "-1"}, &out, &errb); !errors.As(err, &ee) || ee.code != 2 {
+	if err := execute([]string{"incidents", "--limit", "-1"}, &out, &errb); !errors.As(err, &ee) || ee.code != exitUsage {
 		t.Errorf("--limit -1: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,14 @@ func call(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	code := dispatch(args, &out, &errb)
 	return code, out.String(), errb.String()
+}
+
+// execute runs a command line and returns its error, before dispatch turns
+// it into an exit code.
+func execute(args []string, stdout, stderr io.Writer) error {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	return root.Execute()
 }
 
 func TestHelpEverywhere(t *testing.T) {
@@ -41,11 +50,11 @@ func TestBadInvocations(t *testing.T) {
 		code int
 		want string
 	}{
-		{nil, 2, "Usage"},
-		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
-		{[]string{"run", "--no-such-flag"}, 2, "flag provided but not defined"},
-		{[]string{"run", "extra"}, 2, `unexpected argument "extra"`},
-		{[]string{"run", "--log-level", "loud"}, 2, `--log-level "loud"`},
+		{nil, exitUsage, "Usage"},
+		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{[]string{"run", "--no-such-flag"}, exitUsage, "unknown flag: --no-such-flag"},
+		{[]string{"run", "extra"}, exitUsage, `unexpected argument "extra"`},
+		{[]string{"run", "--log-level", "loud"}, exitUsage, `--log-level "loud"`},
 		{[]string{"run", "--cgroup-root", "/nonexistent-oomwatch"}, 1, "neither memory.oom_control (v1) nor cgroup.controllers (v2)"},
 		{[]string{"scan", "--cgroup-root", "/nonexistent-oomwatch"}, 1, "not a memory cgroup hierarchy"},
 	}
@@ -60,7 +69,7 @@ func TestBadInvocations(t *testing.T) {
 func TestBadLadderIsAUsageError(t *testing.T) {
 	cg := fakeTree(t)
 	code, _, errs := call("run", "--ladder", "reset-adj,reboot", "--cgroup-root", cg, "--proc-root", t.TempDir())
-	if code != 2 || !strings.Contains(errs, `unknown ladder rung "reboot"`) {
+	if code != exitUsage || !strings.Contains(errs, `unknown ladder rung "reboot"`) {
 		t.Fatalf("exit %d, %q", code, errs)
 	}
 }

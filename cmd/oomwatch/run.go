@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +16,8 @@ import (
 	"github.com/containerd/cgroups/v3"
 	"github.com/goccy/go-yaml"
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/oomwatch/oomwatch/internal/cgnames"
@@ -48,17 +50,38 @@ type runFlags struct {
 	statusSocket                                    string
 }
 
-func runCmd(args []string, stderr io.Writer) error {
-	fs := newFlagSet("run", "Watch every memory cgroup and break OOM loops. Works with no config file\n(embedded defaults; see oomwatch config --defaults). Logs JSON lines to stderr.\nSIGHUP reloads the config file; a bad file is reported and the old one stays.", stderr)
+func newRunCmd(stderr io.Writer) *cobra.Command {
 	f := runFlags{opts: policy.DefaultOptions(), params: watchdog.DefaultParams}
-	f.roots.register(fs)
+	c := &cobra.Command{
+		Use:   "run [flags]",
+		Short: "watch every memory cgroup and break OOM loops (the daemon)",
+		Long: `Watch every memory cgroup and break OOM loops. Works with no config file
+(embedded defaults; see oomwatch config --defaults). Logs JSON lines to
+stderr, or structured fields to the journal under systemd. SIGHUP reloads
+the config file; a bad file is reported and the old one stays.
+Exit status: 0 stopped by SIGINT/SIGTERM, 1 error, 64 usage (a bad flag),
+78 the config file is invalid (the unit does not restart on it).`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			f.set = map[string]bool{}
+			c.Flags().Visit(func(fl *pflag.Flag) { f.set[fl.Name] = true })
+			return runMain(stderr, f)
+		},
+	}
+	f.register(c)
+	return c
+}
+
+func (f *runFlags) register(c *cobra.Command) {
+	fs := c.Flags()
+	f.roots.register(c)
 	fs.StringVar(&f.configPath, "config", config.DefaultPath, "config file (a missing file at the default path means built-in defaults)")
 	fs.StringVar(&f.level, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&f.opts.DryRun, "dry-run", false, "detect and report loops, change nothing")
 	fs.Var(&f.ladder, "ladder", "remediation rungs in order: reset-adj, raise-limit, freeze, kill (default reset-adj,freeze)")
 	fs.Var(&f.exemptComm, "exempt-comm", "never reset tasks whose comm matches this glob (repeatable, comma-separated)")
-	fs.Var(&f.exemptCmdline, "exempt-cmdline", "never reset tasks whose space-joined cmdline matches this glob (repeatable)")
-	fs.Var(&f.exemptCgroup, "exempt-cgroup", "never reset tasks whose cgroup path matches this glob (repeatable)")
+	fs.Var(&f.exemptCmdline, "exempt-cmdline", "never reset tasks whose space-joined cmdline matches this glob (repeatable, comma-separated)")
+	fs.Var(&f.exemptCgroup, "exempt-cgroup", "never reset tasks whose cgroup path matches this glob (repeatable, comma-separated)")
 	fs.IntVar(&f.opts.ResetTo, "reset-to", f.opts.ResetTo, "oom_score_adj written by reset-adj")
 	fs.DurationVar(&f.params.Window, "window", f.params.Window, "detection window")
 	fs.Uint64Var(&f.params.MinOOMs, "min-ooms", f.params.MinOOMs, "kill-less OOM events within the window that make a loop")
@@ -70,18 +93,23 @@ func runCmd(args []string, stderr io.Writer) error {
 	fs.DurationVar(&f.opts.RevertHold, "revert-hold", f.opts.RevertHold, "raise-limit: revert after usage stayed below the original limit minus the margin this long")
 	fs.IntVar(&f.maxCgroups, "max-cgroups", watchdog.DefaultMaxCgroups, "bound on the number of cgroups watched")
 	fs.IntVar(&f.maxPerSubtree, "max-per-subtree", watchdog.DefaultMaxPerSubtree, "bound on the cgroups watched in one container (or, outside containers, one top-level cgroup); at most --max-cgroups")
-	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/oomwatch", "where raised limits and spooled alerts survive restarts (\"\": memory only)")
+	fs.StringVar(&f.stateDir, "state-dir", config.DefaultStateDir, "where raised limits, the incident journal and spooled alerts survive restarts (\"\": memory only)")
 	fs.IntVar(&f.maxActions, "max-actions-per-minute", 30, "global bound on changes to the host")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "127.0.0.1:9731", "Prometheus /metrics and /healthz address (\"\": off)")
 	fs.StringVar(&f.statusSocket, "status-socket", statusd.DefaultSocket, "unix socket for oomwatch status (\"\": off)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	f.set = map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	fileFlags(c, "config", "status-socket")
+	dirFlags(c, "state-dir")
+	choices(c, "log-level", "debug", "info", "warn", "error")
+	choices(c, "kill-mode", "largest", "cgroup")
+	choices(c, "paused-action", "raise-limit", "kill")
+	choices(c, "ladder", policy.Rungs...)
+}
+
+// runMain sets up logging and signals and runs the daemon.
+func runMain(stderr io.Writer, f runFlags) error {
 	lvl, err := zerolog.ParseLevel(f.level)
 	if err != nil || f.level == "" {
-		return &exitError{code: 2, err: fmt.Errorf("--log-level %q: want debug, info, warn or error", f.level)}
+		return usageErr("--log-level %q: want debug, info, warn or error", f.level)
 	}
 	// Milliseconds: an OOM loop lives for tens of milliseconds, and the
 	// order of detection, action and kill should be readable from the log.
@@ -176,20 +204,35 @@ func (f *runFlags) checkCaps(g config.Global) error {
 func (f *runFlags) loadConfig(load func() (*config.Config, error)) (*config.Config, alert.Config, error) {
 	cfg, err := load()
 	if err != nil {
-		return nil, alert.Config{}, err
+		return nil, alert.Config{}, configErr(err)
 	}
+	// The file was valid on its own: what fails now is a flag laid over it.
 	p, o := f.apply(cfg.TopLevel().Detector, cfg.TopLevel().Policy)
 	if err := p.Validate(); err != nil {
-		return nil, alert.Config{}, &exitError{code: 2, err: err}
+		return nil, alert.Config{}, &exitError{code: exitUsage, err: err}
 	}
 	if err := o.Validate(); err != nil {
-		return nil, alert.Config{}, &exitError{code: 2, err: err}
+		return nil, alert.Config{}, &exitError{code: exitUsage, err: err}
 	}
 	if err := f.checkCaps(cfg.Global()); err != nil {
-		return nil, alert.Config{}, &exitError{code: 2, err: err}
+		return nil, alert.Config{}, &exitError{code: exitUsage, err: err}
 	}
 	ac, err := alertConfig(cfg)
-	return cfg, ac, err
+	if err != nil {
+		return nil, alert.Config{}, &exitError{code: exitConfig, err: err}
+	}
+	return cfg, ac, nil
+}
+
+// configErr gives an invalid config file (a *config.Error: syntax, values,
+// ownership) its own exit status, so that the unit's
+// RestartPreventExitStatus stops systemd from restarting into it forever.
+func configErr(err error) error {
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		return &exitError{code: exitConfig, err: err}
+	}
+	return err
 }
 
 // alertConfig decodes the alerts section strictly.

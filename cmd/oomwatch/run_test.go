@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/config"
@@ -128,27 +129,27 @@ func TestMaxPerSubtreeFlagIsChecked(t *testing.T) {
 		{[]string{"--max-per-subtree", "1000"}, ""},
 	}
 	for _, tt := range tests {
-		fs := flag.NewFlagSet("run", flag.ContinueOnError)
 		f := runFlags{opts: policy.DefaultOptions(), params: watchdog.DefaultParams}
-		fs.IntVar(&f.maxCgroups, "max-cgroups", watchdog.DefaultMaxCgroups, "")
-		fs.IntVar(&f.maxPerSubtree, "max-per-subtree", watchdog.DefaultMaxPerSubtree, "")
+		c := &cobra.Command{Use: "run"}
+		f.register(c)
+		fs := c.Flags()
 		if err := fs.Parse(tt.args); err != nil {
 			t.Fatal(err)
 		}
 		f.set = map[string]bool{}
-		fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+		fs.Visit(func(fl *pflag.Flag) { f.set[fl.Name] = true })
 		_, _, err := f.loadConfig(func() (*config.Config, error) { return config.LoadWith(p, config.LoadOptions{Explicit: true}) })
 		var ee *exitError
 		switch {
 		case tt.want == "" && err != nil:
 			t.Errorf("%v: %v", tt.args, err)
-		case tt.want != "" && (!errors.As(err, &ee) || ee.code != 2 || err.Error() != tt.want):
-			t.Errorf("%v: %v (%T)\nwant exit 2 with %q", tt.args, err, err, tt.want)
+		case tt.want != "" && (!errors.As(err, &ee) || ee.code != exitUsage || err.Error() != tt.want):
+			t.Errorf("%v: %v (%T)\nwant exit 64 with %q", tt.args, err, err, tt.want)
 		}
 	}
 	// Through the command line: a usage error before anything is opened.
 	code, _, errs := call("run", "--config", p, "--max-per-subtree", "2000", "--cgroup-root", t.TempDir(), "--proc-root", t.TempDir())
-	if code != 2 || !strings.Contains(errs, "--max-per-subtree 2000 is more than the 1000 cgroups watched in all") {
+	if code != exitUsage || !strings.Contains(errs, "--max-per-subtree 2000 is more than the 1000 cgroups watched in all") {
 		t.Errorf("run --max-per-subtree 2000: exit %d, %q", code, errs)
 	}
 }

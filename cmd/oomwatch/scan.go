@@ -8,32 +8,43 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
-// exitRisk is scan's exit code when an OOM would loop somewhere.
-const exitRisk = 2
-
-func scanCmd(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("scan", "Show unkillable tasks (oom_score_adj -1000, oom_adj -17) grouped by cgroup, where\nthe protection came from, and the cgroups where an OOM would loop today.\nExit status: 0 no risk, 2 an OOM would loop somewhere, 1 error.", stderr)
+func newScanCmd(stdout io.Writer) *cobra.Command {
 	var roots rootFlags
-	roots.register(fs)
-	asJSON := fs.Bool("json", false, "print JSON")
-	max := fs.Int("max-cgroups", watchdog.DefaultMaxCgroups, "bound on the number of cgroups scanned")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	var asJSON bool
+	var max int
+	c := &cobra.Command{
+		Use:   "scan [flags]",
+		Short: "show where an OOM would loop today (exit 2 when one would)",
+		Long: `Show unkillable tasks (oom_score_adj -1000, oom_adj -17) grouped by
+cgroup, where the protection came from, and the cgroups where an OOM would
+loop today.
+Exit status: 0 no risk, 2 an OOM would loop somewhere, 1 error, 64 usage.`,
+		Args: noArgs,
+		RunE: func(*cobra.Command, []string) error { return scan(stdout, roots, asJSON, max) },
 	}
+	roots.register(c)
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().IntVar(&max, "max-cgroups", watchdog.DefaultMaxCgroups, "bound on the number of cgroups scanned")
+	return c
+}
+
+func scan(stdout io.Writer, roots rootFlags, asJSON bool, max int) error {
 	h, proc, err := roots.open()
 	if err != nil {
 		return err
 	}
-	res, err := watchdog.Scan(watchdog.Inspector{CG: h, Proc: proc}, *max)
+	res, err := watchdog.Scan(watchdog.Inspector{CG: h, Proc: proc}, max)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(res); err != nil {

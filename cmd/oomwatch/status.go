@@ -9,27 +9,40 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/internal/statusd"
 )
 
-// statusCmd asks the running daemon what it sees: oomwatch status
-// [--socket PATH] [--json]. Exit 1 when no daemon answers.
-func statusCmd(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", "Ask the running daemon what it watches, its open incidents, recent actions\nand alert queues (over its root-only unix socket). Exit status 1: no daemon answers.", stderr)
-	sock := fs.String("socket", statusd.DefaultSocket, "the daemon's status socket")
-	asJSON := fs.Bool("json", false, "print the daemon's JSON document")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+func newStatusCmd(stdout io.Writer) *cobra.Command {
+	var sock string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status [flags]",
+		Short: "what the running daemon sees and did",
+		Long: `Ask the running daemon what it watches, its open incidents, recent actions
+and alert queues (over its root-only unix socket).
+Exit status: 0 the daemon answered, 1 no daemon answers, 64 usage.`,
+		Args: noArgs,
+		RunE: func(*cobra.Command, []string) error { return status(stdout, sock, asJSON) },
 	}
-	st, err := statusd.Query(*sock)
+	c.Flags().StringVar(&sock, "socket", statusd.DefaultSocket, "the daemon's status socket")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the daemon's JSON document")
+	fileFlags(c, "socket")
+	return c
+}
+
+// status asks the running daemon what it sees.
+func status(stdout io.Writer, sock string, asJSON bool) error {
+	st, err := statusd.Query(sock)
 	if err != nil {
 		if errors.Is(err, statusd.ErrNotRunning) {
 			err = fmt.Errorf("%w (start it with oomwatch run, or pass --socket)", err)
 		}
 		return &exitError{code: 1, err: err}
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)

@@ -23,7 +23,7 @@ func TestStatusCmd(t *testing.T) {
 	sock := filepath.Join(d, "oomwatch.sock")
 
 	var out, errb bytes.Buffer
-	err = statusCmd([]string{"--socket", sock}, &out, &errb)
+	err = execute([]string{"status", "--socket", sock}, &out, &errb)
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != 1 || !errors.Is(ee.err, statusd.ErrNotRunning) {
 		t.Fatalf("no daemon: %v", err)
@@ -58,7 +58,7 @@ func TestStatusCmd(t *testing.T) {
 	}()
 
 	out.Reset()
-	if err := statusCmd([]string{"--socket", sock}, &out, &errb); err != nil {
+	if err := execute([]string{"status", "--socket", sock}, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
 	s := out.String()
@@ -72,14 +72,14 @@ func TestStatusCmd(t *testing.T) {
 		t.Error("raw escape from a comm reached the terminal")
 	}
 	out.Reset()
-	if err := statusCmd([]string{"--socket", sock, "--json"}, &out, &errb); err != nil {
+	if err := execute([]string{"status", "--socket", sock, "--json"}, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
 	var st statusd.Status
 	if err := json.Unmarshal(out.Bytes(), &st); err != nil || st.Watched != 812 || len(st.OpenIncidents) != 1 {
 		t.Fatalf("--json: %v %+v", err, st)
 	}
-	if err := statusCmd([]string{"extra"}, &out, &errb); !errors.As(err, &ee) || ee.code != 2 {
+	if err := execute([]string{"status", "extra"}, &out, &errb); !errors.As(err, &ee) || ee.code != exitUsage {
 		t.Errorf("positional argument: %v", err)
 	}
 }

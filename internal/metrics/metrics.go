@@ -77,6 +77,13 @@ func New(version string, wd WatchdogStats, alerts AlertStats) *Metrics {
 	for _, v := range []watchdog.Verdict{watchdog.VerdictLoop, watchdog.VerdictStalled, watchdog.VerdictPaused, watchdog.VerdictForced} {
 		m.incidents.WithLabelValues(string(v)) // export zeros
 	}
+	// Every action × result from the first scrape, so rate() and
+	// increase() rules work before the first incident.
+	for _, rung := range policy.Rungs {
+		for _, res := range actionResults {
+			m.actions.WithLabelValues(rung, res)
+		}
+	}
 	bi := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "oomwatch_build_info", Help: "Build information; always 1.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
@@ -107,19 +114,26 @@ func (m *Metrics) IncidentResolved(inc *watchdog.Incident, _ string) {
 	m.mu.Unlock()
 }
 
+// actionResults are the values of oomwatch_actions_total's result label.
+var actionResults = []string{"verified", "unverified", "failed", "dry_run"}
+
+// actionResult is r's result label.
+func actionResult(r policy.Result) string {
+	switch {
+	case r.Err != "":
+		return "failed"
+	case !r.Done:
+		return "dry_run"
+	case r.Verified:
+		return "verified"
+	}
+	return "unverified"
+}
+
 // LadderDone records a ladder's results.
 func (m *Metrics) LadderDone(inc *watchdog.Incident, results []policy.Result, end time.Time) {
 	for _, r := range results {
-		res := "unverified"
-		switch {
-		case r.Err != "":
-			res = "failed"
-		case !r.Done:
-			res = "dry_run"
-		case r.Verified:
-			res = "verified"
-		}
-		m.actions.WithLabelValues(r.Rung, res).Inc()
+		m.actions.WithLabelValues(r.Rung, actionResult(r)).Inc()
 	}
 	if n := len(results); n > 0 && results[n-1].Verified && results[n-1].Done {
 		m.remediation.Observe(end.Sub(inc.Started).Seconds())

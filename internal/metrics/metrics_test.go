@@ -65,6 +65,21 @@ oomwatch_incidents_total{verdict="paused"} 0
 oomwatch_incidents_total{verdict="stalled"} 0
 # HELP oomwatch_actions_total Remediation actions, by action and result (verified, unverified, failed, dry_run).
 # TYPE oomwatch_actions_total counter
+oomwatch_actions_total{action="freeze",result="dry_run"} 0
+oomwatch_actions_total{action="freeze",result="failed"} 0
+oomwatch_actions_total{action="freeze",result="unverified"} 0
+oomwatch_actions_total{action="freeze",result="verified"} 0
+oomwatch_actions_total{action="kill",result="dry_run"} 0
+oomwatch_actions_total{action="kill",result="failed"} 0
+oomwatch_actions_total{action="kill",result="unverified"} 0
+oomwatch_actions_total{action="kill",result="verified"} 0
+oomwatch_actions_total{action="raise-limit",result="dry_run"} 0
+oomwatch_actions_total{action="raise-limit",result="failed"} 0
+oomwatch_actions_total{action="raise-limit",result="unverified"} 0
+oomwatch_actions_total{action="raise-limit",result="verified"} 0
+oomwatch_actions_total{action="reset-adj",result="dry_run"} 0
+oomwatch_actions_total{action="reset-adj",result="failed"} 0
+oomwatch_actions_total{action="reset-adj",result="unverified"} 0
 oomwatch_actions_total{action="reset-adj",result="verified"} 1
 # HELP oomwatch_cgroup_incident_open 1 for each cgroup with an open incident (at most 100 series).
 # TYPE oomwatch_cgroup_incident_open gauge
@@ -83,6 +98,20 @@ oomwatch_alert_queue_depth{kind="alertmanager",sink="am"} 2
 	m.IncidentResolved(inc, "quiet")
 	if n, _ := testutil.GatherAndCount(m.Registry(), "oomwatch_cgroup_incident_open"); n != 0 {
 		t.Fatalf("resolved incident still exported: %d series", n)
+	}
+}
+
+// A rule such as rate(oomwatch_actions_total{result="failed"}[5m]) needs
+// the series before the first action: every action × result is exported
+// at zero from the start.
+func TestActionSeriesExportedBeforeFirstAction(t *testing.T) {
+	m := New("dev", &fakeWD{}, nil)
+	n, err := testutil.GatherAndCount(m.Registry(), "oomwatch_actions_total")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(policy.Rungs) * len(actionResults); n != want {
+		t.Fatalf("%d oomwatch_actions_total series before any action, want %d (every action × result)", n, want)
 	}
 }
 

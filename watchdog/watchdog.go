@@ -96,6 +96,7 @@ type cgroupState struct {
 	inc      *Incident // open incident, nil when none
 	capKey   string    // the subtree it counts against for MaxPerSubtree (see capKey)
 	lastOOM  stamp
+	killLog  stamp // last "oom_kill" info line (one per detection window)
 	recheck  stamp // v1: re-read the counters then (see settleV1)
 	episode  stamp // first OOM after a quiet window: detection latency starts here
 	pos      int32 // index in its parent's kids list (see eachBelow)
@@ -871,12 +872,29 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 	}
 	switch a.Signal {
 	case Killed:
-		w.log.Debug().Str("cgroup", cg).Uint64("oom_events", a.OOMs).Uint64("oom_kills", a.Kills).Msg("OOM with kill: kernel coped")
+		w.logKill(now, cg, st, a)
 		return false
 	case Suspect:
 		return w.isLimitHolder(cg, st)
 	}
 	return false
+}
+
+// logKill logs an ordinary OOM kill at info, as the kernel's own answer to
+// an OOM: once per detection window per cgroup, and only at the cgroup
+// whose limit was hit (v2 counters are hierarchical: every ancestor sees
+// the same kill), so a tenant killing in a loop cannot flood the journal.
+func (w *Watchdog) logKill(now time.Time, cg string, st *cgroupState, a Assessment) {
+	if !w.isLimitHolder(cg, st) {
+		return
+	}
+	if st.killLog != 0 && w.since(now, st.killLog) < w.cfg.Detector.Window {
+		return
+	}
+	st.killLog = w.stamp(now)
+	names := cgnames.Parse(cg)
+	w.log.Info().Str("event", "oom_kill").Str("cgroup", cg).Str("container", names.Container).Str("unit", names.Unit).
+		Uint64("oom_events", a.OOMs).Uint64("oom_kills", a.Kills).Msg("OOM killed a task: the kernel coped")
 }
 
 // isLimitHolder: v2 memory.events is hierarchical — an OOM at /a raises the

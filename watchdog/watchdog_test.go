@@ -544,3 +544,44 @@ func TestWatchdogFollowsKilllessOOMs(t *testing.T) {
 		t.Fatalf("%d notifications after the in-place change: the test needs none", ev-events0)
 	}
 }
+
+// An ordinary OOM kill is logged at info, once per detection window and
+// only at the cgroup whose limit was hit, not at every ancestor that
+// counts it hierarchically.
+func TestWatchdogLogsOrdinaryKillAtInfo(t *testing.T) {
+	cgRoot := t.TempDir()
+	writeV2Root(t, cgRoot)
+	writeCgroup(t, cgRoot, "lxc", "max")
+	writeCgroup(t, cgRoot, "lxc/web1", "20971520")
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	rec := newRecorder()
+	ready := make(chan int, 1)
+	logs := &testhost.SyncBuf{}
+	w, err := New(Config{CG: h, Proc: procfs.New(t.TempDir()), Detector: DefaultParams,
+		Ready: func(n int) { ready <- n }}, rec, zerolog.New(logs).Level(zerolog.InfoLevel))
+	must(t, err)
+	startRun(t, w)
+	<-ready
+	waitBaselines(t, w)
+	// Two kills in one window: the parent counts them too (hierarchical
+	// memory.events), only web1's local oom counter moves.
+	for i := uint64(1); i <= 2; i++ {
+		setEvents(t, cgRoot, "lxc/web1", i, i, i)
+		setEvents(t, cgRoot, "lxc", i, i, 0)
+	}
+	rec.waitFor(t, "kill logged", func() bool { return strings.Contains(logs.String(), `"event":"oom_kill"`) })
+	rec.waitFor(t, "all four notifications handled", func() bool { return w.Stats().Kills >= 4 })
+	out := logs.String()
+	if n := strings.Count(out, `"event":"oom_kill"`); n != 1 {
+		t.Errorf("%d oom_kill lines for two kills in one window, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, `"event":"oom_kill","cgroup":"/lxc/web1","container":"web1"`) {
+		t.Errorf("kill not logged at /lxc/web1 with its container name:\n%s", out)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.opened) != 0 {
+		t.Errorf("an ordinary kill opened %d incidents", len(rec.opened))
+	}
+}

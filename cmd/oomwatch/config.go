@@ -39,8 +39,8 @@ func newCheckConfigCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Check a config file the way oomwatch run and its reload read it: strict
 YAML, every value validated; as root, also that only root can change the
 file. FILE defaults to ` + config.DefaultPath + `.
-Exit status: 0 the file is good, 78 it is not (each problem is listed as
-FILE:LINE:COLUMN), 1 it cannot be read, 64 usage.`,
+Exit status: 0 the file is good, 78 it is not or cannot be read (each
+problem is listed as FILE:LINE:COLUMN), 64 usage.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageErr("unexpected argument %q: check one file at a time", args[1])

@@ -192,9 +192,9 @@ func TestFaultHostileNamesIncidents(t *testing.T) {
 		t.Fatalf("incidents: exit %d %s", code, errs)
 	}
 	checkText(t, "incidents output", out)
-	// header, one line per incident, footer
-	if lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n"); len(lines) != len(hostileNames)+2 {
-		t.Errorf("incidents printed %d lines, want %d:\n%s", len(lines), len(hostileNames)+2, out)
+	// header, one line per incident, two footer lines (legend, journal)
+	if lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n"); len(lines) != len(hostileNames)+3 {
+		t.Errorf("incidents printed %d lines, want %d:\n%s", len(lines), len(hostileNames)+3, out)
 	}
 	code, out, _ = call("incidents", "--state-dir", dir, "--json")
 	checkJSONText(t, "incidents --json", out)

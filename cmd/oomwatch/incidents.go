@@ -2,8 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,10 +16,11 @@ import (
 	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/internal/history"
 	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/internal/statusd"
 )
 
 func newIncidentsCmd(stdout io.Writer) *cobra.Command {
-	var dir string
+	var loc stateDirSource
 	var asJSON bool
 	var limit int
 	c := &cobra.Command{
@@ -25,6 +29,10 @@ func newIncidentsCmd(stdout io.Writer) *cobra.Command {
 		Long: `Show past and open incidents from the journal in the state directory,
 newest first: verdict, cgroup, OOMs, the process that leaked the protection,
 the actions taken and how they ended. Works without the daemon running.
+
+The state directory is --state-dir when given; else the running daemon's
+(asked over --socket); else state_dir in --config; else /var/lib/oomwatch.
+The output says which one it read.
 Exit status: 0 shown (also when there are none), 1 the journal cannot be
 read, 64 usage.`,
 		Args: noArgs,
@@ -32,19 +40,61 @@ read, 64 usage.`,
 			if limit < 0 {
 				return usageErr("--limit %d: want 0 or more", limit)
 			}
-			return incidents(stdout, c.ErrOrStderr(), dir, asJSON, limit)
+			loc.explicit = c.Flags().Changed("state-dir")
+			dir, from := loc.locate(c.ErrOrStderr())
+			return incidents(stdout, c.ErrOrStderr(), dir, from, asJSON, limit)
 		},
 	}
-	c.Flags().StringVar(&dir, "state-dir", config.DefaultStateDir, "the daemon's state directory")
+	c.Flags().StringVar(&loc.dir, "state-dir", config.DefaultStateDir, "the daemon's state directory (default: asked from the running daemon, else state_dir in --config)")
+	c.Flags().StringVar(&loc.socket, "socket", statusd.DefaultSocket, "the running daemon's status socket")
+	c.Flags().StringVar(&loc.config, "config", config.DefaultPath, "the daemon's config file, read for state_dir when no daemon answers")
 	c.Flags().BoolVar(&asJSON, "json", false, "one JSON array, with candidates and kernel log lines")
 	c.Flags().IntVar(&limit, "limit", 20, "show at most N incidents (0: all)")
 	dirFlags(c, "state-dir")
+	fileFlags(c, "socket", "config")
 	return c
 }
 
+// stateDirSource is where `incidents` looks for the state directory.
+type stateDirSource struct {
+	dir, socket, config string
+	explicit            bool // --state-dir given
+}
+
+// locate finds the state directory and says where it came from: the
+// flag, the running daemon, the config file, or the default.
+func (s stateDirSource) locate(stderr io.Writer) (dir, from string) {
+	if s.explicit {
+		return s.dir, "--state-dir"
+	}
+	if st, err := statusd.QueryTimeout(s.socket, time.Second); err == nil {
+		return st.StateDir, fmt.Sprintf("the running daemon's, pid %d, asked at %s", st.PID, s.socket)
+	} else if !errors.Is(err, statusd.ErrNotRunning) {
+		fmt.Fprintf(stderr, "oomwatch incidents: cannot ask the daemon: %v\n", err)
+	}
+	cfg, err := config.Load(s.config, false)
+	if err != nil {
+		fmt.Fprintf(stderr, "oomwatch incidents: cannot read state_dir from the config:\n%v\n", err)
+		return config.DefaultStateDir, "the default: no daemon answers at " + s.socket + " and the config cannot be read"
+	}
+	if _, err := os.Stat(s.config); err != nil {
+		return cfg.Global().StateDir, "the default: no daemon answers at " + s.socket + ", no config at " + s.config
+	}
+	return cfg.Global().StateDir, "state_dir in " + s.config + "; no daemon answers at " + s.socket
+}
+
 // incidents shows the incident journal, newest first. It reads the files
-// directly, so it works with the daemon stopped.
-func incidents(stdout, stderr io.Writer, dir string, asJSON bool, limit int) error {
+// directly, so it works with the daemon stopped. from says where dir came
+// from (see stateDirSource.locate).
+func incidents(stdout, stderr io.Writer, dir, from string, asJSON bool, limit int) error {
+	if dir == "" {
+		if asJSON {
+			_, err := fmt.Fprintln(stdout, "[]")
+			return err
+		}
+		fmt.Fprintf(stdout, "no incident journal: the state directory from %s is \"\" (state kept in memory only)\n", from)
+		return nil
+	}
 	incs, skipped, err := history.ReadCount(dir)
 	if err != nil {
 		return &exitError{code: 1, err: err}
@@ -65,10 +115,15 @@ func incidents(stdout, stderr io.Writer, dir string, asJSON bool, limit int) err
 		fmt.Fprintf(stderr, "oomwatch incidents: skipped %d unreadable journal line(s) (e.g. a write cut short by a crash)\n", skipped)
 	}
 	if total == 0 {
-		fmt.Fprintf(stdout, "no incidents recorded in %s\n", dir)
+		why := ""
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			why = "; it does not exist yet"
+		}
+		fmt.Fprintf(stdout, "no incidents recorded in %s (%s%s)\n", dir, from, why)
 		return nil
 	}
 	printIncidents(stdout, incs, time.Now())
+	fmt.Fprintf(stdout, "journal: %s (%s)\n", dir, from)
 	if total > len(incs) {
 		fmt.Fprintf(stdout, "(%d of %d incidents; --limit 0 shows all)\n", len(incs), total)
 	}

@@ -2,13 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/oomwatch/oomwatch/internal/history"
+	"github.com/oomwatch/oomwatch/internal/statusd"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
@@ -79,5 +83,68 @@ func TestIncidentsCmd(t *testing.T) {
 	var ee *exitError
 	if err := execute([]string{"incidents", "--limit", "-1"}, &out, &errb); !errors.As(err, &ee) || ee.code != exitUsage {
 		t.Errorf("--limit -1: %v", err)
+	}
+}
+
+// Without --state-dir, incidents reads the running daemon's state
+// directory, else state_dir from the config file, and says which it read.
+func TestIncidentsFindsTheDaemonsStateDir(t *testing.T) {
+	d, err := os.MkdirTemp("", "ow-inc") // short: a unix socket path is at most 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(d)
+	sock := filepath.Join(d, "s.sock")
+	daemonDir, cfgDir := filepath.Join(d, "daemon-state"), filepath.Join(d, "cfg-state")
+	j := history.Open(daemonDir, history.Options{})
+	inc := &watchdog.Incident{ID: "dddd", Verdict: watchdog.VerdictLoop, Cgroup: "/lxc.payload.db", Started: time.Now().Add(-time.Minute)}
+	if err := j.Append(history.Opened(inc, history.Names{Container: "db"}, nil)); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	cfg := filepath.Join(d, "oomwatch.yaml")
+	if err := os.WriteFile(cfg, []byte("state_dir: "+cfgDir+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"incidents", "--socket", sock, "--config", cfg}
+
+	// No daemon: the config's state_dir, which does not exist yet.
+	var out, errb bytes.Buffer
+	if err := execute(args, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if want := "no incidents recorded in " + cfgDir + " (state_dir in " + cfg; !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "does not exist yet") {
+		t.Errorf("no daemon: want %q and that it does not exist:\n%s%s", want, out.String(), errb.String())
+	}
+
+	srv, err := statusd.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- srv.Serve(ctx, func() statusd.Status { return statusd.Status{PID: 4242, StateDir: daemonDir} })
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	out.Reset()
+	if err := execute(args, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); !strings.Contains(s, "/lxc.payload.db (db)") || !strings.Contains(s, "journal: "+daemonDir+" (the running daemon's, pid 4242") {
+		t.Errorf("daemon running: want its journal and where it came from:\n%s", s)
+	}
+	// --state-dir wins.
+	out.Reset()
+	if err := execute(append(args, "--state-dir", cfgDir), &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "(--state-dir; it does not exist yet)") {
+		t.Errorf("--state-dir: %s", out.String())
 	}
 }

@@ -389,7 +389,7 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 					CgroupVersion: h.Version, Layout: h.Layout, Hierarchy: h.String(),
 					Roots:   statusd.Roots{Memory: h.Root, Freezer: h.Freezer, Proc: f.roots.procRoot},
 					Watched: st.Watched, OOMs: st.OOMs, Kills: st.Kills, Incidents: st.Incidents, LastEvent: st.LastEvent,
-					KernelLog: klogState, Journal: journalState}
+					KernelLog: klogState, Journal: journalState, StateDir: g.StateDir}
 				for _, a := range (dispStats{&disp}).Stats() {
 					s.Alerts = append(s.Alerts, statusd.SinkQueue{Name: a.Name, Kind: a.Kind, Queued: a.QueueDepth, Sent: a.Sent, Failed: a.Failed, Dropped: a.Dropped})
 				}

@@ -51,6 +51,7 @@ type Status struct {
 	Alerts        []SinkQueue    `json:"alerts"`
 	KernelLog     string         `json:"kernel_log,omitempty"` // "reading /dev/kmsg" or why not
 	Journal       string         `json:"journal,omitempty"`    // path, or its last error
+	StateDir      string         `json:"state_dir"`            // "" when the daemon keeps no state
 }
 
 // Roots are the filesystem roots in use.

@@ -1,10 +1,12 @@
 # oomwatch — build, test, demo.
 #   make build   static binary in bin/oomwatch
 #   make test    every test tier: pure, fake trees, host kernel (root), VM kernels (qemu)
+#   make test-quick  pure and fake-tree tiers only (no root, qemu or kernels)
 #   make demo    boot a VM and watch oomwatch break the original OOM loop
 #   make bench   every benchmark, ending with one table of all results (log in bin/bench.log)
 #   make fuzz    run every fuzz target briefly
 #   make lint    go vet + staticcheck
+#   make help    this list, with the packaging targets
 
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -16,7 +18,7 @@ FUZZTIME ?= 10s
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps alert-deps test test-quick vm-deps demo bench fuzz lint clean
+.PHONY: all build deps alert-deps test test-quick vm-deps demo bench fuzz lint clean help
 
 all: build
 
@@ -80,6 +82,10 @@ lint:
 
 clean:
 	rm -rf bin dist
+
+# The "#   make TARGET  what" lines at the top of each makefile.
+help:
+	@sed -n -e 's/^#   make /make /p' -e 's/^#   \( \{5,\}\)/\1/p' $(MAKEFILE_LIST)
 
 include packaging/deb.mk
 include packaging/container/image.mk

@@ -121,6 +121,7 @@ type oomWatch struct {
 // only one goroutine may call Wait at a time.
 type Poller struct {
 	epfd, infd, wakefd int
+	pokefd             int // Poke: Wait returns early, with no events
 
 	closeMu sync.Mutex // serialises Close so a second Close returns after fds are closed
 	waitMu  sync.Mutex // held by Wait for its whole run; Close takes it before closing fds
@@ -140,7 +141,7 @@ type Poller struct {
 
 // New creates a Poller.
 func New() (p *Poller, err error) {
-	p = &Poller{epfd: -1, infd: -1, wakefd: -1}
+	p = &Poller{epfd: -1, infd: -1, wakefd: -1, pokefd: -1}
 	defer func() {
 		if err != nil {
 			p.closeFDs()
@@ -155,7 +156,10 @@ func New() (p *Poller, err error) {
 	if p.wakefd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return nil, fmt.Errorf("create wake eventfd: %w", err)
 	}
-	for _, fd := range []int{p.infd, p.wakefd} {
+	if p.pokefd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return nil, fmt.Errorf("create poke eventfd: %w", err)
+	}
+	for _, fd := range []int{p.infd, p.wakefd, p.pokefd} {
 		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
 		if err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 			return nil, fmt.Errorf("epoll_ctl add %d: %w", fd, err)
@@ -172,14 +176,14 @@ func New() (p *Poller, err error) {
 
 func (p *Poller) closeFDs() error {
 	var errs []error
-	for _, fd := range []int{p.infd, p.wakefd, p.epfd} {
+	for _, fd := range []int{p.infd, p.wakefd, p.pokefd, p.epfd} {
 		if fd >= 0 {
 			if err := unix.Close(fd); err != nil {
 				errs = append(errs, fmt.Errorf("close fd %d: %w", fd, err))
 			}
 		}
 	}
-	p.infd, p.wakefd, p.epfd = -1, -1, -1
+	p.infd, p.wakefd, p.pokefd, p.epfd = -1, -1, -1, -1
 	return errors.Join(errs...)
 }
 
@@ -452,6 +456,20 @@ func (p *Poller) Stats() (dirWatches, eventfds int) {
 	return len(p.byWD), len(p.byEFD)
 }
 
+// Poke makes a blocked Wait (or the next one) return, with no events if
+// none are ready: another goroutine has work for the one that waits.
+// Pokes before that Wait returns coalesce into one. Safe from any goroutine.
+func (p *Poller) Poke() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	return writeRetry(p.pokefd, one[:])
+}
+
 // Close wakes a blocked Wait (which returns ErrClosed), waits for it to
 // return and closes every descriptor. It is idempotent and may be called from
 // any goroutine.
@@ -540,7 +558,14 @@ func (p *Poller) Wait(buf []Event, timeout time.Duration) ([]Event, error) {
 				return buf[:0], ErrClosed
 			}
 		}
+		poked := false
 		for i := range ready {
+			if int(ready[i].Fd) == p.pokefd {
+				var v [8]byte
+				_, _ = unix.Read(p.pokefd, v[:]) // resets the counter; EAGAIN: a racing read took it
+				poked = true
+				continue
+			}
 			if int(ready[i].Fd) == p.infd {
 				buf, err = p.drainInotify(buf)
 				if err != nil {
@@ -550,7 +575,7 @@ func (p *Poller) Wait(buf []Event, timeout time.Duration) ([]Event, error) {
 			}
 			buf = p.handleEventfd(buf, int(ready[i].Fd), uint32(ready[i].Pad))
 		}
-		if len(buf) > 0 {
+		if len(buf) > 0 || poked {
 			return buf, nil
 		}
 		// Woken for nothing the caller can see (a stale eventfd, an

@@ -663,3 +663,41 @@ func TestWatchSubdirs(t *testing.T) {
 	}
 	waitFor(t, p, eventDeadline, "Removed child", is("k", eventfd.Removed, "child"))
 }
+
+// Poke ends a blocked Wait with no events and no error, pokes coalesce, and
+// the next Wait blocks again.
+func TestPokeEndsWaitWithoutEvents(t *testing.T) {
+	p := newPoller(t)
+	done := make(chan error, 1)
+	go func() {
+		evs, err := p.Wait(nil, -1)
+		if err == nil && len(evs) != 0 {
+			err = fmt.Errorf("events %v", evs)
+		}
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let it block (not required for correctness)
+	for range 3 {
+		if err := p.Poke(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("poked Wait: %v", err)
+		}
+	case <-time.After(eventDeadline):
+		t.Fatal("Wait(-1) did not return after Poke")
+	}
+	// The three pokes were one: the next Wait times out.
+	if evs, err := p.Wait(nil, 30*time.Millisecond); err != nil || len(evs) != 0 {
+		t.Fatalf("Wait after a consumed poke = %v, %v; want a timeout", evs, err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Poke(); !errors.Is(err, eventfd.ErrClosed) {
+		t.Errorf("Poke on a closed poller = %v, want ErrClosed", err)
+	}
+}

@@ -181,6 +181,9 @@ type Watchdog struct {
 	follows           map[string]stamp // v2: kill-less OOMs under way, read until then (see followEvery)
 	lastFollow        stamp            // when followDue last read them
 	pending           []string         // v2 cgroups armed at start-up whose baseline is not read yet
+
+	running  atomic.Pointer[eventfd.Poller] // set while Run's loop runs (Watched pokes it)
+	listReqs chan chan []Watched            // Watched calls waiting for the loop
 }
 
 // New checks cfg and prepares a watchdog; nothing is armed until Run.
@@ -210,6 +213,7 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Watchdog, error) {
 		rechecks: make(map[string]bool),
 		follows:  make(map[string]stamp),
 		capped:   make(map[string]bool),
+		listReqs: make(chan chan []Watched, 16),
 	}, nil
 }
 
@@ -271,6 +275,8 @@ func (w *Watchdog) Run(ctx context.Context) error {
 
 	buf := make([]eventfd.Event, 0, 256)
 	lastTick := time.Now()
+	w.running.Store(p)
+	defer w.running.Store(nil)
 	for {
 		timeout := w.nextTimeout(lastTick)
 		if len(w.pending) > 0 {
@@ -314,6 +320,7 @@ func (w *Watchdog) turn(now time.Time, evs []eventfd.Event, start time.Time) {
 	w.recheckDue(now)
 	w.followDue(now)
 	w.resolveQuiet(now)
+	w.answerLists()
 }
 
 // startupDone returns the garbage of the start-up walk (paths, directory

@@ -2,9 +2,11 @@ package watchdog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -583,5 +585,54 @@ func TestWatchdogLogsOrdinaryKillAtInfo(t *testing.T) {
 	defer rec.mu.Unlock()
 	if len(rec.opened) != 0 {
 		t.Errorf("an ordinary kill opened %d incidents", len(rec.opened))
+	}
+}
+
+// Watched lists every watched cgroup from the running loop, with its open
+// incident; before Run and after it returns it says the loop is not running.
+func TestWatchedListsCgroupsWithOpenIncident(t *testing.T) {
+	cgRoot, procRoot := t.TempDir(), t.TempDir()
+	writeV2Root(t, cgRoot)
+	writeProc(t, procRoot, 100, 1, "java", -1000, 9000)
+	writeCgroup(t, cgRoot, "lxc", "max")
+	writeCgroup(t, cgRoot, "lxc/web1", "20971520", 100)
+	writeCgroup(t, cgRoot, "lxc/web2", "20971520")
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	rec := newRecorder()
+	ready := make(chan int, 1)
+	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams,
+		Ready: func(n int) { ready <- n }}, rec, zerolog.Nop())
+	must(t, err)
+	if _, err := w.Watched(context.Background()); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Watched before Run: %v, want ErrNotRunning", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	<-ready
+	waitBaselines(t, w)
+	setEvents(t, cgRoot, "lxc/web1", 2, 0, 2)
+	setEvents(t, cgRoot, "lxc/web1", 7, 0, 7)
+	rec.waitFor(t, "incident", func() bool { return len(rec.opened) == 1 })
+	qctx, qcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer qcancel()
+	l, err := w.Watched(qctx)
+	must(t, err)
+	var got []string
+	for _, c := range l {
+		s := c.Cgroup
+		if c.Incident != "" {
+			s += " " + string(c.Verdict)
+		}
+		got = append(got, s)
+	}
+	if want := []string{"/", "/lxc", "/lxc/web1 loop", "/lxc/web2"}; !slices.Equal(got, want) {
+		t.Errorf("Watched = %q, want %q", got, want)
+	}
+	cancel()
+	must(t, <-done)
+	if _, err := w.Watched(context.Background()); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Watched after Run: %v, want ErrNotRunning", err)
 	}
 }

@@ -255,6 +255,9 @@ func (w *Watchdog) Run(ctx context.Context) error {
 	}
 	w.poller = p
 	defer p.Close()
+	// Watched calls may queue from here; the loop answers them.
+	w.running.Store(p)
+	defer w.running.Store(nil)
 	stop := context.AfterFunc(ctx, func() { p.Close() })
 	defer stop()
 
@@ -275,8 +278,6 @@ func (w *Watchdog) Run(ctx context.Context) error {
 
 	buf := make([]eventfd.Event, 0, 256)
 	lastTick := time.Now()
-	w.running.Store(p)
-	defer w.running.Store(nil)
 	for {
 		timeout := w.nextTimeout(lastTick)
 		if len(w.pending) > 0 {

@@ -14,8 +14,11 @@ type Watched struct {
 	Incident string
 	Verdict  Verdict
 	Since    time.Time
-	Paused   bool // v1: an open paused incident (oom_kill_disable, under_oom)
-	NoMemory bool // v2: the memory controller is not enabled for it
+	// OOM counters as last read (v2 memory.events, hierarchical; v1 the
+	// eventfd count since oomwatch armed it and the subtree's oom_kill).
+	OOMs, Kills uint64
+	Paused      bool // v1: an open paused incident (oom_kill_disable, under_oom)
+	NoMemory    bool // v2: the memory controller is not enabled for it
 }
 
 // ErrNotRunning: the event loop is not running (before Run, or after it
@@ -68,7 +71,7 @@ func (w *Watchdog) answerLists() {
 func (w *Watchdog) watchedList() []Watched {
 	l := make([]Watched, 0, len(w.cgroups))
 	for cg, st := range w.cgroups {
-		e := Watched{Cgroup: cg, Paused: st.paused, NoMemory: st.noMemory}
+		e := Watched{Cgroup: cg, OOMs: st.last.OOM, Kills: st.last.Kills, Paused: st.paused, NoMemory: st.noMemory}
 		if st.inc != nil {
 			e.Incident, e.Verdict, e.Since = st.inc.ID, st.inc.Verdict, st.inc.Started
 		}

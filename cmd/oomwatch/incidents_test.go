@@ -124,7 +124,7 @@ func TestIncidentsFindsTheDaemonsStateDir(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- srv.Serve(ctx, func() statusd.Status { return statusd.Status{PID: 4242, StateDir: daemonDir} })
+		done <- srv.Serve(ctx, func(statusd.Request) statusd.Status { return statusd.Status{PID: 4242, StateDir: daemonDir} })
 	}()
 	defer func() {
 		cancel()

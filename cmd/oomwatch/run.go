@@ -48,6 +48,7 @@ type runFlags struct {
 	maxCgroups, maxPerSubtree, maxActions           int
 	stateDir, metricsListen                         string
 	statusSocket                                    string
+	riskEvery                                       time.Duration
 }
 
 func newRunCmd(stderr io.Writer) *cobra.Command {
@@ -97,6 +98,7 @@ func (f *runFlags) register(c *cobra.Command) {
 	fs.IntVar(&f.maxActions, "max-actions-per-minute", 30, "global bound on changes to the host")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "127.0.0.1:9731", "Prometheus /metrics and /healthz address (\"\": off)")
 	fs.StringVar(&f.statusSocket, "status-socket", statusd.DefaultSocket, "unix socket for oomwatch status (\"\": off)")
+	fs.DurationVar(&f.riskEvery, "risk-every", watchdog.DefaultRiskEvery, "how often to re-check where an OOM would loop (every task unkillable under a limit); 0: never")
 	fileFlags(c, "config", "status-socket")
 	dirFlags(c, "state-dir")
 	choices(c, "log-level", "debug", "info", "warn", "error")
@@ -110,6 +112,9 @@ func runMain(stderr io.Writer, f runFlags) error {
 	lvl, err := zerolog.ParseLevel(f.level)
 	if err != nil || f.level == "" {
 		return usageErr("--log-level %q: want debug, info, warn or error", f.level)
+	}
+	if f.riskEvery < 0 {
+		return usageErr("--risk-every %v: want 0 (never) or more", f.riskEvery)
 	}
 	// Milliseconds: an OOM loop lives for tens of milliseconds, and the
 	// order of detection, action and kill should be readable from the log.
@@ -346,6 +351,10 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 		return err
 	}
 	var w *watchdog.Watchdog
+	var risk *watchdog.RiskMonitor
+	var riskDone chan struct{} // set by Ready when the risk monitor runs
+	riskCtx, cancelRisk := context.WithCancel(ctx)
+	defer cancelRisk()
 	status := func() string {
 		st := w.Stats()
 		return fmt.Sprintf("watching %d memory cgroups (cgroup v%d), %d open incidents", st.Watched, h.Version, st.OpenIncidents)
@@ -366,6 +375,10 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 			if err := sd.Ready(status()); err != nil {
 				log.Warn().Err(err).Msg("sd_notify READY failed")
 			}
+			if f.riskEvery > 0 {
+				riskDone = make(chan struct{})
+				go func() { defer close(riskDone); risk.Run(riskCtx) }()
+			}
 		},
 	}
 	// Pings come from the event loop itself: a stuck loop stops pinging and
@@ -379,11 +392,13 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	risk = &watchdog.RiskMonitor{List: w, Insp: watchdog.Inspector{CG: h, Proc: proc}, Every: f.riskEvery,
+		Log: log.With().Str("component", "risk").Logger()}
 	if sock != nil {
 		sdone := make(chan struct{})
 		go func() {
 			defer close(sdone)
-			_ = sock.Serve(ctx, func() statusd.Status {
+			_ = sock.Serve(ctx, func(req statusd.Request) statusd.Status {
 				st := w.Stats()
 				s := statusd.Status{Version: version, PID: os.Getpid(), Started: startTime, DryRun: topOpts.DryRun, Ladder: topOpts.Ladder,
 					CgroupVersion: h.Version, Layout: h.Layout, Hierarchy: h.String(),
@@ -394,12 +409,26 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 					s.Alerts = append(s.Alerts, statusd.SinkQueue{Name: a.Name, Kind: a.Kind, Queued: a.QueueDepth, Sent: a.Sent, Failed: a.Failed, Dropped: a.Dropped})
 				}
 				tracker.Fill(&s)
+				f := watchdog.StatusFilter{AtRisk: req.AtRisk, Max: req.Rows}
+				if req.Cgroups != "" {
+					m, err := config.Matcher(req.Cgroups)
+					if err != nil {
+						return s // the client checks the glob before it asks
+					}
+					f.Match = m
+				}
+				qctx, cancel := context.WithTimeout(ctx, statusd.DefaultTimeout/2)
+				defer cancel()
+				s.CgroupSummary, s.Cgroups, _ = watchdog.StatusReport(qctx, w, h, risk, nil, f)
 				return s
 			})
 		}()
 		defer func() { <-sdone }() // Serve returns once ctx is cancelled
 	}
 	m := metrics.New(version, w, dispStats{&disp})
+	if f.riskEvery > 0 {
+		m.SetRisk(risk)
+	}
 	w.SetObserver(m)
 	pol.BeforeAction = hd.intent
 	pol.OnAction = hd.acted
@@ -437,6 +466,10 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 		Dur("window", topParams.Window).Uint64("min_ooms", topParams.MinOOMs).Msg("oomwatch starting")
 	err = w.Run(ctx)
 	_ = sd.Stopping()
+	if riskDone != nil {
+		cancelRisk()
+		<-riskDone
+	}
 	pol.Wait()
 	if err != nil {
 		return err

@@ -11,7 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/oomwatch/oomwatch/internal/statusd"
+	"github.com/oomwatch/oomwatch/internal/testhost"
+	"github.com/oomwatch/oomwatch/policy"
+	"github.com/oomwatch/oomwatch/watchdog"
 )
 
 func TestStatusCmd(t *testing.T) {
@@ -37,7 +42,7 @@ func TestStatusCmd(t *testing.T) {
 	done := make(chan error, 1)
 	now := time.Now()
 	go func() {
-		done <- srv.Serve(ctx, func() statusd.Status {
+		done <- srv.Serve(ctx, func(statusd.Request) statusd.Status {
 			return statusd.Status{
 				Version: "1.2.3", PID: 4242, Started: now.Add(-3 * time.Hour), Ladder: []string{"reset-adj", "freeze"},
 				CgroupVersion: 2, Layout: "unified", Hierarchy: "cgroup v2 memory hierarchy at /sys/fs/cgroup (unified)",
@@ -93,5 +98,79 @@ func TestAgo(t *testing.T) {
 	}
 	if ago(now, time.Time{}) != "?" {
 		t.Error("zero time")
+	}
+}
+
+// The running daemon lists what it watches: a summary, then the cgroups,
+// the one where the next OOM would loop (every task unkillable under a
+// limit) first and marked; --at-risk and --cgroups narrow the list.
+func TestStatusListsWatchedCgroupsAndRisk(t *testing.T) {
+	d, err := os.MkdirTemp("", "st")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(d)
+	sock := filepath.Join(d, "s.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs testhost.SyncBuf
+	tree := fakeTree(t)
+	for _, dir := range []string{"lxc", "lxc/web1", "free"} { // the memory controller on
+		if err := os.WriteFile(filepath.Join(tree, dir, "memory.events"), []byte("low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := runFlags{roots: rootFlags{cgroupRoot: tree, procRoot: fakeProcs(t)}, level: "debug",
+		opts: policy.DefaultOptions(), params: watchdog.DefaultParams, statusSocket: sock, riskEvery: time.Hour,
+		set: map[string]bool{"state-dir": true, "metrics-listen": true}}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, zerolog.New(&logs), f) }()
+	var out string
+	for i := 0; i < 250; i++ {
+		var code int
+		if code, out, _ = call("status", "--socket", sock); code == 0 && strings.Contains(out, "WOULD LOOP") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, want := range []string{
+		"cgroups: 4 watched, 0 with an open incident, 1 where the next OOM would loop (checked",
+		"/lxc/web1",
+		"20MiB", // limit
+		"WOULD LOOP",
+		"/free",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s\nlog:\n%s", want, out, logs.String())
+		}
+	}
+	if i, j := strings.Index(out, "/lxc/web1"), strings.Index(out, "/free"); i < 0 || j < 0 || i > j {
+		t.Errorf("the cgroup at risk is not listed first:\n%s", out)
+	}
+	_, out, _ = call("status", "--socket", sock, "--at-risk")
+	if !strings.Contains(out, "/lxc/web1") || strings.Contains(out, "/free") {
+		t.Errorf("--at-risk:\n%s", out)
+	}
+	_, out, _ = call("status", "--socket", sock, "--cgroups", "/fr*", "--json")
+	var st statusd.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("--json: %v\n%s", err, out)
+	}
+	if len(st.Cgroups) != 1 || st.Cgroups[0].Cgroup != "/free" || st.CgroupSummary.AtRisk != 1 || st.CgroupSummary.Watched != 4 {
+		t.Errorf("--cgroups /fr* --json: %+v %+v", st.CgroupSummary, st.Cgroups)
+	}
+	_, out, _ = call("status", "--socket", sock, "--rows", "1")
+	if !strings.Contains(out, "(1 of 4;") {
+		t.Errorf("--rows 1:\n%s", out)
+	}
+	if code, _, errs := call("status", "--socket", sock, "--cgroups", "[x"); code != exitUsage {
+		t.Errorf("a bad glob: exit %d %s", code, errs)
+	}
+	if !strings.Contains(logs.String(), `"event":"risk"`) {
+		t.Errorf("no risk event logged:\n%s", logs.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
 	}
 }

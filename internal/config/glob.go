@@ -168,3 +168,13 @@ func classChar(p string) (rune, int, error) {
 	r, size := utf8.DecodeRuneInString(p)
 	return r, size, nil
 }
+
+// Matcher compiles p in the syntax of the config's cgroup globs (see glob)
+// for other users of it, such as the status socket's cgroup filter.
+func Matcher(p string) (func(string) bool, error) {
+	g, err := compileGlob(p)
+	if err != nil {
+		return nil, err
+	}
+	return g.match, nil
+}

@@ -36,6 +36,9 @@ const StuckAfter = 10 * time.Second
 // WatchdogStats is what the metrics read from the watchdog.
 type WatchdogStats interface{ Stats() watchdog.Stats }
 
+// RiskStats is what the metrics read from the risk monitor.
+type RiskStats interface{ AtRisk() []watchdog.Risk }
+
 // AlertStats is what the metrics read from the alert dispatcher.
 type AlertStats interface{ Stats() []alert.SinkStats }
 
@@ -44,6 +47,7 @@ type Metrics struct {
 	reg    *prometheus.Registry
 	wd     WatchdogStats
 	alerts AlertStats
+	risk   RiskStats // nil: no risk monitor
 
 	incidents   *prometheus.CounterVec
 	actions     *prometheus.CounterVec
@@ -92,6 +96,10 @@ func New(version string, wd WatchdogStats, alerts AlertStats) *Metrics {
 	m.reg.MustRegister(m.incidents, m.actions, m.detection, m.remediation, bi, collector{m})
 	return m
 }
+
+// SetRisk makes the metrics export the risk monitor's finding; call it
+// before serving.
+func (m *Metrics) SetRisk(r RiskStats) { m.risk = r }
 
 // Registry is the private registry (tests, promlint).
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
@@ -160,6 +168,8 @@ var (
 	descUnsupp     = prometheus.NewDesc("oomwatch_v1_notifications_unsupported", "1 when the kernel cannot notify v1 memory OOMs.", nil, nil)
 	descCgroupOpen = prometheus.NewDesc("oomwatch_cgroup_incident_open", "1 for each cgroup with an open incident (at most 100 series).", []string{"cgroup", "verdict"}, nil)
 	descCgroupOOMs = prometheus.NewDesc("oomwatch_cgroup_incident_oom_events", "OOM events in the window that opened the cgroup's incident.", []string{"cgroup"}, nil)
+	descAtRisk     = prometheus.NewDesc("oomwatch_cgroups_would_loop", "Watched cgroups where the next OOM would loop: a limit and every task unkillable (at the last risk check).", nil, nil)
+	descCgroupRisk = prometheus.NewDesc("oomwatch_cgroup_would_loop", "1 for each cgroup where the next OOM would loop (at most 100 series).", []string{"cgroup"}, nil)
 	descSent       = prometheus.NewDesc("oomwatch_alert_deliveries_total", "Alert deliveries, by sink and result (sent, failed, dropped, retried).", []string{"sink", "kind", "result"}, nil)
 	descQueue      = prometheus.NewDesc("oomwatch_alert_queue_depth", "Alerts waiting in a sink's queue.", []string{"sink", "kind"}, nil)
 )
@@ -167,7 +177,7 @@ var (
 type collector struct{ m *Metrics }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descWatched, descOpen, descOOMs, descKills, descNotes, descLast, descBusy, descUnsupp, descCgroupOpen, descCgroupOOMs, descSent, descQueue} {
+	for _, d := range []*prometheus.Desc{descWatched, descOpen, descOOMs, descKills, descNotes, descLast, descBusy, descUnsupp, descCgroupOpen, descCgroupOOMs, descAtRisk, descCgroupRisk, descSent, descQueue} {
 		ch <- d
 	}
 }
@@ -220,6 +230,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		cg := procfs.Safe(inc.Cgroup)
 		gauge(descCgroupOpen, 1, cg, string(inc.Verdict))
 		gauge(descCgroupOOMs, float64(inc.Evidence.OOMs), cg)
+	}
+	if c.m.risk != nil {
+		rs := c.m.risk.AtRisk() // sorted by path
+		gauge(descAtRisk, float64(len(rs)))
+		for i, r := range rs {
+			if i >= MaxCgroupSeries {
+				break
+			}
+			gauge(descCgroupRisk, 1, procfs.Safe(r.Cgroup))
+		}
 	}
 	if c.m.alerts == nil {
 		return

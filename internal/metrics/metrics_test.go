@@ -198,3 +198,28 @@ func TestHostileCgroupLabels(t *testing.T) {
 		t.Errorf("per-cgroup series:\n%s\nwant (names escaped as in scan and logs):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+type fakeRisk []watchdog.Risk
+
+func (f fakeRisk) AtRisk() []watchdog.Risk { return f }
+
+// The would-loop finding: a count, and one series per cgroup up to the cap.
+func TestRiskMetricsBounded(t *testing.T) {
+	m := New("dev", &fakeWD{}, nil)
+	var rs fakeRisk
+	for i := 0; i < 3*MaxCgroupSeries; i++ {
+		rs = append(rs, watchdog.Risk{Cgroup: fmt.Sprintf("/c%03d", i)})
+	}
+	m.SetRisk(rs)
+	want := fmt.Sprintf(`
+# HELP oomwatch_cgroups_would_loop Watched cgroups where the next OOM would loop: a limit and every task unkillable (at the last risk check).
+# TYPE oomwatch_cgroups_would_loop gauge
+oomwatch_cgroups_would_loop %d
+`, len(rs))
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "oomwatch_cgroups_would_loop"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := testutil.GatherAndCount(m.Registry(), "oomwatch_cgroup_would_loop"); n != MaxCgroupSeries {
+		t.Fatalf("%d per-cgroup risk series, want the cap %d", n, MaxCgroupSeries)
+	}
+}

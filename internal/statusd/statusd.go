@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/oomwatch/oomwatch/watchdog"
 )
 
 // DefaultSocket is where the daemon listens.
@@ -52,6 +54,11 @@ type Status struct {
 	KernelLog     string         `json:"kernel_log,omitempty"` // "reading /dev/kmsg" or why not
 	Journal       string         `json:"journal,omitempty"`    // path, or its last error
 	StateDir      string         `json:"state_dir"`            // "" when the daemon keeps no state
+
+	// The watched cgroups the request selected (see Request), with a
+	// summary of all of them.
+	CgroupSummary watchdog.CgroupSummary  `json:"cgroup_summary"`
+	Cgroups       []watchdog.CgroupStatus `json:"cgroups"`
 }
 
 // Roots are the filesystem roots in use.
@@ -97,7 +104,19 @@ type SinkQueue struct {
 // Request is what a client sends.
 type Request struct {
 	Cmd string `json:"cmd"`
+	// Which watched cgroups to list: a glob on the path (the config's
+	// glob syntax; "" all), only those at risk or with an open incident,
+	// at most Rows of them (0: DefaultRows, at most MaxRows).
+	Cgroups string `json:"cgroups,omitempty"`
+	AtRisk  bool   `json:"at_risk,omitempty"`
+	Rows    int    `json:"rows,omitempty"`
 }
+
+// DefaultRows and MaxRows bound the cgroups one answer lists.
+const (
+	DefaultRows = watchdog.DefaultStatusRows
+	MaxRows     = 10000
+)
 
 // response is Status, or an error.
 type response struct {
@@ -158,11 +177,11 @@ func Listen(path string) (*Server, error) {
 // Path is the socket path.
 func (s *Server) Path() string { return s.path }
 
-// Serve answers requests with provider() until ctx is done, then closes the
+// Serve answers requests with provider(request) until ctx is done, then closes the
 // listener, removes the socket and waits for open connections (each bounded
 // by DefaultTimeout). provider is called from connection goroutines: it
 // must be safe for concurrent use.
-func (s *Server) Serve(ctx context.Context, provider func() Status) error {
+func (s *Server) Serve(ctx context.Context, provider func(Request) Status) error {
 	var wg sync.WaitGroup
 	stop := context.AfterFunc(ctx, func() { s.ln.Close() })
 	defer stop()
@@ -191,7 +210,7 @@ func (s *Server) Serve(ctx context.Context, provider func() Status) error {
 	}
 }
 
-func (s *Server) handle(c *net.UnixConn, provider func() Status) {
+func (s *Server) handle(c *net.UnixConn, provider func(Request) Status) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(DefaultTimeout))
 	enc := json.NewEncoder(c)
@@ -210,7 +229,15 @@ func (s *Server) handle(c *net.UnixConn, provider func() Status) {
 		_ = enc.Encode(response{Error: fmt.Sprintf("unknown command %q: want status", req.Cmd)})
 		return
 	}
-	_ = enc.Encode(response{Status: provider()})
+	if req.Rows < 0 {
+		_ = enc.Encode(response{Error: fmt.Sprintf("rows %d: want 0 or more", req.Rows)})
+		return
+	}
+	if req.Rows == 0 {
+		req.Rows = DefaultRows
+	}
+	req.Rows = min(req.Rows, MaxRows)
+	_ = enc.Encode(response{Status: provider(req)})
 }
 
 func peerUID(c *net.UnixConn) (int, bool) {
@@ -229,10 +256,17 @@ func peerUID(c *net.UnixConn) (int, bool) {
 }
 
 // Query asks the daemon at path for its status, within DefaultTimeout.
-func Query(path string) (Status, error) { return QueryTimeout(path, DefaultTimeout) }
+func Query(path string) (Status, error) {
+	return QueryWith(path, Request{Cmd: "status"}, DefaultTimeout)
+}
 
 // QueryTimeout is Query with a bound of its own.
 func QueryTimeout(path string, timeout time.Duration) (Status, error) {
+	return QueryWith(path, Request{Cmd: "status"}, timeout)
+}
+
+// QueryWith sends req to the daemon at path, within timeout.
+func QueryWith(path string, req Request, timeout time.Duration) (Status, error) {
 	c, err := net.DialTimeout("unix", path, timeout)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
@@ -245,7 +279,7 @@ func QueryTimeout(path string, timeout time.Duration) (Status, error) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if err := json.NewEncoder(c).Encode(Request{Cmd: "status"}); err != nil {
+	if err := json.NewEncoder(c).Encode(req); err != nil {
 		return Status{}, fmt.Errorf("send status request: %w", err)
 	}
 	var r response

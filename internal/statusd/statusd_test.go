@@ -27,7 +27,7 @@ func sockPath(t *testing.T) string {
 	return filepath.Join(d, "run", "oomwatch.sock")
 }
 
-func serve(t *testing.T, path string, p func() Status) (cancel func()) {
+func serve(t *testing.T, path string, p func(Request) Status) (cancel func()) {
 	t.Helper()
 	s, err := Listen(path)
 	if err != nil {
@@ -60,7 +60,7 @@ func TestRoundTrip(t *testing.T) {
 	for i := range 25 {
 		tr.Acted(Action{Incident: "a", Action: "reset-adj", PID: i})
 	}
-	stop := serve(t, path, func() Status {
+	stop := serve(t, path, func(Request) Status {
 		s := Status{Version: "test", PID: os.Getpid(), Watched: 7, Layout: "unified", Alerts: []SinkQueue{{Name: "pd", Kind: "pagerduty", Queued: 2}}}
 		tr.Fill(&s)
 		return s
@@ -113,7 +113,7 @@ func TestRoundTrip(t *testing.T) {
 
 func TestSecondDaemonRefused(t *testing.T) {
 	path := sockPath(t)
-	serve(t, path, func() Status { return Status{} })
+	serve(t, path, func(Request) Status { return Status{} })
 	_, err := Listen(path)
 	if !errors.Is(err, ErrRunning) {
 		t.Fatalf("second Listen: %v, want ErrRunning", err)
@@ -138,7 +138,7 @@ func TestStaleSocketRemoved(t *testing.T) {
 	if _, err := os.Lstat(path); err != nil {
 		t.Fatal(err)
 	}
-	serve(t, path, func() Status { return Status{Version: "new"} })
+	serve(t, path, func(Request) Status { return Status{Version: "new"} })
 	if s, err := Query(path); err != nil || s.Version != "new" {
 		t.Fatalf("%+v %v", s, err)
 	}

@@ -1,0 +1,135 @@
+package watchdog
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/internal/testhost"
+)
+
+type riskEvents struct {
+	mu          sync.Mutex
+	found, gone []string
+}
+
+func (e *riskEvents) RiskFound(r Risk) {
+	e.mu.Lock()
+	e.found = append(e.found, r.Cgroup)
+	e.mu.Unlock()
+}
+func (e *riskEvents) RiskGone(r Risk, _ string) {
+	e.mu.Lock()
+	e.gone = append(e.gone, r.Cgroup)
+	e.mu.Unlock()
+}
+
+func riskPaths(rs []Risk) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Cgroup)
+	}
+	return out
+}
+
+// The daemon's would-loop finding: a limited cgroup whose every task is
+// unkillable is at risk; one with a killable task, or without a limit, is
+// not; the finding goes when the task becomes killable. With a budget of
+// one cgroup per sweep, successive sweeps cover them all.
+func TestRiskMonitorFindsWouldLoopCgroups(t *testing.T) {
+	cgRoot, procRoot := t.TempDir(), t.TempDir()
+	writeV2Root(t, cgRoot)
+	writeProc(t, procRoot, 100, 1, "java", -1000, 9000)
+	writeProc(t, procRoot, 200, 1, "nginx", 0, 9000)
+	writeProc(t, procRoot, 300, 1, "sshd", -1000, 9000)
+	writeCgroup(t, cgRoot, "lxc", "max")
+	writeCgroup(t, cgRoot, "lxc/db", "20971520", 100)  // at risk
+	writeCgroup(t, cgRoot, "lxc/web", "20971520", 200) // killable task
+	writeCgroup(t, cgRoot, "lxc/free", "max", 300)     // no limit
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	ready := make(chan int, 1)
+	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams,
+		Ready: func(n int) { ready <- n }}, newRecorder(), zerolog.Nop())
+	must(t, err)
+	startRun(t, w)
+	<-ready
+	ev := &riskEvents{}
+	logs := &testhost.SyncBuf{}
+	m := &RiskMonitor{List: w, Insp: Inspector{CG: h, Proc: procfs.New(procRoot)}, MaxChecks: 1, Events: ev, Log: zerolog.New(logs)}
+	ctx := context.Background()
+	// Limited cgroups in path order: /lxc/db, /lxc/web; one per sweep.
+	must(t, m.Sweep(ctx))
+	if got := riskPaths(m.AtRisk()); !slices.Equal(got, []string{"/lxc/db"}) {
+		t.Fatalf("after the first sweep at risk %q, want [/lxc/db]", got)
+	}
+	must(t, m.Sweep(ctx))
+	if got := riskPaths(m.AtRisk()); !slices.Equal(got, []string{"/lxc/db"}) {
+		t.Fatalf("after the second sweep at risk %q, want [/lxc/db]", got)
+	}
+	r := m.AtRisk()[0]
+	if r.Container != "db" || r.Tasks != 1 || r.Limit != 20971520 || r.Since.IsZero() {
+		t.Errorf("risk %+v", r)
+	}
+	// The task becomes killable: the risk goes at the sweep that checks it.
+	must(t, os.WriteFile(filepath.Join(procRoot, "100/oom_score_adj"), []byte("0\n"), 0o644))
+	for range 2 {
+		must(t, m.Sweep(ctx))
+	}
+	if got := m.AtRisk(); len(got) != 0 {
+		t.Fatalf("still at risk: %+v", got)
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if !slices.Equal(ev.found, []string{"/lxc/db"}) || !slices.Equal(ev.gone, []string{"/lxc/db"}) {
+		t.Errorf("events found %q gone %q, want /lxc/db once each", ev.found, ev.gone)
+	}
+	if out := logs.String(); !containsAll(out, `"event":"risk"`, `"cgroup":"/lxc/db"`, `"event":"risk_gone"`) {
+		t.Errorf("log:\n%s", out)
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+// The monitor wakes only for its sweeps: between two there is nothing,
+// and a cancelled context ends Run.
+func TestRiskMonitorRunStops(t *testing.T) {
+	cgRoot := t.TempDir()
+	writeV2Root(t, cgRoot)
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	ready := make(chan int, 1)
+	w, err := New(Config{CG: h, Proc: procfs.New(t.TempDir()), Detector: DefaultParams, Ready: func(n int) { ready <- n }}, newRecorder(), zerolog.Nop())
+	must(t, err)
+	startRun(t, w)
+	<-ready
+	m := &RiskMonitor{List: w, Insp: Inspector{CG: h, Proc: procfs.New(t.TempDir())}, Every: time.Hour, Log: zerolog.Nop()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for m.Swept().IsZero() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if m.Swept().IsZero() {
+		t.Fatal("no first sweep at start")
+	}
+	cancel()
+	<-done
+}

@@ -151,11 +151,17 @@ func (a *alertmanagerSink) delivered(doc Document, now time.Time) {
 	}
 }
 
-func (a *alertmanagerSink) due(now time.Time) []Document {
+func (a *alertmanagerSink) due(now time.Time, over func(incident string) bool) []Document {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var out []Document
-	for _, d := range a.firing {
+	for id, d := range a.firing {
+		if over(id) {
+			// Resolved, whether or not the resolution got through (given
+			// up, dropped, still queued): the alert expires at its endsAt.
+			delete(a.firing, id)
+			continue
+		}
 		out = append(out, d)
 	}
 	for id, r := range a.resolving {

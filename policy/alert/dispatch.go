@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,7 +50,10 @@ type resender interface {
 	deliverer
 	interval() time.Duration
 	delivered(doc Document, now time.Time)
-	due(now time.Time) []Document
+	// due returns the documents to re-send now. over reports an incident
+	// whose resolution the sink has accepted: its firing document is
+	// forgotten, never re-sent, whatever became of the resolution.
+	due(now time.Time, over func(incident string) bool) []Document
 }
 
 // deliveryError classifies a failed attempt.
@@ -196,18 +200,37 @@ func (d *Dispatcher) Stats() []SinkStats {
 // item is one queued document.
 type item struct {
 	doc       Document
-	body      []byte // the document's JSON, for the spool
 	spoolPath string // "" until spooled
 	inflight  bool
 	done      bool
 	replayed  bool
 }
 
-// incState is what a sink remembers of an incident for the rate limit.
+// incState is what a sink remembers of an incident for the rate limit and
+// its lifecycle.
 type incState struct {
 	admitted   bool // a document of it went through the rate limit
 	suppressed bool // its first document was rate-limited
+	resolved   bool // a resolved document of it was accepted
 	seen       time.Time
+}
+
+// order keeps an incident's documents in its lifecycle: nothing firing
+// follows its resolution. A firing document that comes after it (the
+// ladder's outcome, reported by the policy goroutine once the watchdog has
+// resolved the incident) is turned into a resolved-state one that keeps
+// its type and actions, so receivers still learn what the ladder did and
+// no page reopens: Alertmanager gets an endsAt in the past, PagerDuty
+// another resolve, webhooks and hooks status "resolved".
+func (st *incState) order(doc Document) Document {
+	if !doc.firing() {
+		st.resolved = true
+		return doc
+	}
+	if st.resolved {
+		return doc.asResolved()
+	}
+	return doc
 }
 
 type sink struct {
@@ -270,13 +293,9 @@ func kick(c chan struct{}) {
 	}
 }
 
-// send applies dedup and the rate limit, then queues doc.
+// send applies the incident's lifecycle, dedup and the rate limit, then
+// queues doc.
 func (s *sink) send(doc Document, closed bool) {
-	body, err := json.Marshal(doc)
-	if err != nil { // cannot happen: plain types only
-		s.dropped.Add(1)
-		return
-	}
 	now := time.Now()
 	s.mu.Lock()
 	if closed || s.closing {
@@ -285,32 +304,45 @@ func (s *sink) send(doc Document, closed bool) {
 		s.log.Warn().Str("event_id", doc.EventID).Msg("alert after close: dropped")
 		return
 	}
-	if !s.admit(doc, now) {
+	doc, ok := s.admit(doc, now)
+	if !ok {
 		s.mu.Unlock()
 		return
 	}
-	s.pushLocked(&item{doc: doc, body: body})
+	s.pushLocked(&item{doc: doc})
 	s.mu.Unlock()
 	kick(s.spoolWake)
 	kick(s.wake)
 }
 
-// admit decides, under s.mu, whether doc goes into the queue.
-func (s *sink) admit(doc Document, now time.Time) bool {
+// incident returns, under s.mu, what the sink remembers of an incident.
+func (s *sink) incident(id string, now time.Time) *incState {
+	st := s.incidents[id]
+	if st == nil {
+		st = &incState{}
+		s.incidents[id] = st
+	}
+	st.seen = now
+	return st
+}
+
+// admit decides, under s.mu, whether doc goes into the queue, and in which
+// state (see incState.order).
+func (s *sink) admit(doc Document, now time.Time) (Document, bool) {
 	s.prune(now)
+	st := s.incident(doc.IncidentID, now)
+	if st.resolved && doc.firing() {
+		s.log.Info().Str("event_id", doc.EventID).Str("incident", doc.IncidentID).Str("type", doc.Type).
+			Msg("alert after the incident's resolution: sent as resolved")
+	}
+	doc = st.order(doc)
 	key := doc.IncidentID + "\x00" + doc.Type
 	if s.dl.DedupWindow > 0 {
 		if t, ok := s.dedup[key]; ok && now.Sub(t) < s.dl.DedupWindow {
 			s.deduped.Add(1)
-			return false
+			return doc, false
 		}
 	}
-	st := s.incidents[doc.IncidentID]
-	if st == nil {
-		st = &incState{}
-		s.incidents[doc.IncidentID] = st
-	}
-	st.seen = now
 	limited := false
 	if doc.Status == StatusResolved {
 		// Never leave a page open: a resolution goes through unless the
@@ -338,11 +370,11 @@ func (s *sink) admit(doc Document, now time.Time) bool {
 			s.log.Warn().Uint64("suppressed", s.limited).Int("rate_per_minute", s.dl.RatePerMinute).Msg("alert rate limit: documents dropped")
 			s.limited, s.lastLimit = 0, now
 		}
-		return false
+		return doc, false
 	}
 	st.admitted = true
 	s.dedup[key] = now
-	return true
+	return doc, true
 }
 
 // prune bounds the dedup and incident memories.
@@ -358,21 +390,32 @@ func (s *sink) prune(now time.Time) {
 	}
 	if len(s.incidents) > maxEntries/2 {
 		for k, st := range s.incidents {
-			if now.Sub(st.seen) > 24*time.Hour || len(s.incidents) > maxEntries {
+			if now.Sub(st.seen) > 24*time.Hour {
 				delete(s.incidents, k)
 			}
 		}
 	}
+	if len(s.incidents) > maxEntries {
+		// The least recently seen go first: a late document of an incident
+		// resolved moments ago must still find it resolved.
+		ids := make([]string, 0, len(s.incidents))
+		for k := range s.incidents {
+			ids = append(ids, k)
+		}
+		slices.SortFunc(ids, func(a, b string) int { return s.incidents[a].seen.Compare(s.incidents[b].seen) })
+		for _, k := range ids[:len(ids)-maxEntries/2] {
+			delete(s.incidents, k)
+		}
+	}
 }
 
-// pushLocked appends it, dropping the oldest waiting item when full.
+// pushLocked appends it, dropping the oldest waiting item when full: the
+// oldest firing one while there is one, so that a storm does not cost a
+// page its resolution.
 func (s *sink) pushLocked(it *item) {
 	for len(s.queue) >= s.dl.QueueSize {
-		i := 0
-		for i < len(s.queue) && s.queue[i].inflight {
-			i++
-		}
-		if i == len(s.queue) {
+		i := s.victimLocked()
+		if i < 0 {
 			break
 		}
 		old := s.queue[i]
@@ -385,6 +428,24 @@ func (s *sink) pushLocked(it *item) {
 		}
 	}
 	s.queue = append(s.queue, it)
+}
+
+// victimLocked is the index of the item a full queue drops, -1 if all are
+// in flight.
+func (s *sink) victimLocked() int {
+	oldest := -1
+	for i, q := range s.queue {
+		if q.inflight {
+			continue
+		}
+		if q.doc.firing() {
+			return i
+		}
+		if oldest < 0 {
+			oldest = i
+		}
+	}
+	return oldest
 }
 
 // replay queues what a previous run left in the spool.
@@ -400,7 +461,10 @@ func (s *sink) replay() {
 			continue
 		}
 		s.mu.Lock()
-		s.pushLocked(&item{doc: e.doc, body: e.body, spoolPath: e.path, replayed: true})
+		// The spool is in queue order: a firing document spooled after its
+		// incident's resolution is replayed as resolved too.
+		doc := s.incident(e.doc.IncidentID, time.Now()).order(e.doc)
+		s.pushLocked(&item{doc: doc, spoolPath: e.path, replayed: true})
 		s.mu.Unlock()
 	}
 	if n := len(s.queue); n > 0 {
@@ -440,7 +504,13 @@ func (s *sink) spoolPending() error {
 		if it == nil {
 			return errors.Join(errs...)
 		}
-		path, err := s.spool.write(it.body)
+		// Marshalled here, off the senders' path; doc does not change once
+		// queued.
+		body, err := json.Marshal(it.doc)
+		path := ""
+		if err == nil {
+			path, err = s.spool.write(body)
+		}
 		s.mu.Lock()
 		delivered := it.done
 		switch {
@@ -587,7 +657,14 @@ func (s *sink) resend() {
 	if closing {
 		return
 	}
-	for _, doc := range r.due(time.Now()) {
+	// Called under the resender's lock; s.mu is never held while taking it.
+	over := func(id string) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		st := s.incidents[id]
+		return st != nil && st.resolved
+	}
+	for _, doc := range r.due(time.Now(), over) {
 		ctx, cancel := context.WithTimeout(s.hardCtx, s.dl.Timeout)
 		err := r.deliver(ctx, doc)
 		cancel()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,11 +167,7 @@ func TestPagerDutyNoTriggerAfterResolve(t *testing.T) {
 	d.Send(testDoc(TypeRemediated, "inc-pd"))
 	waitFor(t, "4 events", func() bool { return pd.count() == 4 })
 	closeNow(t, d, time.Second)
-	var actions []string
-	for _, ev := range pd.events {
-		actions = append(actions, ev.EventAction)
-	}
-	if got := strings.Join(actions, ","); got != "trigger,resolve,resolve,resolve" {
+	if got := pd.actions(); got != "trigger,resolve,resolve,resolve" {
 		t.Errorf("event actions %s: nothing may trigger after the resolve", got)
 	}
 }

@@ -88,3 +88,39 @@ func TestReconfigureSinksComeAndGo(t *testing.T) {
 		t.Errorf("stats %+v", ss)
 	}
 }
+
+// Against the real Alertmanager: an incident firing across a reload stays
+// active well past 4 × resend_interval, and its resolution still ends it.
+func TestAlertmanagerRealFiringKeptAcrossReconfigure(t *testing.T) {
+	base := startAlertmanager(t)
+	const every = 200 * time.Millisecond
+	cfg := func(timeout time.Duration) Config {
+		return Config{Alertmanager: []AlertmanagerConfig{{
+			Delivery: Delivery{Name: "am", Timeout: timeout}, HTTPConfig: HTTPConfig{URL: base},
+			ResendInterval: every, ResolveResend: 600 * time.Millisecond,
+		}}}
+	}
+	d, err := New(cfg(time.Second), fastOpts(t.TempDir()), testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeNow(t, d, time.Second)
+	firing := testDoc(TypeDetected, "inc-long")
+	d.Send(firing)
+	active := func() bool {
+		a := findAlert(listAlerts(t, base), firing.Cgroup)
+		return a != nil && a.Status.State == "active" && a.EndsAt.After(time.Now())
+	}
+	waitFor(t, "alert active", active)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := d.Reconfigure(ctx, cfg(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(8 * every)
+	if !active() {
+		t.Fatalf("firing alert no longer active %v after the reload (endsAt is 4 × resend_interval = %v ahead)", 8*every, 4*every)
+	}
+	d.Send(testDoc(TypeResolved, "inc-long"))
+	waitFor(t, "alert resolved", func() bool { return !active() })
+}

@@ -499,18 +499,18 @@ func reload(log zerolog.Logger, f *runFlags, holder *config.Holder, w *watchdog.
 		return
 	}
 	w.Reconfigure()
-	nd, err := newDispatcher(acfg, stateDir, log)
+	// One dispatcher for the daemon's life: each sink's spool, queue and
+	// in-flight delivery stay with it and only its settings change (a second
+	// dispatcher on the same spool would deliver its files again).
+	if d := disp.Load(); d != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = d.Reconfigure(cctx, acfg)
+		cancel()
+	} else if d, err = newDispatcher(acfg, stateDir, log); d != nil {
+		disp.Store(d)
+	}
 	if err != nil {
 		log.Error().Err(err).Msg("alert sinks not reloaded: the old ones stay")
-	} else {
-		old := disp.Swap(nd)
-		if old != nil {
-			go func() {
-				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				_ = old.Close(cctx)
-			}()
-		}
 	}
 	log.Info().Str("event", "reloaded").Str("config", configName(cfg)).Strs("rules", cfg.RuleNames()).Msg("config reloaded")
 }

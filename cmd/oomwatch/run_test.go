@@ -205,16 +205,8 @@ func TestMaxPerSubtreeReachesTheWatchdog(t *testing.T) {
 // A reload with a bad file keeps the config in force (what SIGHUP does).
 func TestReloadKeepsOldConfigOnError(t *testing.T) {
 	p := writeConfig(t, "rules:\n  - name: first\n    dry_run: true\n")
-	cfg, err := config.LoadWith(p, config.LoadOptions{Explicit: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	holder := config.NewHolder(cfg, config.LoadOptions{Explicit: true})
-	w, err := watchdog.New(watchdog.Config{CG: cgroupfs.Hierarchy{Version: 2, Root: t.TempDir()}, Proc: procfs.New("/proc"), Detector: watchdog.DefaultParams}, nopHandler{}, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := runFlags{configPath: p, set: map[string]bool{"config": true}}
+	holder, _, w := reloadable(t, &f)
 	var disp atomic.Pointer[alert.Dispatcher]
 	if err := os.WriteFile(p, []byte("rules:\n  - name: second\n    ladder: [reboot]\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -230,6 +222,24 @@ func TestReloadKeepsOldConfigOnError(t *testing.T) {
 	if got := holder.Current().RuleNames(); len(got) != 1 || got[0] != "second" {
 		t.Fatalf("good reload not applied: rules %v", got)
 	}
+}
+
+// reloadable loads f's config file as run does and gives what reload
+// needs: the config holder, the alert settings and a watchdog on an empty
+// tree.
+func reloadable(t *testing.T, f *runFlags) (*config.Holder, alert.Config, *watchdog.Watchdog) {
+	t.Helper()
+	cfg, acfg, err := f.loadConfig(func() (*config.Config, error) {
+		return config.LoadWith(f.configPath, config.LoadOptions{Explicit: true})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := watchdog.New(watchdog.Config{CG: cgroupfs.Hierarchy{Version: 2, Root: t.TempDir()}, Proc: procfs.New("/proc"), Detector: watchdog.DefaultParams}, nopHandler{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config.NewHolder(cfg, config.LoadOptions{Explicit: true}), acfg, w
 }
 
 type nopHandler struct{}

@@ -136,6 +136,22 @@ func (a *alertmanagerSink) deliver(ctx context.Context, doc Document) error {
 
 func (a *alertmanagerSink) interval() time.Duration { return a.resendEvery }
 
+// takeOver carries the incidents old re-sends over to a after a reload:
+// without them a long incident's alert would expire 4 × resend_interval
+// after the reload although it still fires.
+func (a *alertmanagerSink) takeOver(old *alertmanagerSink) {
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, d := range old.firing {
+		a.firing[id] = d
+	}
+	for id, r := range old.resolving {
+		a.resolving[id] = r
+	}
+}
+
 func (a *alertmanagerSink) delivered(doc Document, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -151,11 +167,17 @@ func (a *alertmanagerSink) delivered(doc Document, now time.Time) {
 	}
 }
 
-func (a *alertmanagerSink) due(now time.Time) []Document {
+func (a *alertmanagerSink) due(now time.Time, over func(incident string) bool) []Document {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var out []Document
-	for _, d := range a.firing {
+	for id, d := range a.firing {
+		if over(id) {
+			// Resolved, whether or not the resolution got through (given
+			// up, dropped, still queued): the alert expires at its endsAt.
+			delete(a.firing, id)
+			continue
+		}
 		out = append(out, d)
 	}
 	for id, r := range a.resolving {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,7 +50,10 @@ type resender interface {
 	deliverer
 	interval() time.Duration
 	delivered(doc Document, now time.Time)
-	due(now time.Time) []Document
+	// due returns the documents to re-send now. over reports an incident
+	// whose resolution the sink has accepted: its firing document is
+	// forgotten, never re-sent, whatever became of the resolution.
+	due(now time.Time, over func(incident string) bool) []Document
 }
 
 // deliveryError classifies a failed attempt.
@@ -80,8 +84,16 @@ func retryable(err error) (bool, time.Duration) {
 // Dispatcher delivers documents to every configured sink. Send never blocks;
 // each sink has its own queue, spool and goroutines, so a slow or dead
 // endpoint delays nobody else.
+//
+// A sink is the only owner of its spool directory for as long as the
+// Dispatcher lives: Reconfigure swaps the settings of a sink that stays
+// (same name and kind) in place, so its queue, spool, in-flight delivery,
+// rate limit, incident memory and Alertmanager firing set carry over.
 type Dispatcher struct {
 	log    zerolog.Logger
+	opts   Options
+	reconf sync.Mutex   // serialises Reconfigure and Close
+	mu     sync.RWMutex // guards sinks; never held while a sink drains
 	sinks  []*sink
 	closed atomic.Bool
 	once   sync.Once
@@ -91,9 +103,22 @@ type Dispatcher struct {
 // starts delivering. A state directory that cannot be written is reported
 // once and delivery goes on from memory.
 func New(cfg Config, opts Options, log zerolog.Logger) (*Dispatcher, error) {
-	if err := cfg.Validate(); err != nil {
+	opts = opts.withDefaults()
+	built, err := build(cfg, opts, log)
+	if err != nil {
 		return nil, err
 	}
+	d := &Dispatcher{log: log, opts: opts}
+	for _, b := range built {
+		s := newSink(b.name, b.kind, b.dl, b.impl, opts, log)
+		s.replay()
+		s.start()
+		d.sinks = append(d.sinks, s)
+	}
+	return d, nil
+}
+
+func (opts Options) withDefaults() Options {
 	if opts.BackoffInitial <= 0 {
 		opts.BackoffInitial = time.Second
 	}
@@ -106,18 +131,34 @@ func New(cfg Config, opts Options, log zerolog.Logger) (*Dispatcher, error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
+	return opts
+}
+
+// built is one configured sink, its secrets read, not started.
+type built struct {
+	name, kind string
+	dl         Delivery
+	impl       deliverer
+}
+
+// build validates cfg and makes every sink's deliverer, in config order
+// (exec, webhook, alertmanager, pagerduty). On error nothing is left open.
+func build(cfg Config, opts Options, log zerolog.Logger) ([]built, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	ua := "oomwatch/" + opts.Version
-	d := &Dispatcher{log: log}
-	fail := func(err error) (*Dispatcher, error) {
-		for _, s := range d.sinks {
-			s.impl.close()
+	var out []built
+	fail := func(err error) ([]built, error) {
+		for _, b := range out {
+			b.impl.close()
 		}
 		return nil, err
 	}
 	en, wn, an, pn := cfg.sinkNames()
 	for i, c := range cfg.Exec {
 		dl := c.Delivery.withDefaults(KindExec)
-		d.sinks = append(d.sinks, newSink(en[i], KindExec, dl, newExecSink(c, dl.Timeout, log.With().Str("sink", en[i]).Str("kind", KindExec).Logger()), opts, log))
+		out = append(out, built{en[i], KindExec, dl, newExecSink(c, dl.Timeout, log.With().Str("sink", en[i]).Str("kind", KindExec).Logger())})
 	}
 	for i, c := range cfg.Webhook {
 		dl := c.Delivery.withDefaults(KindWebhook)
@@ -125,7 +166,7 @@ func New(cfg Config, opts Options, log zerolog.Logger) (*Dispatcher, error) {
 		if err != nil {
 			return fail(fmt.Errorf("alert webhook[%d] (%s): %w", i, wn[i], err))
 		}
-		d.sinks = append(d.sinks, newSink(wn[i], KindWebhook, dl, impl, opts, log))
+		out = append(out, built{wn[i], KindWebhook, dl, impl})
 	}
 	for i, c := range cfg.Alertmanager {
 		dl := c.Delivery.withDefaults(KindAlertmanager)
@@ -133,7 +174,7 @@ func New(cfg Config, opts Options, log zerolog.Logger) (*Dispatcher, error) {
 		if err != nil {
 			return fail(fmt.Errorf("alert alertmanager[%d] (%s): %w", i, an[i], err))
 		}
-		d.sinks = append(d.sinks, newSink(an[i], KindAlertmanager, dl, impl, opts, log))
+		out = append(out, built{an[i], KindAlertmanager, dl, impl})
 	}
 	for i, c := range cfg.PagerDuty {
 		dl := c.Delivery.withDefaults(KindPagerDuty)
@@ -141,20 +182,87 @@ func New(cfg Config, opts Options, log zerolog.Logger) (*Dispatcher, error) {
 		if err != nil {
 			return fail(fmt.Errorf("alert pagerduty[%d] (%s): %w", i, pn[i], err))
 		}
-		d.sinks = append(d.sinks, newSink(pn[i], KindPagerDuty, dl, impl, opts, log))
+		out = append(out, built{pn[i], KindPagerDuty, dl, impl})
 	}
+	return out, nil
+}
+
+// errClosed: Reconfigure after Close.
+var errClosed = errors.New("alert dispatcher closed")
+
+// Reconfigure applies cfg (a SIGHUP reload). A sink whose name and kind
+// stay keeps its queue, spool, in-flight delivery and incident memory; its
+// new settings take over once the attempt in flight (if any) has ended, and
+// a document waiting out a backoff is retried at once with them. A sink no
+// longer configured drains until ctx ends and spools the rest, and only
+// then does a new sink of that name (another kind) read the spool; what it
+// could neither deliver nor spool is logged. On an error (invalid config,
+// unreadable secret file) nothing changes.
+func (d *Dispatcher) Reconfigure(ctx context.Context, cfg Config) error {
+	d.reconf.Lock()
+	defer d.reconf.Unlock()
+	if d.closed.Load() {
+		return errClosed
+	}
+	bs, err := build(cfg, d.opts, d.log)
+	if err != nil {
+		return err
+	}
+	d.mu.RLock()
+	old := map[string]*sink{}
 	for _, s := range d.sinks {
+		old[s.name] = s
+	}
+	d.mu.RUnlock()
+	next := make([]*sink, len(bs))
+	kept := map[*sink]bool{}
+	for i, b := range bs {
+		if s := old[b.name]; s != nil && s.kind == b.kind {
+			next[i], kept[s] = s, true
+		}
+	}
+	var gone []*sink
+	for _, s := range old {
+		if !kept[s] {
+			gone = append(gone, s)
+		}
+	}
+	// Sinks that go leave Send's list first, then drain: a document sent
+	// meanwhile does not reach them.
+	d.mu.Lock()
+	d.sinks = slices.DeleteFunc(slices.Clone(d.sinks), func(s *sink) bool { return !kept[s] })
+	d.mu.Unlock()
+	for _, s := range gone {
+		_ = s.stop(ctx) // a loss is logged by the sink
+	}
+	for i, b := range bs {
+		if s := next[i]; s != nil {
+			s.reconfigure(b.dl, b.impl)
+			continue
+		}
+		s := newSink(b.name, b.kind, b.dl, b.impl, d.opts, d.log)
 		s.replay()
 		s.start()
+		next[i] = s
 	}
-	return d, nil
+	d.mu.Lock()
+	d.sinks = next
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Dispatcher) current() []*sink {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.sinks
 }
 
 // Send queues doc for every sink and returns at once. A sink whose queue is
 // full drops its oldest document (counted in Dropped).
 func (d *Dispatcher) Send(doc Document) {
-	for _, s := range d.sinks {
-		s.send(doc, d.closed.Load())
+	closed := d.closed.Load()
+	for _, s := range d.current() {
+		s.send(doc, closed)
 	}
 }
 
@@ -164,10 +272,12 @@ func (d *Dispatcher) Send(doc Document) {
 func (d *Dispatcher) Close(ctx context.Context) error {
 	var errs []error
 	d.once.Do(func() {
+		d.reconf.Lock()
+		defer d.reconf.Unlock()
 		d.closed.Store(true)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
-		for _, s := range d.sinks {
+		for _, s := range d.current() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -186,8 +296,9 @@ func (d *Dispatcher) Close(ctx context.Context) error {
 // Stats returns every sink's counters, in config order (exec, webhook,
 // alertmanager, pagerduty).
 func (d *Dispatcher) Stats() []SinkStats {
-	out := make([]SinkStats, 0, len(d.sinks))
-	for _, s := range d.sinks {
+	sinks := d.current()
+	out := make([]SinkStats, 0, len(sinks))
+	for _, s := range sinks {
 		out = append(out, s.stats())
 	}
 	return out
@@ -196,29 +307,54 @@ func (d *Dispatcher) Stats() []SinkStats {
 // item is one queued document.
 type item struct {
 	doc       Document
-	body      []byte // the document's JSON, for the spool
 	spoolPath string // "" until spooled
 	inflight  bool
 	done      bool
 	replayed  bool
 }
 
-// incState is what a sink remembers of an incident for the rate limit.
+// incState is what a sink remembers of an incident for the rate limit and
+// its lifecycle.
 type incState struct {
 	admitted   bool // a document of it went through the rate limit
 	suppressed bool // its first document was rate-limited
+	resolved   bool // a resolved document of it was accepted
 	seen       time.Time
+}
+
+// order keeps an incident's documents in its lifecycle: nothing firing
+// follows its resolution. A firing document that comes after it (the
+// ladder's outcome, reported by the policy goroutine once the watchdog has
+// resolved the incident) is turned into a resolved-state one that keeps
+// its type and actions, so receivers still learn what the ladder did and
+// no page reopens: Alertmanager gets an endsAt in the past, PagerDuty
+// another resolve, webhooks and hooks status "resolved".
+func (st *incState) order(doc Document) Document {
+	if !doc.firing() {
+		st.resolved = true
+		return doc
+	}
+	if st.resolved {
+		return doc.asResolved()
+	}
+	return doc
 }
 
 type sink struct {
 	name, kind string
-	dl         Delivery
-	impl       deliverer
 	opts       Options
 	log        zerolog.Logger
 	spool      *spool
 
+	// impl and resendTick belong to the deliver goroutine (and to stop once
+	// it has ended): a new deliverer waits in pending until the attempt in
+	// flight is over.
+	impl       deliverer
+	resendTick *time.Ticker
+
 	mu        sync.Mutex
+	dl        Delivery
+	pending   deliverer // set by reconfigure, adopted by the deliver goroutine
 	queue     []*item
 	closing   bool
 	dedup     map[string]time.Time
@@ -229,6 +365,7 @@ type sink struct {
 	lastLimit time.Time
 
 	wake      chan struct{} // deliverer: something was queued
+	reconf    chan struct{} // deliverer: new settings are pending
 	spoolWake chan struct{} // spooler: something to write
 	quit      chan struct{} // closed by stop: drain then exit
 	hardCtx   context.Context
@@ -247,6 +384,7 @@ func newSink(name, kind string, dl Delivery, impl deliverer, opts Options, log z
 		tokens:    float64(dl.RatePerMinute),
 		refilled:  time.Now(),
 		wake:      make(chan struct{}, 1),
+		reconf:    make(chan struct{}, 1),
 		spoolWake: make(chan struct{}, 1),
 		quit:      make(chan struct{}),
 	}
@@ -270,13 +408,57 @@ func kick(c chan struct{}) {
 	}
 }
 
-// send applies dedup and the rate limit, then queues doc.
-func (s *sink) send(doc Document, closed bool) {
-	body, err := json.Marshal(doc)
-	if err != nil { // cannot happen: plain types only
-		s.dropped.Add(1)
+// reconfigure hands new settings to a running sink. The deliverer is
+// adopted by the deliver goroutine between attempts, never under one.
+func (s *sink) reconfigure(dl Delivery, impl deliverer) {
+	s.mu.Lock()
+	if rate := float64(dl.RatePerMinute); s.dl.RatePerMinute > 0 {
+		s.tokens = min(s.tokens, rate)
+	} else {
+		s.tokens, s.refilled = rate, time.Now() // newly limited: a full bucket, as at start
+	}
+	s.dl = dl
+	if s.pending != nil {
+		s.pending.close() // replaced before it was used
+	}
+	s.pending = impl
+	s.mu.Unlock()
+	kick(s.reconf)
+}
+
+// adopt switches to a pending deliverer; deliver goroutine only. The
+// Alertmanager firing and resolving sets move to the new one, so long
+// incidents stay active across a reload.
+func (s *sink) adopt() {
+	s.mu.Lock()
+	nw := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	if nw == nil {
 		return
 	}
+	if a, ok := nw.(*alertmanagerSink); ok {
+		if o, ok := s.impl.(*alertmanagerSink); ok {
+			a.takeOver(o)
+		}
+	}
+	s.impl.close()
+	s.impl = nw
+	if r, ok := nw.(resender); ok && s.resendTick != nil {
+		s.resendTick.Reset(r.interval())
+	}
+	s.log.Info().Msg("alert sink reconfigured")
+}
+
+func (s *sink) delivery() Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dl
+}
+
+// send applies the incident's lifecycle, dedup and the rate limit, then
+// queues doc.
+func (s *sink) send(doc Document, closed bool) {
 	now := time.Now()
 	s.mu.Lock()
 	if closed || s.closing {
@@ -285,32 +467,45 @@ func (s *sink) send(doc Document, closed bool) {
 		s.log.Warn().Str("event_id", doc.EventID).Msg("alert after close: dropped")
 		return
 	}
-	if !s.admit(doc, now) {
+	doc, ok := s.admit(doc, now)
+	if !ok {
 		s.mu.Unlock()
 		return
 	}
-	s.pushLocked(&item{doc: doc, body: body})
+	s.pushLocked(&item{doc: doc})
 	s.mu.Unlock()
 	kick(s.spoolWake)
 	kick(s.wake)
 }
 
-// admit decides, under s.mu, whether doc goes into the queue.
-func (s *sink) admit(doc Document, now time.Time) bool {
+// incident returns, under s.mu, what the sink remembers of an incident.
+func (s *sink) incident(id string, now time.Time) *incState {
+	st := s.incidents[id]
+	if st == nil {
+		st = &incState{}
+		s.incidents[id] = st
+	}
+	st.seen = now
+	return st
+}
+
+// admit decides, under s.mu, whether doc goes into the queue, and in which
+// state (see incState.order).
+func (s *sink) admit(doc Document, now time.Time) (Document, bool) {
 	s.prune(now)
+	st := s.incident(doc.IncidentID, now)
+	if st.resolved && doc.firing() {
+		s.log.Info().Str("event_id", doc.EventID).Str("incident", doc.IncidentID).Str("type", doc.Type).
+			Msg("alert after the incident's resolution: sent as resolved")
+	}
+	doc = st.order(doc)
 	key := doc.IncidentID + "\x00" + doc.Type
 	if s.dl.DedupWindow > 0 {
 		if t, ok := s.dedup[key]; ok && now.Sub(t) < s.dl.DedupWindow {
 			s.deduped.Add(1)
-			return false
+			return doc, false
 		}
 	}
-	st := s.incidents[doc.IncidentID]
-	if st == nil {
-		st = &incState{}
-		s.incidents[doc.IncidentID] = st
-	}
-	st.seen = now
 	limited := false
 	if doc.Status == StatusResolved {
 		// Never leave a page open: a resolution goes through unless the
@@ -338,11 +533,11 @@ func (s *sink) admit(doc Document, now time.Time) bool {
 			s.log.Warn().Uint64("suppressed", s.limited).Int("rate_per_minute", s.dl.RatePerMinute).Msg("alert rate limit: documents dropped")
 			s.limited, s.lastLimit = 0, now
 		}
-		return false
+		return doc, false
 	}
 	st.admitted = true
 	s.dedup[key] = now
-	return true
+	return doc, true
 }
 
 // prune bounds the dedup and incident memories.
@@ -358,21 +553,32 @@ func (s *sink) prune(now time.Time) {
 	}
 	if len(s.incidents) > maxEntries/2 {
 		for k, st := range s.incidents {
-			if now.Sub(st.seen) > 24*time.Hour || len(s.incidents) > maxEntries {
+			if now.Sub(st.seen) > 24*time.Hour {
 				delete(s.incidents, k)
 			}
 		}
 	}
+	if len(s.incidents) > maxEntries {
+		// The least recently seen go first: a late document of an incident
+		// resolved moments ago must still find it resolved.
+		ids := make([]string, 0, len(s.incidents))
+		for k := range s.incidents {
+			ids = append(ids, k)
+		}
+		slices.SortFunc(ids, func(a, b string) int { return s.incidents[a].seen.Compare(s.incidents[b].seen) })
+		for _, k := range ids[:len(ids)-maxEntries/2] {
+			delete(s.incidents, k)
+		}
+	}
 }
 
-// pushLocked appends it, dropping the oldest waiting item when full.
+// pushLocked appends it, dropping the oldest waiting item when full: the
+// oldest firing one while there is one, so that a storm does not cost a
+// page its resolution.
 func (s *sink) pushLocked(it *item) {
 	for len(s.queue) >= s.dl.QueueSize {
-		i := 0
-		for i < len(s.queue) && s.queue[i].inflight {
-			i++
-		}
-		if i == len(s.queue) {
+		i := s.victimLocked()
+		if i < 0 {
 			break
 		}
 		old := s.queue[i]
@@ -387,20 +593,42 @@ func (s *sink) pushLocked(it *item) {
 	s.queue = append(s.queue, it)
 }
 
+// victimLocked is the index of the item a full queue drops, -1 if all are
+// in flight.
+func (s *sink) victimLocked() int {
+	oldest := -1
+	for i, q := range s.queue {
+		if q.inflight {
+			continue
+		}
+		if q.doc.firing() {
+			return i
+		}
+		if oldest < 0 {
+			oldest = i
+		}
+	}
+	return oldest
+}
+
 // replay queues what a previous run left in the spool.
 func (s *sink) replay() {
 	if s.spool == nil {
 		return
 	}
+	maxAge := s.delivery().MaxAge
 	for _, e := range s.spool.load() {
-		if age := time.Since(e.queued); age > s.dl.MaxAge {
+		if age := time.Since(e.queued); age > maxAge {
 			s.dropped.Add(1)
 			s.log.Warn().Str("event_id", e.doc.EventID).Dur("age", age).Msg("spooled alert too old: dropped")
 			s.spool.remove(e.path)
 			continue
 		}
 		s.mu.Lock()
-		s.pushLocked(&item{doc: e.doc, body: e.body, spoolPath: e.path, replayed: true})
+		// The spool is in queue order: a firing document spooled after its
+		// incident's resolution is replayed as resolved too.
+		doc := s.incident(e.doc.IncidentID, time.Now()).order(e.doc)
+		s.pushLocked(&item{doc: doc, spoolPath: e.path, replayed: true})
 		s.mu.Unlock()
 	}
 	if n := len(s.queue); n > 0 {
@@ -440,7 +668,13 @@ func (s *sink) spoolPending() error {
 		if it == nil {
 			return errors.Join(errs...)
 		}
-		path, err := s.spool.write(it.body)
+		// Marshalled here, off the senders' path; doc does not change once
+		// queued.
+		body, err := json.Marshal(it.doc)
+		path := ""
+		if err == nil {
+			path, err = s.spool.write(body)
+		}
 		s.mu.Lock()
 		delivered := it.done
 		switch {
@@ -460,6 +694,7 @@ func (s *sink) spoolPending() error {
 // next returns the oldest item, marked in flight; nil when stopping.
 func (s *sink) next(resend <-chan time.Time) *item {
 	for {
+		s.adopt()
 		s.mu.Lock()
 		if len(s.queue) > 0 && s.hardCtx.Err() == nil {
 			it := s.queue[0]
@@ -474,6 +709,7 @@ func (s *sink) next(resend <-chan time.Time) *item {
 		}
 		select {
 		case <-s.wake:
+		case <-s.reconf:
 		case <-s.quit:
 		case <-s.hardCtx.Done():
 		case <-resend:
@@ -486,9 +722,9 @@ func (s *sink) runDeliver() {
 	defer s.wg.Done()
 	var resend <-chan time.Time
 	if r, ok := s.impl.(resender); ok {
-		t := time.NewTicker(r.interval())
-		defer t.Stop()
-		resend = t.C
+		s.resendTick = time.NewTicker(r.interval())
+		defer s.resendTick.Stop()
+		resend = s.resendTick.C
 	}
 	for {
 		it := s.next(resend)
@@ -522,7 +758,9 @@ func (s *sink) deliverItem(it *item, resend <-chan time.Time) {
 	backoff := s.opts.BackoffInitial
 	queued, _ := time.Parse(time.RFC3339Nano, it.doc.SentAt)
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(s.hardCtx, s.dl.Timeout)
+		s.adopt()
+		dl := s.delivery()
+		ctx, cancel := context.WithTimeout(s.hardCtx, dl.Timeout)
 		err := s.impl.deliver(ctx, it.doc)
 		cancel()
 		ev := func(e *zerolog.Event) *zerolog.Event {
@@ -544,8 +782,8 @@ func (s *sink) deliverItem(it *item, resend <-chan time.Time) {
 			return
 		}
 		retry, after := retryable(err)
-		tooOld := !queued.IsZero() && time.Since(queued) > s.dl.MaxAge
-		if !retry || (s.dl.MaxAttempts > 0 && attempt >= s.dl.MaxAttempts) || tooOld {
+		tooOld := !queued.IsZero() && time.Since(queued) > dl.MaxAge
+		if !retry || (dl.MaxAttempts > 0 && attempt >= dl.MaxAttempts) || tooOld {
 			s.failed.Add(1)
 			ev(s.log.Error()).Err(err).Bool("retryable", retry).Msg("alert not delivered: given up")
 			s.finish(it)
@@ -564,6 +802,10 @@ func (s *sink) deliverItem(it *item, resend <-chan time.Time) {
 			select {
 			case <-t.C:
 				break wait
+			case <-s.reconf: // new settings (a fixed URL): try now
+				t.Stop()
+				backoff = s.opts.BackoffInitial
+				break wait
 			case <-resend:
 				s.resend()
 			case <-s.hardCtx.Done():
@@ -580,15 +822,23 @@ func (s *sink) deliverItem(it *item, resend <-chan time.Time) {
 // resend re-sends what a resender asks for: one attempt each; the next
 // tick is the retry.
 func (s *sink) resend() {
+	s.adopt()
 	r := s.impl.(resender)
 	s.mu.Lock()
-	closing := s.closing
+	closing, timeout := s.closing, s.dl.Timeout
 	s.mu.Unlock()
 	if closing {
 		return
 	}
-	for _, doc := range r.due(time.Now()) {
-		ctx, cancel := context.WithTimeout(s.hardCtx, s.dl.Timeout)
+	// Called under the resender's lock; s.mu is never held while taking it.
+	over := func(id string) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		st := s.incidents[id]
+		return st != nil && st.resolved
+	}
+	for _, doc := range r.due(time.Now(), over) {
+		ctx, cancel := context.WithTimeout(s.hardCtx, timeout)
 		err := r.deliver(ctx, doc)
 		cancel()
 		if err != nil {
@@ -629,7 +879,12 @@ func (s *sink) stop(ctx context.Context) error {
 			unspooled++
 		}
 	}
+	pending := s.pending
+	s.pending = nil
 	s.mu.Unlock()
+	if pending != nil {
+		pending.close()
+	}
 	s.impl.close()
 	if left > 0 {
 		if unspooled > 0 {

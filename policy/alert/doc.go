@@ -10,6 +10,10 @@
 // can deduplicate on event_id, which is also the Standard Webhooks
 // webhook-id).
 //
+// A sink keeps each incident's documents in its lifecycle: nothing firing
+// is delivered or re-sent after the incident's resolution (see
+// incState.order).
+//
 // The package depends on watchdog for the incident types only; cmd converts
 // policy results into Actions and wires the Dispatcher in.
 package alert
@@ -207,6 +211,13 @@ func incidentSeverity(verdict string) string {
 
 func (d Document) firing() bool { return d.Status != StatusResolved }
 
+// asResolved is d sent after its incident resolved: same event, type and
+// actions, in the resolved state.
+func (d Document) asResolved() Document {
+	d.Status, d.Severity = StatusResolved, SeverityInfo
+	return d
+}
+
 // validTypes is the enum of Type.
 var validTypes = map[string]bool{TypeDetected: true, TypeRemediated: true, TypeRemediationFailed: true, TypeResolved: true}
 
@@ -282,12 +293,13 @@ func (d Document) summary() string {
 		s += " (" + oneLine(d.Container) + ")"
 	}
 	switch d.Type {
-	case TypeResolved:
-		s = "resolved: " + s
 	case TypeRemediated:
 		s += ": remediated"
 	case TypeRemediationFailed:
 		s += ": remediation failed"
+	}
+	if !d.firing() {
+		s = "resolved: " + s
 	}
 	if d.Host != "" {
 		s += " on " + oneLine(d.Host)

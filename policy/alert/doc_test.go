@@ -44,9 +44,13 @@ func checkDocument(t *testing.T, raw []byte) Document {
 	if !validTypes[d.Type] {
 		t.Errorf("type %q not in the enum", d.Type)
 	}
-	wantStatus := map[bool]string{true: "resolved", false: "firing"}[d.Type == TypeResolved]
-	if d.Status != wantStatus {
-		t.Errorf("type %s: status %q, want %q", d.Type, d.Status, wantStatus)
+	// Every type but resolved is firing, or resolved when it came after
+	// its incident's resolution.
+	if d.Status != StatusResolved && (d.Status != StatusFiring || d.Type == TypeResolved) {
+		t.Errorf("type %s: status %q", d.Type, d.Status)
+	}
+	if (d.Status == StatusResolved) != (d.Severity == SeverityInfo) {
+		t.Errorf("status %s with severity %s: info is the severity of resolved documents", d.Status, d.Severity)
 	}
 	switch d.Severity {
 	case "critical", "warning", "info":

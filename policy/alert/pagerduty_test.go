@@ -86,6 +86,17 @@ func (p *pdReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, `{"status":"success","message":"Event processed","dedup_key":"`+ev.DedupKey+`"}`)
 }
 
+// actions lists the event_action of every event received, comma-separated.
+func (p *pdReceiver) actions() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, ev := range p.events {
+		out = append(out, ev.EventAction)
+	}
+	return strings.Join(out, ",")
+}
+
 func (p *pdReceiver) count() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -110,15 +121,13 @@ func TestPagerDutyTriggerResolve(t *testing.T) {
 	d.Send(testDoc(TypeResolved, "inc-7"))
 	waitFor(t, "3 events", func() bool { return pd.count() == 3 })
 	closeNow(t, d, time.Second)
-	var actions []string
 	for _, ev := range pd.events {
-		actions = append(actions, ev.EventAction)
 		if ev.DedupKey != "oomwatch-inc-7" {
 			t.Errorf("dedup_key %q, want oomwatch-inc-7 for every event of the incident", ev.DedupKey)
 		}
 	}
-	if strings.Join(actions, ",") != "trigger,trigger,resolve" {
-		t.Errorf("actions %v", actions)
+	if got := pd.actions(); got != "trigger,trigger,resolve" {
+		t.Errorf("actions %v", got)
 	}
 	first := pd.events[0].Payload
 	if first.Severity != "critical" || first.Source != "host-1" || first.Component != firing.Cgroup || first.Group != firing.Container || first.Class != "loop" {

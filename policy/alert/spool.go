@@ -102,7 +102,6 @@ type spooled struct {
 	path   string
 	queued time.Time
 	doc    Document
-	body   []byte
 }
 
 // load returns the spooled documents, oldest first. Leftover temp files
@@ -140,7 +139,7 @@ func (sp *spool) load() []spooled {
 			os.Remove(path)
 			continue
 		}
-		out = append(out, spooled{path: path, queued: time.Unix(0, n), doc: doc, body: body})
+		out = append(out, spooled{path: path, queued: time.Unix(0, n), doc: doc})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
 	return out

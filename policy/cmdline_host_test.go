@@ -15,17 +15,6 @@ import (
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
-// hugeArgv is a tenant's argv of about 1.8 MB: 15 arguments of 120,000
-// bytes (the kernel takes at most 128 KiB per argument and a quarter of
-// the 8 MiB stack limit in all), after "-Dapp=web1".
-func hugeArgv() []string {
-	args := []string{"-Dapp=web1"}
-	for i := 0; i < 15; i++ {
-		args = append(args, strings.Repeat("x", 120000))
-	}
-	return args
-}
-
 // TestInspectionHugeArgvBoundedHost: 201 real tasks in a real v1 cgroup
 // (a hog and 200 children forked without exec), all sharing one argv of
 // 1.8 MB, as a tenant gets them for about 2 MB of its own memory. The
@@ -50,7 +39,7 @@ func TestInspectionHugeArgvBoundedHost(t *testing.T) {
 		}
 	})
 	const children = 200
-	testhost.StartSleepers(t, hog, filepath.Join(dir, "cgroup.procs"), "java", children, false, hugeArgv()...)
+	testhost.StartSleepers(t, hog, filepath.Join(dir, "cgroup.procs"), "java", children, false, testhost.HugeArgv()...)
 	cg := "/" + filepath.Base(dir)
 
 	in := watchdog.Inspector{CG: h, Proc: procfs.New("/proc")}
@@ -99,7 +88,7 @@ func TestInspectionHugeArgvBoundedHost(t *testing.T) {
 		}
 		return n
 	}
-	full := strings.Join(append([]string{"java", "-wait-stdin", "-fork", fmt.Sprint(children), "-ready", "ready", "--"}, hugeArgv()...), " ")
+	full := strings.Join(append([]string{"java", "-wait-stdin", "-fork", fmt.Sprint(children), "-ready", "ready", "--"}, testhost.HugeArgv()...), " ")
 	for _, tt := range []struct {
 		glob string
 		want int

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -227,4 +228,15 @@ func StartSleepers(t testing.TB, path, procsFile, argv0 string, n int, distinct 
 			t.Fatalf("hog -fork %d not ready after 2 minutes; stderr: %s", n, stderr.String())
 		}
 	}
+}
+
+// HugeArgv is a tenant's argv of about 1.8 MB after the program name:
+// "-Dapp=web1" and 15 arguments of 120,000 bytes (the kernel takes at most
+// 128 KiB per argument, and a quarter of the 8 MiB stack limit in all).
+func HugeArgv() []string {
+	args := []string{"-Dapp=web1"}
+	for i := 0; i < 15; i++ {
+		args = append(args, strings.Repeat("x", 120000))
+	}
+	return args
 }

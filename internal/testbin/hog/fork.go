@@ -21,7 +21,8 @@ import (
 // With distinct, before each fork the start of the first argument after
 // the flags is overwritten with the child's number: os.Args (and
 // flag.Args, a part of it) are not copies but the argv area itself, which
-// /proc/PID/cmdline reads, so every child then shows its own cmdline.
+// /proc/PID/cmdline reads, so every child, and this process after them,
+// shows its own cmdline.
 func forkSleepers(n int, distinct bool) {
 	var first []byte
 	if distinct && flag.NArg() > 0 {
@@ -45,6 +46,9 @@ func forkSleepers(n int, distinct bool) {
 			sleeper(parent)
 		}
 		pids = append(pids, int(pid))
+	}
+	if first != nil {
+		copy(first, strconv.Itoa(n)+"-") // and the parent its own
 	}
 	go func() {
 		<-term

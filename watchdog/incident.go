@@ -116,6 +116,11 @@ type Inspector struct {
 // or MaxCgroups cgroups it stops and returns what it found: the cgroups
 // nearest cg (each parent before its children), which is where the
 // inspection of a limit holder looks first.
+//
+// Whatever the tasks' argv, a candidate keeps at most procfs.MaxCmdline of
+// cmdline, about 4.4 KiB in all, and candidates with the same cmdline share
+// it; the ancestors read for origins are bounded the same way (procfs's
+// memo).
 func (in Inspector) Candidates(cg string) ([]Candidate, error) {
 	var out []Candidate
 	memo := map[int]procfs.Proc{} // ancestors shared by the tasks
@@ -174,7 +179,9 @@ func (in Inspector) collect(c string, out []Candidate, memo map[int]procfs.Proc,
 		cand := candidateOf(p, c)
 		cand.Cmdline = cmds.intern(cand.Cmdline)
 		if cand.Unkillable {
-			cand.Origin = in.origin(p, memo)
+			if cand.Origin = in.origin(p, memo); cand.Origin != nil {
+				cand.Origin.Cmdline = cmds.intern(cand.Origin.Cmdline)
+			}
 		}
 		out = append(out, cand)
 	}

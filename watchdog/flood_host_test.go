@@ -490,7 +490,7 @@ func mib(kb int64) float64 { return float64(kb) / 1024 }
 
 // readMem reads VmRSS and VmHWM of this process (the test binary: the
 // watchdog runs in-process) and the Go heap after a GC.
-func readMem(t *testing.T) memSnap {
+func readMem(t testing.TB) memSnap {
 	t.Helper()
 	runtime.GC()
 	var ms runtime.MemStats

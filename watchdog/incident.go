@@ -3,6 +3,8 @@ package watchdog
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"slices"
 	"sort"
 	"time"
 
@@ -47,6 +49,11 @@ type Candidate struct {
 	Unkillable  bool     `json:"unkillable"`
 	Exiting     bool     `json:"exiting"`
 	Origin      *Origin  `json:"origin,omitempty"` // only for unkillable tasks
+
+	// CmdlineTruncated: the cmdline was longer than procfs.MaxCmdline
+	// bytes; Cmdline holds its start and its last argument ends in
+	// procfs.CmdlineCut.
+	CmdlineTruncated bool `json:"cmdline_truncated,omitempty"`
 }
 
 // Origin is the process that leaked OOM protection: the highest ancestor of
@@ -60,6 +67,8 @@ type Origin struct {
 	ParentComm  string   `json:"parent_comm,omitempty"`
 	ParentAdj   int      `json:"parent_oom_score_adj"`
 	Depth       int      `json:"depth"` // generations between the task and the origin; 0: the task itself
+
+	CmdlineTruncated bool `json:"cmdline_truncated,omitempty"` // as in Candidate
 }
 
 func (o *Origin) String() string {
@@ -107,16 +116,22 @@ type Inspector struct {
 // or MaxCgroups cgroups it stops and returns what it found: the cgroups
 // nearest cg (each parent before its children), which is where the
 // inspection of a limit holder looks first.
+//
+// Whatever the tasks' argv, a candidate keeps at most procfs.MaxCmdline of
+// cmdline, about 4.4 KiB in all, and candidates with the same cmdline share
+// it; the ancestors read for origins are bounded the same way (procfs's
+// memo).
 func (in Inspector) Candidates(cg string) ([]Candidate, error) {
 	var out []Candidate
 	memo := map[int]procfs.Proc{} // ancestors shared by the tasks
+	var cmds cmdlines
 	maxCg := in.MaxCgroups
 	if maxCg <= 0 {
 		maxCg = 4096
 	}
 	err := in.CG.Walk(cg, maxCg, func(c string) error {
 		var err error
-		out, err = in.collect(c, out, memo)
+		out, err = in.collect(c, out, memo, &cmds)
 		return err
 	})
 	if err != nil && !errors.Is(err, errTooManyProcs) && !errors.Is(err, cgroupfs.ErrTooMany) {
@@ -128,14 +143,14 @@ func (in Inspector) Candidates(cg string) ([]Candidate, error) {
 
 // Direct returns the tasks directly in cg (not its descendants).
 func (in Inspector) Direct(cg string) ([]Candidate, error) {
-	out, err := in.collect(cg, nil, map[int]procfs.Proc{})
+	out, err := in.collect(cg, nil, map[int]procfs.Proc{}, &cmdlines{})
 	if err != nil && !errors.Is(err, errTooManyProcs) {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (in Inspector) collect(c string, out []Candidate, memo map[int]procfs.Proc) ([]Candidate, error) {
+func (in Inspector) collect(c string, out []Candidate, memo map[int]procfs.Proc, cmds *cmdlines) ([]Candidate, error) {
 	max := in.MaxProcs
 	if max <= 0 {
 		max = 4096
@@ -162,8 +177,11 @@ func (in Inspector) collect(c string, out []Candidate, memo map[int]procfs.Proc)
 			continue // never an OOM candidate
 		}
 		cand := candidateOf(p, c)
+		cand.Cmdline = cmds.intern(cand.Cmdline)
 		if cand.Unkillable {
-			cand.Origin = in.origin(p, memo)
+			if cand.Origin = in.origin(p, memo); cand.Origin != nil {
+				cand.Origin.Cmdline = cmds.intern(cand.Origin.Cmdline)
+			}
 		}
 		out = append(out, cand)
 	}
@@ -172,9 +190,42 @@ func (in Inspector) collect(c string, out []Candidate, memo map[int]procfs.Proc)
 
 var errTooManyProcs = errors.New("too many processes")
 
+// cmdlines keeps one copy of each cmdline the tasks of one inspection
+// share: the workers a server forks show their parent's argv, and a
+// tenant's thousands of forks of one long argv then cost one
+// procfs.MaxCmdline, not one each.
+type cmdlines struct {
+	seed maphash.Seed
+	m    map[uint64][]string
+}
+
+func (cs *cmdlines) intern(args []string) []string {
+	if len(args) == 0 {
+		return args
+	}
+	if cs.m == nil {
+		cs.seed, cs.m = maphash.MakeSeed(), map[uint64][]string{}
+	}
+	var h maphash.Hash
+	h.SetSeed(cs.seed)
+	for _, a := range args {
+		h.WriteString(a)
+		h.WriteByte(0) // never in an argument
+	}
+	k := h.Sum64()
+	if old, ok := cs.m[k]; ok {
+		if slices.Equal(old, args) {
+			return old
+		}
+		return args // a collision: both are kept
+	}
+	cs.m[k] = args
+	return args
+}
+
 func candidateOf(p procfs.Proc, cg string) Candidate {
 	c := Candidate{
-		PID: p.PID, PPID: p.PPID, Comm: p.Comm, Cmdline: p.Cmdline, UID: p.UID,
+		PID: p.PID, PPID: p.PPID, Comm: p.Comm, Cmdline: p.Cmdline, CmdlineTruncated: p.CmdlineTruncated, UID: p.UID,
 		State: string(p.State), RSS: p.RSS, OOMScoreAdj: p.OOMScoreAdj, Cgroup: cg,
 		Unkillable: p.Unkillable(), Exiting: p.Exiting(),
 	}
@@ -192,7 +243,8 @@ func (in Inspector) origin(p procfs.Proc, memo map[int]procfs.Proc) *Origin {
 	if i < 0 {
 		return nil
 	}
-	o := &Origin{PID: chain[i].PID, Comm: chain[i].Comm, Cmdline: chain[i].Cmdline, OOMScoreAdj: chain[i].OOMScoreAdj, Depth: i, ParentPID: chain[i].PPID}
+	o := &Origin{PID: chain[i].PID, Comm: chain[i].Comm, Cmdline: chain[i].Cmdline, CmdlineTruncated: chain[i].CmdlineTruncated,
+		OOMScoreAdj: chain[i].OOMScoreAdj, Depth: i, ParentPID: chain[i].PPID}
 	if i+1 < len(chain) {
 		o.ParentComm, o.ParentAdj = chain[i+1].Comm, chain[i+1].OOMScoreAdj
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
 )
 
 func FuzzParseStat(f *testing.F) {
@@ -53,20 +55,101 @@ func FuzzParseStatus(f *testing.F) {
 }
 
 func FuzzParseCmdline(f *testing.F) {
-	for _, s := range []string{"", "\x00", "a\x00b\x00", "sshd: root@pts/0", "\x00\x00"} {
-		f.Add([]byte(s))
+	for _, s := range []string{"", "\x00", "a\x00b\x00", "sshd: root@pts/0", "\x00\x00", strings.Repeat("a\x00", 70), "x\x00€€"} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
 	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		args := parseCmdline(b)
+	f.Fuzz(func(t *testing.T, b []byte, cut bool) {
+		if cut && len(b) > MaxCmdline {
+			b = b[:MaxCmdline] // what readAt passes with cut
+		}
+		args := parseCmdline(b, cut)
+		if len(args) > maxArgs {
+			t.Fatalf("%d arguments, want at most %d", len(args), maxArgs)
+		}
 		for _, a := range args {
 			if strings.IndexByte(a, 0) >= 0 {
 				t.Fatalf("argument %q contains NUL", a)
 			}
 		}
-		if joined := strings.Join(args, "\x00"); joined != strings.TrimSuffix(string(b), "\x00") {
-			t.Fatalf("round trip %q != %q", joined, b)
+		joined := strings.Join(args, " ")
+		if !cut {
+			if want := strings.ReplaceAll(strings.TrimSuffix(string(b), "\x00"), "\x00", " "); joined != want {
+				t.Fatalf("joined %q, want %q", joined, want)
+			}
+			if strings.Count(string(b), "\x00") < maxArgs {
+				if round := strings.Join(args, "\x00"); round != strings.TrimSuffix(string(b), "\x00") {
+					t.Fatalf("round trip %q != %q", round, b)
+				}
+			}
+			return
+		}
+		kept, ok := strings.CutSuffix(joined, CmdlineCut)
+		if !ok || len(joined) > MaxCmdline {
+			t.Fatalf("cut cmdline %q: want at most %d bytes ending in %q", joined, MaxCmdline, CmdlineCut)
+		}
+		in := strings.ReplaceAll(string(b), "\x00", " ")
+		if least := min(len(b), MaxCmdline-len(CmdlineCut)) - (utf8.UTFMax - 1); !strings.HasPrefix(in, kept) || len(kept) < least {
+			t.Fatalf("kept %q of %q: want a prefix of at least %d bytes", kept, in, least)
+		}
+		if utf8.Valid(b) && !utf8.ValidString(joined) {
+			t.Fatalf("cut %q splits a character", joined)
 		}
 	})
+}
+
+// FuzzScanLines: readStatus's line splitting of a file, with any buffer
+// size, parses what parseStatus parses from the whole file whenever no
+// line is longer than the buffer, and never fails otherwise on a line it
+// does not use.
+func FuzzScanLines(f *testing.F) {
+	for _, s := range []string{statusSelf, statusKthread, "Uid:\t0\nVmRSS:\t1 kB", "", "Groups:\t" + strings.Repeat("1000 ", 3000) + "\nUid:\t5\n"} {
+		f.Add([]byte(s), uint16(8))
+		f.Add([]byte(s), uint16(4096))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, size uint16) {
+		if size == 0 || len(b) > 1<<20 {
+			return
+		}
+		var sp statusParser
+		gotErr := scanFile(t, b, make([]byte, size), sp.line)
+		got, endErr := sp.end()
+		if gotErr == nil {
+			gotErr = endErr
+		}
+		want, wantErr := parseStatus(b)
+		longest := 0
+		for _, l := range bytes.Split(b, []byte("\n")) {
+			longest = max(longest, len(l))
+		}
+		if longest < int(size) {
+			if (gotErr == nil) != (wantErr == nil) || gotErr == nil && got != want {
+				t.Fatalf("buffer %d: streamed %+v, %v; whole %+v, %v", size, got, gotErr, want, wantErr)
+			}
+			return
+		}
+		if gotErr != nil {
+			var pe *ParseError
+			if !errors.As(gotErr, &pe) {
+				t.Fatalf("error %v is not a *ParseError", gotErr)
+			}
+		}
+	})
+}
+
+// scanFile runs scanLines on b in a memfd, which like the /proc files read
+// whole returns a short read only at its end.
+func scanFile(t *testing.T, b, buf []byte, fn func(int, []byte, bool) error) error {
+	t.Helper()
+	fd, err := unix.MemfdCreate("status", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Pwrite(fd, b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return scanLines(fd, buf, fn)
 }
 
 func FuzzParseInt(f *testing.F) {

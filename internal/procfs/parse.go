@@ -99,71 +99,149 @@ type status struct {
 // one line is one key; a repeated Uid or VmRSS is refused rather than
 // guessed at.
 func parseStatus(b []byte) (status, error) {
-	const file = "status"
-	var s status
-	var haveUID, haveRSS bool
+	var sp statusParser
 	for i, line := range bytes.Split(b, []byte("\n")) {
-		n := i + 1
-		key, val, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			if len(bytes.TrimSpace(line)) == 0 {
-				continue
-			}
-			return s, parseErr(file, n, "no ':' in %q", line)
-		}
-		switch string(key) {
-		case "Uid":
-			if haveUID {
-				return s, parseErr(file, n, "repeated Uid")
-			}
-			f := strings.Fields(string(val))
-			if len(f) == 0 {
-				return s, parseErr(file, n, "empty Uid")
-			}
-			uid, err := strconv.ParseUint(f[0], 10, 32)
-			if err != nil {
-				return s, parseErr(file, n, "Uid %q: %v", f[0], errors.Unwrap(err))
-			}
-			s.UID, haveUID = int(uid), true
-		case "VmRSS":
-			if haveRSS {
-				return s, parseErr(file, n, "repeated VmRSS")
-			}
-			f := strings.Fields(string(val))
-			if len(f) != 2 || f[1] != "kB" {
-				return s, parseErr(file, n, "VmRSS %q: want \"<n> kB\"", bytes.TrimSpace(val))
-			}
-			kb, err := strconv.ParseUint(f[0], 10, 64)
-			if err != nil {
-				return s, parseErr(file, n, "VmRSS %q: %v", f[0], errors.Unwrap(err))
-			}
-			if kb > math.MaxUint64/1024 {
-				return s, parseErr(file, n, "VmRSS %s kB overflows bytes", f[0])
-			}
-			s.RSS, haveRSS = kb*1024, true
+		if err := sp.line(i+1, line, false); err != nil {
+			return sp.s, err
 		}
 	}
-	if !haveUID {
-		return s, parseErr(file, 0, "no Uid line")
-	}
-	return s, nil
+	return sp.end()
 }
 
-// parseCmdline splits /proc/PID/cmdline on NUL. It is empty for kernel threads
-// and zombies (nil is returned). A process may overwrite its argv
-// (setproctitle), so the last argument need not be NUL-terminated and
-// arguments may contain anything but NUL; no error is possible.
-func parseCmdline(b []byte) []string {
-	b = bytes.TrimSuffix(b, []byte{0})
-	if len(b) == 0 {
-		return nil
+// statusParser is parseStatus one line at a time, for readStatus, which
+// streams the file through a fixed buffer.
+type statusParser struct {
+	s                status
+	haveUID, haveRSS bool
+}
+
+// line parses line n (1-based, without its '\n'). cut says line is only the
+// start of a longer line (readStatus's buffer was full): the key is in it,
+// and a key that is used is refused, but the rest of an unused line, such
+// as Groups: with thousands of supplementary groups, need not be read.
+func (sp *statusParser) line(n int, line []byte, cut bool) error {
+	const file = "status"
+	key, val, ok := bytes.Cut(line, []byte(":"))
+	if !ok {
+		if !cut && len(bytes.TrimSpace(line)) == 0 {
+			return nil
+		}
+		return parseErr(file, n, "no ':' in %q", line)
 	}
-	parts := bytes.Split(b, []byte{0})
-	args := make([]string, len(parts))
-	for i, p := range parts {
-		args[i] = string(p)
+	switch string(key) {
+	case "Uid", "VmRSS":
+		if cut {
+			return parseErr(file, n, "%s line longer than %d bytes", key, len(line))
+		}
 	}
-	return args
+	switch string(key) {
+	case "Uid":
+		if sp.haveUID {
+			return parseErr(file, n, "repeated Uid")
+		}
+		f := strings.Fields(string(val))
+		if len(f) == 0 {
+			return parseErr(file, n, "empty Uid")
+		}
+		uid, err := strconv.ParseUint(f[0], 10, 32)
+		if err != nil {
+			return parseErr(file, n, "Uid %q: %v", f[0], errors.Unwrap(err))
+		}
+		sp.s.UID, sp.haveUID = int(uid), true
+	case "VmRSS":
+		if sp.haveRSS {
+			return parseErr(file, n, "repeated VmRSS")
+		}
+		f := strings.Fields(string(val))
+		if len(f) != 2 || f[1] != "kB" {
+			return parseErr(file, n, "VmRSS %q: want \"<n> kB\"", bytes.TrimSpace(val))
+		}
+		kb, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			return parseErr(file, n, "VmRSS %q: %v", f[0], errors.Unwrap(err))
+		}
+		if kb > math.MaxUint64/1024 {
+			return parseErr(file, n, "VmRSS %s kB overflows bytes", f[0])
+		}
+		sp.s.RSS, sp.haveRSS = kb*1024, true
+	}
+	return nil
+}
+
+// end returns what the lines gave, or an error if Uid was missing.
+func (sp *statusParser) end() (status, error) {
+	if !sp.haveUID {
+		return sp.s, parseErr("status", 0, "no Uid line")
+	}
+	return sp.s, nil
+}
+
+// Bounds on what a Proc keeps of /proc/PID/cmdline, which the process
+// chooses: an argv of 2 MB costs its owner one copy however many times it
+// forks, and would cost oomwatch that much per task. The first MaxCmdline
+// bytes are enough for exemption globs and reports; the whole is never read.
+const (
+	// MaxCmdline is the most bytes of a cmdline a Proc keeps, CmdlineCut
+	// included.
+	MaxCmdline = 4096
+	// CmdlineCut ends the last argument of a cmdline that was cut.
+	CmdlineCut = "…"
+	// maxArgs bounds the arguments kept (each costs a string header, more
+	// than a one-byte argument itself): the ones after the 63rd stay
+	// joined by spaces in the last, which leaves the space-joined cmdline
+	// that exemption globs match unchanged.
+	maxArgs = 64
+)
+
+// parseCmdline splits /proc/PID/cmdline on NUL. b is the file, or with cut
+// its first MaxCmdline bytes (there was more): the arguments then hold the
+// first MaxCmdline-len(CmdlineCut) bytes or fewer (the cut does not split a
+// UTF-8 character), and CmdlineCut ends the last one. Without cut a final
+// NUL is dropped. It is empty for kernel threads and zombies (nil is
+// returned). A process may overwrite its argv (setproctitle), so the last
+// argument need not be NUL-terminated and arguments may contain anything
+// but NUL; no error is possible. At most maxArgs arguments are returned;
+// joined by spaces they are always b with each NUL a space (without cut,
+// the dropped final NUL aside), followed by CmdlineCut if cut.
+//
+// All the arguments share one allocation.
+func parseCmdline(b []byte, cut bool) []string {
+	if cut {
+		n := MaxCmdline - len(CmdlineCut)
+		for i := 0; i < utf8.UTFMax-1 && n > 0 && n < len(b) && !utf8.RuneStart(b[n]); i++ {
+			n--
+		}
+		b = b[:min(n, len(b))]
+	} else {
+		b = bytes.TrimSuffix(b, []byte{0})
+		if len(b) == 0 {
+			return nil
+		}
+	}
+	var sb strings.Builder
+	sb.Grow(len(b) + len(CmdlineCut))
+	nuls := 0
+	for _, c := range b {
+		if c == 0 {
+			if nuls++; nuls >= maxArgs {
+				c = ' '
+			}
+		}
+		sb.WriteByte(c)
+	}
+	if cut {
+		sb.WriteString(CmdlineCut)
+	}
+	all := sb.String()
+	args := make([]string, 0, min(nuls, maxArgs-1)+1)
+	for {
+		i := strings.IndexByte(all, 0)
+		if i < 0 {
+			return append(args, all)
+		}
+		args = append(args, all[:i])
+		all = all[i+1:]
+	}
 }
 
 // parseInt parses a single decimal integer followed by an optional newline,

@@ -3,6 +3,7 @@ package procfs
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -152,8 +153,41 @@ func TestParseCmdline(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := parseCmdline([]byte(tt.in)); !reflect.DeepEqual(got, tt.want) {
+			if got := parseCmdline([]byte(tt.in), false); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("parseCmdline(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestParseCmdlineCut: the first MaxCmdline bytes of a longer cmdline keep
+// MaxCmdline-3 bytes (fewer rather than half a character) and end in "…";
+// past 63 NULs the arguments stay joined by spaces in the last one.
+func TestParseCmdlineCut(t *testing.T) {
+	keep := MaxCmdline - len(CmdlineCut)
+	long := "java\x00-cp\x00" + strings.Repeat("x", MaxCmdline)
+	euro := "a\x00" + strings.Repeat("b", keep-3) + "€" // "€" is 3 bytes: it straddles the cut
+	many := strings.Repeat("a\x00", 100)
+	tests := []struct {
+		name string
+		in   string
+		cut  bool
+		want []string
+	}{
+		{"cut in an argument", long[:MaxCmdline], true, []string{"java", "-cp", strings.Repeat("x", keep-len("java\x00-cp\x00")) + "…"}},
+		{"cut after a NUL", "a\x00" + strings.Repeat("b", keep-3) + "\x00c", true, []string{"a", strings.Repeat("b", keep-3), "…"}},
+		{"not inside a character", (euro + "z")[:MaxCmdline], true, []string{"a", strings.Repeat("b", keep-3) + "…"}},
+		{"too many arguments", many, false, append(slices.Repeat([]string{"a"}, maxArgs-1), strings.TrimSuffix(strings.Repeat("a ", 100-maxArgs+1), " "))},
+		{"only NULs, cut", strings.Repeat("\x00", MaxCmdline), true, append(slices.Repeat([]string{""}, maxArgs-1), strings.Repeat(" ", keep-maxArgs+1)+"…")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := parseCmdline([]byte(tt.in), tt.cut)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("parseCmdline(%.40q…, %v) = %.80q, want %.80q", tt.in, tt.cut, got, tt.want)
+			}
+			if n := len(strings.Join(got, " ")); n > MaxCmdline {
+				t.Errorf("%d bytes kept, want at most %d", n, MaxCmdline)
 			}
 		})
 	}

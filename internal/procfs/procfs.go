@@ -8,6 +8,7 @@
 package procfs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -33,6 +34,13 @@ const (
 // maxAncestry bounds Ancestry. Real chains are a few dozen deep; the bound
 // only matters for a broken or fake tree.
 const maxAncestry = 4096
+
+// maxMemo bounds the ancestors a memo of AncestryOf and OriginChain holds,
+// and so the memory of one inspection's memo (each ancestor keeps up to
+// MaxCmdline of cmdline): the tasks of one cgroup share a few ancestors, a
+// tenant's fork tree may have thousands. Ancestors beyond it are read
+// again when another chain passes them.
+const maxMemo = 4096
 
 var (
 	// ErrGone means the process exited (or its PID was recycled) while we
@@ -70,13 +78,17 @@ type Proc struct {
 	// may contain spaces, parentheses, newlines or invalid UTF-8. Show it
 	// with SafeComm (or Safe), never raw.
 	Comm        string
-	Cmdline     []string // NUL-separated argv; nil for kernel threads and zombies
+	Cmdline     []string // NUL-separated argv, at most MaxCmdline bytes (parseCmdline); nil for kernel threads and zombies
 	State       byte     // 'R', 'S', 'D', 'Z', 'X', 'T', 't', 'I', ...
 	Flags       uint     // stat field 9 (task->flags)
 	UID         int      // real uid (status "Uid:" first field)
 	RSS         uint64   // bytes (status VmRSS); 0 when absent (kernel thread, zombie)
 	OOMScoreAdj int      // /proc/PID/oom_score_adj
 	Kthread     bool     // PF_KTHREAD
+
+	// CmdlineTruncated: /proc/PID/cmdline was longer than MaxCmdline;
+	// Cmdline holds its start and its last argument ends in CmdlineCut.
+	CmdlineTruncated bool
 }
 
 // OOMAdj is the legacy /proc/PID/oom_adj, which the kernel derives from
@@ -189,7 +201,7 @@ func (fsys FS) Ancestry(pid int) ([]Proc, error) {
 // AncestryOf is Ancestry for a process already read: p, then its ancestors
 // read with Brief. memo, if not nil, holds ancestors read before in the same
 // inspection (tasks of one cgroup share most of their ancestry) and is
-// filled with the ones read now.
+// filled with the ones read now, up to 4096 of them.
 func (fsys FS) AncestryOf(p Proc, memo map[int]Proc) ([]Proc, error) {
 	return fsys.ancestry(p, memo, false)
 }
@@ -220,7 +232,7 @@ func (fsys FS) ancestry(p Proc, memo map[int]Proc, originOnly bool) ([]Proc, err
 				}
 				return nil, fmt.Errorf("ancestry of pid %d: %w", chain[0].PID, err)
 			}
-			if memo != nil {
+			if memo != nil && len(memo) < maxMemo {
 				memo[cur] = q
 			}
 		}
@@ -236,16 +248,22 @@ func (fsys FS) ancestry(p Proc, memo map[int]Proc, originOnly bool) ([]Proc, err
 func (fsys FS) Brief(pid int) (Proc, error) { return fsys.read(pid, readBrief) }
 
 func readBrief(dir int, dirPath string, want int) (Proc, error) {
-	p, err := readStat(dir, dirPath, want)
+	bp := getBuf()
+	defer putBuf(bp)
+	return readBriefBuf(dir, dirPath, want, bp)
+}
+
+func readBriefBuf(dir int, dirPath string, want int, bp *[]byte) (Proc, error) {
+	p, err := readStat(dir, dirPath, want, bp)
 	if err != nil {
 		return p, err
 	}
-	b, err := readAt(dir, dirPath, "cmdline")
+	b, cut, err := readAt(dir, dirPath, "cmdline", MaxCmdline, bp)
 	if err != nil {
 		return p, err
 	}
-	p.Cmdline = parseCmdline(b)
-	return p, readScoreAdj(dir, dirPath, &p)
+	p.Cmdline, p.CmdlineTruncated = parseCmdline(b, cut), cut
+	return p, readScoreAdj(dir, dirPath, &p, bp)
 }
 
 func (fsys FS) pidDir(pid int) string { return filepath.Join(fsys.root, strconv.Itoa(pid)) }
@@ -271,48 +289,172 @@ func ioErr(op, path string, err error) error {
 	return fmt.Errorf("%s %s: %w", op, path, err)
 }
 
-// readAt reads the whole of name under the directory fd dir. /proc files
-// report size 0; for the files read here a read that leaves room in the
-// buffer has reached the end: stat, status and cgroup are single seq_show
-// files rendered whole, cmdline copies until the count or the arguments
-// end, oom_score_adj is a simple_read_from_buffer. (Not true of iterating
-// seq_files such as /proc/PID/maps, which return a page at most per read.)
-// So a small file costs open, one read and close: no read that only finds
-// EOF, no *os.File. While the kernel loops, every system call counts.
-func readAt(dir int, dirPath, name string) ([]byte, error) {
-	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+// Read bounds of the files read whole. The kernel prints each in far less;
+// a longer one (a fake tree, a kernel we do not know) is an error, not
+// memory spent on it.
+const (
+	maxStat   = 4096     // a comm of at most 64 bytes and 50 numbers
+	maxAdj    = 64       // one integer
+	maxCgroup = 64 << 10 // a line per hierarchy, each path shorter than PATH_MAX [6.12 kernel/cgroup/cgroup.c:proc_cgroup_show]
+)
+
+// readBufSize is the size of the pooled read buffers: more than a whole
+// stat, or MaxCmdline and the byte that shows there is more, and the most
+// readStatus keeps of a line.
+const readBufSize = 8 << 10
+
+// readAt reads name under the directory fd dir into *bp: up to limit
+// bytes, and reports whether the file has more (cut), which costs reading
+// one byte beyond limit, never the rest. The result aliases *bp, which may
+// grow up to limit+1 bytes: parse it and copy what is kept before the
+// buffer is used again.
+//
+// /proc files report size 0; for the files read here a read that leaves
+// room in the buffer has reached the end: stat, status and cgroup are single
+// seq_show files rendered whole, cmdline copies until the count or the
+// arguments end, oom_score_adj is a simple_read_from_buffer. (Not true of
+// iterating seq_files such as /proc/PID/maps, which return a page at most
+// per read.) So a small file costs open, one read and close: no read that
+// only finds EOF, no *os.File. While the kernel loops, every system call
+// counts.
+func readAt(dir int, dirPath, name string, limit int, bp *[]byte) (b []byte, cut bool, err error) {
+	fd, err := openAt(dir, dirPath, name)
 	if err != nil {
-		return nil, ioErr("open", dirPath+"/"+name, err)
+		return nil, false, err
 	}
 	defer unix.Close(fd)
-	bp := readBufs.Get().(*[]byte)
-	defer func() {
-		if cap(*bp) > 64<<10 {
-			*bp = make([]byte, 0, 4096) // do not keep a huge cmdline's buffer
-		}
-		readBufs.Put(bp)
-	}()
-	b := (*bp)[:0]
+	b = (*bp)[:0]
 	for {
-		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if len(b) == cap(b) {
+			b = slices.Grow(b, min(cap(b), limit+1-len(b)))
+			*bp = b[:0]
+		}
+		want := min(cap(b), limit+1)
+		n, err := unix.Read(fd, b[len(b):want])
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, ioErr("read", dirPath+"/"+name, err)
+			return nil, false, ioErr("read", dirPath+"/"+name, err)
 		}
 		b = b[:len(b)+n]
-		if n == 0 || len(b) < cap(b) {
-			return slices.Clone(b), nil
+		if len(b) > limit {
+			return b[:limit], true, nil
 		}
-		b = slices.Grow(b, cap(b))
-		*bp = b[:0] // keep the larger buffer (a long cmdline)
+		if n == 0 || len(b) < want {
+			return b, false, nil
+		}
 	}
 }
 
-// readBufs holds 4 KiB read buffers: one read takes a whole stat, status
-// or cmdline of usual size.
-var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// readWhole is readAt for a file that must fit limit: a longer one is a
+// ParseError.
+func readWhole(dir int, dirPath, name string, limit int, bp *[]byte) ([]byte, error) {
+	b, cut, err := readAt(dir, dirPath, name, limit, bp)
+	if err == nil && cut {
+		err = &ParseError{File: dirPath + "/" + name, Err: fmt.Errorf("longer than %d bytes", limit)}
+	}
+	return b, err
+}
+
+func openAt(dir int, dirPath, name string) (int, error) {
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return -1, ioErr("open", dirPath+"/"+name, err)
+	}
+	return fd, nil
+}
+
+// readStatus reads /proc/PID/status a buffer at a time and parses it line
+// by line, so its size does not matter: Groups: lists every supplementary
+// group, up to 65,536 (NGROUPS_MAX) of them, 700 KB that a tenant's root can
+// set for each of its tasks. A line longer than the buffer reaches the
+// parser cut (see statusParser.line) and the rest of it is skipped.
+func readStatus(dir int, dirPath string, bp *[]byte) (status, error) {
+	fd, err := openAt(dir, dirPath, "status")
+	if err != nil {
+		return status{}, err
+	}
+	defer unix.Close(fd)
+	if cap(*bp) < readBufSize {
+		*bp = make([]byte, 0, readBufSize)
+	}
+	var sp statusParser
+	err = scanLines(fd, (*bp)[:cap(*bp)], sp.line)
+	if err == nil {
+		return sp.end()
+	}
+	var pe *ParseError
+	if !errors.As(err, &pe) {
+		return status{}, ioErr("read", dirPath+"/status", err)
+	}
+	return status{}, withFile(err, dirPath+"/status")
+}
+
+// scanLines reads fd through buf and calls fn with each line, numbered
+// from 1 and without its '\n'. A line that does not fit buf is passed once,
+// cut to the first len(buf) bytes, and the rest of it is read past. A read
+// that leaves room in buf is the end (see readAt).
+func scanLines(fd int, buf []byte, fn func(n int, line []byte, cut bool) error) error {
+	start, end, n := 0, 0, 1
+	skip := false // in the rest of a line already passed cut
+	for {
+		want := len(buf) - end
+		r, err := unix.Read(fd, buf[end:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		end += r
+		for {
+			i := bytes.IndexByte(buf[start:end], '\n')
+			if i < 0 {
+				break
+			}
+			if !skip {
+				if err := fn(n, buf[start:start+i], false); err != nil {
+					return err
+				}
+			}
+			skip = false
+			start += i + 1
+			n++
+		}
+		eof := r == 0 || r < want
+		switch {
+		case eof:
+			if start < end && !skip {
+				return fn(n, buf[start:end], false)
+			}
+			return nil
+		case start == 0 && end == len(buf): // one line fills buf
+			if !skip {
+				if err := fn(n, buf, true); err != nil {
+					return err
+				}
+			}
+			skip, end = true, 0
+		default:
+			end = copy(buf, buf[start:end])
+			start = 0
+		}
+	}
+}
+
+func getBuf() *[]byte { return readBufs.Get().(*[]byte) }
+
+func putBuf(bp *[]byte) {
+	if cap(*bp) > 2*readBufSize {
+		*bp = make([]byte, 0, readBufSize) // do not keep a cgroup file's buffer
+	}
+	readBufs.Put(bp)
+}
+
+// readBufs holds read buffers: one read takes a whole stat, status line or
+// MaxCmdline.
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 0, readBufSize); return &b }}
 
 // withFile fills in the full path of a ParseError.
 func withFile(err error, path string) error {
@@ -324,7 +466,9 @@ func withFile(err error, path string) error {
 }
 
 func readCgroups(dir int, dirPath string) ([]CgroupLine, error) {
-	b, err := readAt(dir, dirPath, "cgroup")
+	bp := getBuf()
+	defer putBuf(bp)
+	b, err := readWhole(dir, dirPath, "cgroup", maxCgroup, bp)
 	if err != nil {
 		return nil, err
 	}
@@ -339,26 +483,24 @@ func readCgroups(dir int, dirPath string) ([]CgroupLine, error) {
 // reads, then status. want is the PID the caller opened; a stat naming
 // another PID is refused.
 func readProc(dir int, dirPath string, want int) (Proc, error) {
-	p, err := readBrief(dir, dirPath, want)
+	bp := getBuf()
+	defer putBuf(bp)
+	p, err := readBriefBuf(dir, dirPath, want, bp)
 	if err != nil {
 		return p, err
 	}
-	b, err := readAt(dir, dirPath, "status")
+	ss, err := readStatus(dir, dirPath, bp)
 	if err != nil {
 		return p, err
-	}
-	ss, err := parseStatus(b)
-	if err != nil {
-		return p, withFile(err, dirPath+"/status")
 	}
 	p.UID, p.RSS = ss.UID, ss.RSS
 	return p, nil
 }
 
 // readStat reads /proc/PID/stat through dir and checks it is want's.
-func readStat(dir int, dirPath string, want int) (Proc, error) {
+func readStat(dir int, dirPath string, want int, bp *[]byte) (Proc, error) {
 	var p Proc
-	b, err := readAt(dir, dirPath, "stat")
+	b, err := readWhole(dir, dirPath, "stat", maxStat, bp)
 	if err != nil {
 		return p, err
 	}
@@ -374,8 +516,8 @@ func readStat(dir int, dirPath string, want int) (Proc, error) {
 	return p, nil
 }
 
-func readScoreAdj(dir int, dirPath string, p *Proc) error {
-	b, err := readAt(dir, dirPath, "oom_score_adj")
+func readScoreAdj(dir int, dirPath string, p *Proc, bp *[]byte) error {
+	b, err := readWhole(dir, dirPath, "oom_score_adj", maxAdj, bp)
 	if err != nil {
 		return err
 	}

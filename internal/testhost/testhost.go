@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -146,4 +148,95 @@ func (s *SyncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// BuildHog builds internal/testbin/hog (static) into a temporary directory
+// and returns its path. It needs the go command, as every host test run has.
+func BuildHog(t testing.TB) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "hog")
+	cmd := exec.Command("go", "build", "-o", out, "github.com/oomwatch/oomwatch/internal/testbin/hog")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build hog: %v\n%s", err, b)
+	}
+	return out
+}
+
+// StartSleepers starts the hog at path as argv0 with -fork n (-fork-distinct
+// if distinct) and args after its flags, moves it into procsFile's cgroup
+// and returns once its n forked children exist there: n+1 sleeping tasks,
+// all sharing the hog's argv (see the hog's forkSleepers). The cleanup
+// stops the hog with SIGTERM, which kills and reaps the children, and
+// SIGKILLs what is left in the cgroup. Register the cgroup's removal before
+// calling it.
+func StartSleepers(t testing.TB, path, procsFile, argv0 string, n int, distinct bool, args ...string) *exec.Cmd {
+	t.Helper()
+	dir := t.TempDir()
+	flags := []string{"-wait-stdin", "-fork", strconv.Itoa(n), "-ready", "ready"} // a relative path: no "/" in the cmdline
+	if distinct {
+		flags = append(flags, "-fork-distinct")
+	}
+	cmd := exec.Command(path, append(append(flags, "--"), args...)...)
+	cmd.Args[0], cmd.Dir = argv0, dir
+	var stderr SyncBuf
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		// Anything still in the cgroup is ours (the hog's children if it died
+		// before reaping them).
+		if b, err := os.ReadFile(procsFile); err == nil {
+			for _, f := range bytes.Fields(b) {
+				if pid, err := strconv.Atoi(string(f)); err == nil {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+	})
+	if err := os.WriteFile(procsFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+		t.Fatalf("move hog pid %d to %s: %v", cmd.Process.Pid, procsFile, err)
+	}
+	if _, err := stdin.Write([]byte{'\n'}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "ready")); err == nil {
+			return cmd
+		}
+		select {
+		case <-exited:
+			t.Fatalf("hog -fork %d exited before it was ready: %v; stderr: %s", n, cmd.ProcessState, stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hog -fork %d not ready after 2 minutes; stderr: %s", n, stderr.String())
+		}
+	}
+}
+
+// HugeArgv is a tenant's argv of about 1.8 MB after the program name:
+// "-Dapp=web1" and 15 arguments of 120,000 bytes (the kernel takes at most
+// 128 KiB per argument, and a quarter of the 8 MiB stack limit in all).
+func HugeArgv() []string {
+	args := []string{"-Dapp=web1"}
+	for i := 0; i < 15; i++ {
+		args = append(args, strings.Repeat("x", 120000))
+	}
+	return args
 }

@@ -4,6 +4,9 @@
 // cgroups (-cgroup-procs, repeatable), forks copies of itself (-children),
 // signals readiness (-ready) and then allocates and touches -mb MiB in 1 MiB
 // anonymous mmap steps. Afterwards it sleeps forever, or exits with -exit.
+// With -fork it first forks sleeping children without exec, which share its
+// memory and its argv (arguments after the flags, or after "--", are only
+// there to be seen in /proc/PID/cmdline).
 // Build it static (CGO_ENABLED=0); copy it as "java" or "sshd" (or pass -comm)
 // to make it look like one in /proc/PID/comm.
 //
@@ -44,6 +47,9 @@ func main() {
 		exit      = flag.Bool("exit", false, "exit after allocating instead of sleeping forever")
 		comm      = flag.String("comm", "", "set the process name (/proc/self/comm) to `NAME`")
 		stepDelay = flag.Duration("step-delay", 0, "sleep this long between 1 MiB steps")
+		waitStdin = flag.Bool("wait-stdin", false, "first wait for a byte on stdin (the caller moves this process into its cgroup meanwhile)")
+		forks     = flag.Int("fork", 0, "fork `N` children without exec that sleep until SIGTERM to this process (see forkSleepers)")
+		distinct  = flag.Bool("fork-distinct", false, "with -fork: each child's first argument after the flags starts with its number")
 		procs     multi
 	)
 	flag.Var(&procs, "cgroup-procs", "write own pid into this cgroup.procs `PATH` before allocating (repeatable)")
@@ -67,6 +73,14 @@ func main() {
 	}
 	for _, p := range procs {
 		writeFile(p, strconv.Itoa(os.Getpid()))
+	}
+	if *waitStdin {
+		if _, err := os.Stdin.Read(make([]byte, 1)); err != nil {
+			fail("wait for stdin: %v", err)
+		}
+	}
+	if *forks > 0 {
+		forkSleepers(*forks, *distinct)
 	}
 	for i := 0; i < *children; i++ {
 		spawnChild(i, *ready)

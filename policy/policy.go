@@ -203,6 +203,9 @@ type Policy struct {
 	frozenMu  sync.Mutex
 	raised    *raiseStore
 	reverting bool
+	// now is the clock of the rate limit and the cooldown (a fake one in
+	// tests).
+	now func() time.Time
 
 	// BeforeAction, if set, is called right before each change to the host
 	// (not in dry-run), on the ladder's goroutine: a write-ahead journal
@@ -231,6 +234,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Policy, error) {
 		open:     make(map[string]chan struct{}),
 		lastDone: make(map[string]time.Time),
 		bucket:   newTokenBucket(cfg.MaxActionsPerMinute, time.Minute),
+		now:      time.Now,
 	}
 	rs, err := openRaiseStore(cfg.StateDir)
 	if err != nil {
@@ -271,7 +275,7 @@ func (p *Policy) Open(inc *watchdog.Incident) {
 		p.mu.Unlock()
 		return // at most one ladder per cgroup
 	}
-	if last, ok := p.lastDone[inc.Cgroup]; ok && time.Since(last) < opts.Cooldown {
+	if last, ok := p.lastDone[inc.Cgroup]; ok && p.now().Sub(last) < opts.Cooldown {
 		p.mu.Unlock()
 		log.Warn().Str("event", "cooldown").Dur("cooldown", opts.Cooldown).Msg("ladder not started: cgroup acted on recently")
 		return
@@ -289,7 +293,7 @@ func (p *Policy) Open(inc *watchdog.Incident) {
 		if !limited(res) || slices.ContainsFunc(res, func(r Result) bool { return r.Done }) {
 			// A ladder that only waited for the rate limit until the loop
 			// ended changed nothing: no cooldown for the cgroup's next loop.
-			p.lastDone[inc.Cgroup] = time.Now()
+			p.lastDone[inc.Cgroup] = p.now()
 		}
 		p.mu.Unlock()
 		if p.OnDone != nil {
@@ -381,7 +385,7 @@ func limited(rs []Result) bool { return len(rs) > 0 && rs[len(rs)-1].limited }
 // the ladder should try again: false once the incident is resolved or ctx
 // ends. Several ladders may wake for one token; the losers wait again.
 func (p *Policy) awaitToken(ctx context.Context, resolved <-chan struct{}) bool {
-	t := time.NewTimer(p.bucket.wait(time.Now()))
+	t := time.NewTimer(p.bucket.wait(p.now()))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
@@ -415,7 +419,7 @@ func (p *Policy) intend(inc *watchdog.Incident, r Result) {
 
 // allow is the global rate limit on host changes.
 func (p *Policy) allow(r *Result) bool {
-	if p.bucket.take(time.Now()) {
+	if p.bucket.take(p.now()) {
 		return true
 	}
 	r.Err = fmt.Sprintf("rate limited: more than %d actions per minute", p.cfg.MaxActionsPerMinute)

@@ -193,6 +193,39 @@ func TestRateLimitWaitersServedInOrder(t *testing.T) {
 	r.stop()
 }
 
+// The cooldown's memory of finished ladders keeps only the cgroups still in
+// their cooldown: a tenant looping in ever new cgroups cannot grow it.
+func TestLastDoneBounded(t *testing.T) {
+	r := newFreezeRig(t, 0) // ladders on cgroups that do not exist: each ends at once
+	clock := newFakeClock()
+	r.p.now = clock.Now
+	done := make(chan struct{}, 1)
+	r.p.OnDone = func(*watchdog.Incident, string, []Result) { done <- struct{}{} }
+	const n = 1000
+	for i := 0; i < n; i++ {
+		clock.Advance(time.Second)
+		r.p.Open(loopAt(fmt.Sprintf("/fresh%04d", i)))
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("ladder %d did not end", i)
+		}
+	}
+	r.p.mu.Lock()
+	kept := len(r.p.lastDone)
+	r.p.mu.Unlock()
+	// 30 s cooldown, one ladder a second: 30 still cooling down, plus what
+	// accumulates between two sweeps.
+	if kept > 100 {
+		t.Errorf("%d cgroups remembered after %d ladders one second apart, want at most 100 (30 in their cooldown)", kept, n)
+	}
+	r.p.Open(loopAt(fmt.Sprintf("/fresh%04d", n-1)))
+	if events(r.logs, "cooldown") != 1 {
+		t.Errorf("the last cgroup's next loop was not held back by its cooldown")
+	}
+	r.stop()
+}
+
 // The budget's order, step by step on a still clock: waiters of one subtree
 // in the order they came, subtrees taking turns one action each.
 func TestBudgetOrder(t *testing.T) {

@@ -199,7 +199,8 @@ type Policy struct {
 	mu        sync.Mutex
 	inflight  map[string]bool
 	open      map[string]chan struct{} // incident id → closed once resolved
-	lastDone  map[string]time.Time
+	lastDone  map[string]time.Time     // cgroup → when its last ladder ended; see ended
+	doneSweep int                      // len(lastDone) at which ended next prunes it
 	wg        sync.WaitGroup
 	budget    *budget
 	frozenMu  sync.Mutex
@@ -295,13 +296,31 @@ func (p *Policy) Open(inc *watchdog.Incident) {
 		if !limited(res) || slices.ContainsFunc(res, func(r Result) bool { return r.Done }) {
 			// A ladder that only waited for the rate limit until the loop
 			// ended changed nothing: no cooldown for the cgroup's next loop.
-			p.lastDone[inc.Cgroup] = p.now()
+			p.ended(inc.Cgroup)
 		}
 		p.mu.Unlock()
 		if p.OnDone != nil {
 			p.OnDone(inc, rule, res)
 		}
 	}()
+}
+
+// ended starts cg's cooldown. Called with mu held. lastDone keeps only
+// cgroups still in their cooldown: every time it doubles (from 64) the
+// others are dropped, so cgroups that loop once and are never seen again do
+// not accumulate.
+func (p *Policy) ended(cg string) {
+	now := p.now()
+	p.lastDone[cg] = now
+	if len(p.lastDone) < p.doneSweep {
+		return
+	}
+	for c, at := range p.lastDone {
+		if _, opts := p.options(c); now.Sub(at) >= opts.Cooldown {
+			delete(p.lastDone, c)
+		}
+	}
+	p.doneSweep = max(64, 2*len(p.lastDone))
 }
 
 // Resolved ends any wait of the incident's ladder for the rate limit.

@@ -27,7 +27,7 @@ func (p *Policy) freeze(_ context.Context, log zerolog.Logger, inc *watchdog.Inc
 		r.Detail = "dry-run: would freeze the cgroup"
 		return []Result{r}, true
 	}
-	if !p.allow(&r) {
+	if !p.allow(inc.Cgroup, &r) {
 		return []Result{r}, false
 	}
 	p.intend(inc, Result{Rung: Freeze, Detail: "freezing the cgroup"})

@@ -48,7 +48,7 @@ func (p *Policy) kill(ctx context.Context, log zerolog.Logger, inc *watchdog.Inc
 			return []Result{r}, false
 		}
 	}
-	if !p.allow(&r) {
+	if !p.allow(inc.Cgroup, &r) {
 		return []Result{r}, false
 	}
 	base, err := p.progress(inc.Cgroup)

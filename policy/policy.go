@@ -163,7 +163,7 @@ type Result struct {
 	Took     time.Duration `json:"took_ns"`
 	Detail   string        `json:"detail,omitempty"`
 
-	limited bool // refused by the global rate limit: nothing was done
+	limited bool // refused by the rate limit: nothing was done
 }
 
 // Config configures a Policy.
@@ -178,7 +178,9 @@ type Config struct {
 	// StateDir keeps raised limits so a restarted oomwatch still reverts
 	// them. "" keeps them in memory only.
 	StateDir string
-	// MaxActionsPerMinute bounds host changes across all cgroups (default 30).
+	// MaxActionsPerMinute bounds host changes across all cgroups (default
+	// 30); one container subtree takes at most a third of them at once (see
+	// budget).
 	MaxActionsPerMinute int
 	// Units, if set, changes limits of systemd-owned cgroups through systemd.
 	Units UnitLimiter
@@ -197,12 +199,16 @@ type Policy struct {
 	mu        sync.Mutex
 	inflight  map[string]bool
 	open      map[string]chan struct{} // incident id → closed once resolved
-	lastDone  map[string]time.Time
+	lastDone  map[string]time.Time     // cgroup → when its last ladder ended; see ended
+	doneSweep int                      // len(lastDone) at which ended next prunes it
 	wg        sync.WaitGroup
-	bucket    tokenBucket
+	budget    *budget
 	frozenMu  sync.Mutex
 	raised    *raiseStore
 	reverting bool
+	// now is the clock of the rate limit and the cooldown (a fake one in
+	// tests).
+	now func() time.Time
 
 	// BeforeAction, if set, is called right before each change to the host
 	// (not in dry-run), on the ladder's goroutine: a write-ahead journal
@@ -230,7 +236,8 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Policy, error) {
 		inflight: make(map[string]bool),
 		open:     make(map[string]chan struct{}),
 		lastDone: make(map[string]time.Time),
-		bucket:   newTokenBucket(cfg.MaxActionsPerMinute, time.Minute),
+		budget:   newBudget(cfg.MaxActionsPerMinute, time.Minute),
+		now:      time.Now,
 	}
 	rs, err := openRaiseStore(cfg.StateDir)
 	if err != nil {
@@ -271,7 +278,7 @@ func (p *Policy) Open(inc *watchdog.Incident) {
 		p.mu.Unlock()
 		return // at most one ladder per cgroup
 	}
-	if last, ok := p.lastDone[inc.Cgroup]; ok && time.Since(last) < opts.Cooldown {
+	if last, ok := p.lastDone[inc.Cgroup]; ok && p.now().Sub(last) < opts.Cooldown {
 		p.mu.Unlock()
 		log.Warn().Str("event", "cooldown").Dur("cooldown", opts.Cooldown).Msg("ladder not started: cgroup acted on recently")
 		return
@@ -289,13 +296,31 @@ func (p *Policy) Open(inc *watchdog.Incident) {
 		if !limited(res) || slices.ContainsFunc(res, func(r Result) bool { return r.Done }) {
 			// A ladder that only waited for the rate limit until the loop
 			// ended changed nothing: no cooldown for the cgroup's next loop.
-			p.lastDone[inc.Cgroup] = time.Now()
+			p.ended(inc.Cgroup)
 		}
 		p.mu.Unlock()
 		if p.OnDone != nil {
 			p.OnDone(inc, rule, res)
 		}
 	}()
+}
+
+// ended starts cg's cooldown. Called with mu held. lastDone keeps only
+// cgroups still in their cooldown: every time it doubles (from 64) the
+// others are dropped, so cgroups that loop once and are never seen again do
+// not accumulate.
+func (p *Policy) ended(cg string) {
+	now := p.now()
+	p.lastDone[cg] = now
+	if len(p.lastDone) < p.doneSweep {
+		return
+	}
+	for c, at := range p.lastDone {
+		if _, opts := p.options(c); now.Sub(at) >= opts.Cooldown {
+			delete(p.lastDone, c)
+		}
+	}
+	p.doneSweep = max(64, 2*len(p.lastDone))
 }
 
 // Resolved ends any wait of the incident's ladder for the rate limit.
@@ -312,11 +337,12 @@ func (p *Policy) Resolved(inc *watchdog.Incident, _ string) {
 // (they return once the context given to New is done).
 func (p *Policy) Wait() { p.wg.Wait() }
 
-// run climbs the ladder. A rung the global rate limit refuses waits for a
-// token and then runs again from its start (its targets re-read): the rate
-// limit delays a rung, it never skips one, so a throttled loop is not
-// escalated to a harsher rung than its own ladder would reach. The wait ends
-// the ladder if the incident is resolved (closed) or ctx ends first.
+// run climbs the ladder. A rung the rate limit refuses waits for a token in
+// line (see budget) and then runs again from its start (its targets
+// re-read): the rate limit delays a rung, it never skips one, so a throttled
+// loop is not escalated to a harsher rung than its own ladder would reach.
+// The wait ends the ladder if the incident is resolved (closed) or ctx ends
+// first.
 func (p *Policy) run(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options, resolved <-chan struct{}) []Result {
 	var results []Result
 	report := func(rs []Result) {
@@ -339,15 +365,17 @@ func (p *Policy) run(ctx context.Context, log zerolog.Logger, inc *watchdog.Inci
 			report(rs[:len(rs)-1]) // what the rung did before the refusal
 			if !waited {
 				log.Warn().Str("event", "rate_limited").Str("action", rung).Int("max_actions_per_minute", p.cfg.MaxActionsPerMinute).
+					Str("subtree", watchdog.Subtree(inc.Cgroup)).Str("reason", rs[len(rs)-1].Err).
 					Msg("rate limit reached: the action waits for its turn")
 			}
-			if !p.awaitToken(ctx, resolved) {
+			if !p.awaitToken(ctx, inc.Cgroup, resolved) {
 				results = append(results, rs[len(rs)-1])
 				log.Warn().Str("event", "ladder_done").Str("outcome", "rate-limited").
 					Msg("ladder stopped while its next action waited for the rate limit: the incident ended or oomwatch is stopping")
 				return results
 			}
 			rs, ended = p.rung(ctx, log, inc, opts, rung)
+			p.budget.release(inc.Cgroup, p.now()) // the token, if the rung did not need it
 		}
 		report(rs)
 		if ended || ctx.Err() != nil {
@@ -377,19 +405,30 @@ func (p *Policy) rung(ctx context.Context, log zerolog.Logger, inc *watchdog.Inc
 // action.
 func limited(rs []Result) bool { return len(rs) > 0 && rs[len(rs)-1].limited }
 
-// awaitToken waits until the rate limit has a token, and reports whether
-// the ladder should try again: false once the incident is resolved or ctx
-// ends. Several ladders may wake for one token; the losers wait again.
-func (p *Policy) awaitToken(ctx context.Context, resolved <-chan struct{}) bool {
-	t := time.NewTimer(p.bucket.wait(time.Now()))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+// awaitToken queues cg's ladder for a token and waits until it is granted
+// (held for cg's next action), and reports whether the ladder should try
+// again: false once the incident is resolved or ctx ends. Whichever waiter
+// wakes first hands out the tokens, in the budget's order: waking is no race.
+func (p *Policy) awaitToken(ctx context.Context, cg string, resolved <-chan struct{}) bool {
+	w := p.budget.enqueue(cg, p.now())
+	for {
+		d, ok := p.budget.poll(w, p.now())
+		if ok {
+			return true
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+		case <-resolved:
+		case <-w.ready:
+			t.Stop()
+			return true
+		case <-t.C:
+			continue
+		}
+		t.Stop()
+		p.budget.cancel(w, p.now())
 		return false
-	case <-resolved:
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
@@ -413,13 +452,28 @@ func (p *Policy) intend(inc *watchdog.Incident, r Result) {
 	}
 }
 
-// allow is the global rate limit on host changes.
-func (p *Policy) allow(r *Result) bool {
-	if p.bucket.take(time.Now()) {
+// allow is the rate limit on the host changes of cg's ladder (see budget):
+// it spends the token granted to the ladder's wait, or one of the budget's.
+func (p *Policy) allow(cg string, r *Result) bool {
+	return p.spend(cg, true, r)
+}
+
+// allowRevert is the rate limit on putting a raised limit of cg back: the
+// same budget, never a token granted to a ladder.
+func (p *Policy) allowRevert(cg string, r *Result) bool {
+	return p.spend(cg, false, r)
+}
+
+func (p *Policy) spend(cg string, grant bool, r *Result) bool {
+	ok, why := p.budget.take(cg, grant, p.now())
+	if p.budget.capReached() {
+		p.log.Warn().Str("event", "budget_cap").Int("subtrees", maxTracked).
+			Msg("rate limit tracks too many subtrees at once: further subtrees share one budget")
+	}
+	if ok {
 		return true
 	}
-	r.Err = fmt.Sprintf("rate limited: more than %d actions per minute", p.cfg.MaxActionsPerMinute)
-	r.limited = true
+	r.Err, r.limited = why, true
 	return false
 }
 
@@ -535,49 +589,4 @@ func (p *Policy) underOOM(cg string) bool {
 	}
 	oc, err := p.cg.OOMControl(cg)
 	return err == nil && oc.UnderOOM
-}
-
-// tokenBucket allows n events per period, refilled continuously.
-type tokenBucket struct {
-	mu     sync.Mutex
-	n      float64
-	max    float64
-	rate   float64 // tokens per second
-	last   time.Time
-	inited bool
-}
-
-func newTokenBucket(n int, per time.Duration) tokenBucket {
-	return tokenBucket{max: float64(n), n: float64(n), rate: float64(n) / per.Seconds()}
-}
-
-// wait is how long until the next token: 0 if one is there.
-func (b *tokenBucket) wait(now time.Time) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := b.n
-	if b.inited {
-		n = min(b.max, n+now.Sub(b.last).Seconds()*b.rate)
-	}
-	switch {
-	case n >= 1:
-		return 0
-	case b.rate <= 0:
-		return time.Second
-	}
-	return max(time.Millisecond, time.Duration((1-n)/b.rate*float64(time.Second)))
-}
-
-func (b *tokenBucket) take(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.inited {
-		b.n = min(b.max, b.n+now.Sub(b.last).Seconds()*b.rate)
-	}
-	b.inited, b.last = true, now
-	if b.n < 1 {
-		return false
-	}
-	b.n--
-	return true
 }

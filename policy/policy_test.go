@@ -52,7 +52,7 @@ func TestOptionsValidate(t *testing.T) {
 }
 
 // fakeHost builds a v2 cgroup /ct holding pid 4242 at -1000 and a fake /proc.
-func fakeHost(t *testing.T, comm string) (cgroupfs.Hierarchy, procfs.FS, string, string) {
+func fakeHost(t testing.TB, comm string) (cgroupfs.Hierarchy, procfs.FS, string, string) {
 	t.Helper()
 	cgRoot, procRoot := t.TempDir(), t.TempDir()
 	files := map[string]string{
@@ -187,8 +187,8 @@ func spentPolicy(t *testing.T, opts Options, period time.Duration) (*Policy, cha
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.bucket = newTokenBucket(1, period)
-	p.bucket.take(time.Now())
+	p.budget = newBudget(1, period)
+	p.budget.take("/ct", false, time.Now())
 	got := make(chan []Result, 1)
 	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
 	return p, got, cgRoot, cancel
@@ -241,7 +241,7 @@ func TestRateLimitedLadderEndsWithIncident(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(cgRoot, "ct/cgroup.freeze")); string(b) != "0\n" {
 		t.Fatalf("cgroup.freeze = %q after a refused ladder", b)
 	}
-	p.bucket = newTokenBucket(1, time.Minute) // a fresh token
+	p.budget = newBudget(1, time.Minute) // a fresh token
 	second := &watchdog.Incident{ID: "t2", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2}
 	p.Open(second)
 	select {

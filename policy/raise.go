@@ -97,7 +97,7 @@ func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdo
 		r.Detail = "dry-run: would raise " + r.Detail
 		return r, false
 	}
-	if !p.allow(&r) {
+	if !p.allow(inc.Cgroup, &r) {
 		return r, false
 	}
 	if rec == nil {
@@ -232,7 +232,7 @@ func (p *Policy) revertDue(now time.Time) {
 			continue
 		}
 		r := Result{Rung: RaiseLimit}
-		if !p.allow(&r) {
+		if !p.allowRevert(rec.Cgroup, &r) {
 			continue
 		}
 		if err := p.restoreLimit(p.ctx, &rec); err != nil {

@@ -65,7 +65,7 @@ func (p *Policy) resetOne(ctx context.Context, log zerolog.Logger, inc *watchdog
 		r.Detail = fmt.Sprintf("dry-run: would write %d to oom_score_adj", opts.ResetTo)
 		return r
 	}
-	if !p.allow(&r) {
+	if !p.allow(inc.Cgroup, &r) {
 		return r
 	}
 	// Act only through a pidfd whose /proc dir is verified to still be this

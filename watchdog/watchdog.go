@@ -432,8 +432,25 @@ func (w *Watchdog) capKey(c string) (key string, inCtr bool) {
 			return ps.capKey, false
 		}
 	}
-	// The parent is not watched (start of a walk, ignored, capped): look
-	// at every ancestor, outermost first.
+	// The parent is not watched (start of a walk, ignored, capped).
+	return subtreeOf(c)
+}
+
+// Subtree names the subtree cg belongs to for the bounds kept per container
+// (MaxPerSubtree, the policy's action budget): the outermost container
+// cgroup at or above cg, or outside any container the top-level cgroup; ""
+// for the root. capKey gives the same answer from its parent's.
+func Subtree(cg string) string {
+	key, _ := subtreeOf(cgroupfs.Clean(cg))
+	return key
+}
+
+// subtreeOf is Subtree for a clean c, looking at every ancestor, outermost
+// first; inCtr reports a container.
+func subtreeOf(c string) (key string, inCtr bool) {
+	if c == "/" {
+		return "", false
+	}
 	for i := 1; i < len(c); i++ {
 		if c[i] == '/' && cgnames.Parse(c[:i]).Container != "" {
 			return c[:i], true

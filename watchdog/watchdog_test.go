@@ -380,6 +380,25 @@ func TestWatchdogPerSubtreeCapPerContainer(t *testing.T) {
 	}
 }
 
+// Subtree is the per-container key outside the watchdog (the policy's
+// action budget): the outermost container, else the top-level cgroup.
+func TestSubtree(t *testing.T) {
+	id := strings.Repeat("a", 64)
+	for cg, want := range map[string]string{
+		"/":                                  "",
+		"/lxc/web1/fresh/loop7":              "/lxc/web1",
+		"/lxc.payload.web1/a/lxc.payload.db": "/lxc.payload.web1",
+		"/docker/" + id + "/x":               "/docker/" + id,
+		"/system.slice/cron.service":         "/system.slice",
+		"/lxc":                               "/lxc",
+		"user.slice//":                       "/user.slice",
+	} {
+		if got := Subtree(cg); got != want {
+			t.Errorf("Subtree(%q) = %q, want %q", cg, got, want)
+		}
+	}
+}
+
 // On a 4.19–5.15 kernel, kill-less OOMs with usage above the limit are a
 // forced charge, reported as such; on 5.16+ the same counters are a loop.
 func TestWatchdogForcedCharge(t *testing.T) {

@@ -233,7 +233,11 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Policy, error) {
 		bucket:   newTokenBucket(cfg.MaxActionsPerMinute, time.Minute),
 	}
 	rs, err := openRaiseStore(cfg.StateDir)
-	if err != nil {
+	var corrupt *corruptStateError
+	switch {
+	case errors.As(err, &corrupt):
+		logCorrupt(log, corrupt, "the recovered raises are still reverted; put back by hand any other limit it names")
+	case err != nil:
 		// Keep detecting and acting; only the restart-safety of raises is lost.
 		log.Error().Err(err).Str("state_dir", cfg.StateDir).Msg("raised limits cannot be persisted: a restart will not revert them")
 	}

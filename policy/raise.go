@@ -264,6 +264,24 @@ type raiseRecord struct {
 	BelowSince    time.Time     `json:"below_since"`
 }
 
+// check refuses a record that cannot have been written by raiseOnce, so a
+// damaged file never makes the reverter write a made-up limit.
+func (r raiseRecord) check() error {
+	switch {
+	case r.Cgroup == "" || r.Cgroup != cgroupfs.Clean(r.Cgroup) || r.Cgroup == "/":
+		return fmt.Errorf("cgroup %q is not a cgroup path", r.Cgroup)
+	case r.Version != 1 && r.Version != 2:
+		return fmt.Errorf("%s: cgroup version %d", r.Cgroup, r.Version)
+	case r.Original == 0 || r.Original == cgroupfs.Unlimited || r.Raised <= r.Original:
+		return fmt.Errorf("%s: original limit %d, raised to %d", r.Cgroup, r.Original, r.Raised)
+	case r.HasMemsw && (r.OriginalMemsw < r.Original):
+		return fmt.Errorf("%s: original memsw limit %d below the original limit %d", r.Cgroup, r.OriginalMemsw, r.Original)
+	case r.Hold <= 0:
+		return fmt.Errorf("%s: revert hold %v", r.Cgroup, r.Hold)
+	}
+	return nil
+}
+
 // raiseStore keeps raise records in memory and, with a state dir, in
 // raised.json written atomically (temp file, fsync, rename, fsync dir).
 type raiseStore struct {
@@ -274,6 +292,10 @@ type raiseStore struct {
 
 const raisedFile = "raised.json"
 
+// openRaiseStore loads dir/raised.json. A damaged file is kept aside with
+// the records read before the damage (see loadRecords); a file that cannot
+// be read, or kept aside, is never written over: raises then live in
+// memory only, and the error says so.
 func openRaiseStore(dir string) (*raiseStore, error) {
 	s := &raiseStore{recs: map[string]raiseRecord{}}
 	if dir == "" {
@@ -282,22 +304,15 @@ func openRaiseStore(dir string) (*raiseStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return s, fmt.Errorf("create state dir: %w", err)
 	}
-	s.file = filepath.Join(dir, raisedFile)
-	b, err := os.ReadFile(s.file)
-	if errors.Is(err, os.ErrNotExist) {
-		return s, nil
-	}
-	if err != nil {
-		return s, err
-	}
-	var recs []raiseRecord
-	if err := json.Unmarshal(b, &recs); err != nil {
-		return s, fmt.Errorf("%s is corrupt (%v): move it aside and check the limits it named by hand", s.file, err)
-	}
+	file := filepath.Join(dir, raisedFile)
+	recs, err := loadRecords(file, raiseRecord.check)
 	for _, r := range recs {
 		s.recs[r.Cgroup] = r
 	}
-	return s, nil
+	if c := (*corruptStateError)(nil); err == nil || errors.As(err, &c) && c.Writable() {
+		s.file = file
+	}
+	return s, err
 }
 
 func (s *raiseStore) len() int {

@@ -182,6 +182,9 @@ type Config struct {
 	MaxActionsPerMinute int
 	// Units, if set, changes limits of systemd-owned cgroups through systemd.
 	Units UnitLimiter
+	// UnitTimeout bounds each call to Units (default 5s): a service manager
+	// that does not answer must not hold a ladder or the reverter.
+	UnitTimeout time.Duration
 }
 
 // Policy is a watchdog.Handler that runs the ladder.
@@ -223,6 +226,9 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Policy, error) {
 	}
 	if cfg.MaxActionsPerMinute <= 0 {
 		cfg.MaxActionsPerMinute = 30
+	}
+	if cfg.UnitTimeout <= 0 {
+		cfg.UnitTimeout = 5 * time.Second
 	}
 	p := &Policy{
 		cfg: cfg, cg: cfg.CG, proc: cfg.Proc, log: log, ctx: ctx, self: os.Getpid(),

@@ -206,6 +206,7 @@ type Policy struct {
 	frozenMu  sync.Mutex
 	raised    *raiseStore
 	reverting bool
+	unitBusy  chan struct{} // held while a call to cfg.Units runs (unitCall)
 
 	// BeforeAction, if set, is called right before each change to the host
 	// (not in dry-run), on the ladder's goroutine: a write-ahead journal
@@ -237,6 +238,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Policy, error) {
 		open:     make(map[string]chan struct{}),
 		lastDone: make(map[string]time.Time),
 		bucket:   newTokenBucket(cfg.MaxActionsPerMinute, time.Minute),
+		unitBusy: make(chan struct{}, 1),
 	}
 	rs, err := openRaiseStore(cfg.StateDir)
 	var corrupt *corruptStateError

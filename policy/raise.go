@@ -41,9 +41,11 @@ func (p *Policy) systemdUnit(ctx context.Context, cg string) string {
 	if !strings.HasSuffix(base, ".service") && !strings.HasSuffix(base, ".scope") {
 		return ""
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.UnitTimeout)
-	defer cancel()
-	unit, err := p.cfg.Units.UnitForCgroup(ctx, cgroupfs.Clean(cg))
+	var unit string
+	err := p.unitCall(ctx, func(ctx context.Context) (err error) {
+		unit, err = p.cfg.Units.UnitForCgroup(ctx, cgroupfs.Clean(cg))
+		return err
+	})
 	if err != nil {
 		p.log.Warn().Err(err).Str("cgroup", cg).Msg("cannot ask systemd which unit owns the cgroup: writing its limit directly")
 		return ""
@@ -185,14 +187,42 @@ func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdo
 // only), else cgroupfs.
 func (p *Policy) setLimits(ctx context.Context, rec *raiseRecord, l cgroupfs.Limits) error {
 	if rec.Unit != "" && p.cfg.Units != nil {
-		ctx, cancel := context.WithTimeout(ctx, p.cfg.UnitTimeout)
-		defer cancel()
-		if err := p.cfg.Units.SetMemoryMax(ctx, rec.Unit, cgroupfs.PageAlign(l.Mem)); err != nil {
+		err := p.unitCall(ctx, func(ctx context.Context) error {
+			return p.cfg.Units.SetMemoryMax(ctx, rec.Unit, cgroupfs.PageAlign(l.Mem))
+		})
+		if err != nil {
 			return fmt.Errorf("set MemoryMax of %s via systemd: %w", rec.Unit, err)
 		}
 		return nil
 	}
 	return p.cg.SetLimits(rec.Cgroup, l)
+}
+
+// unitCall runs f, a call to Units, for at most UnitTimeout whether or not
+// f honours its context: a D-Bus peer that never answers must not hold a
+// ladder or the reverter. A call left running holds unitBusy until it
+// returns, so a hung service manager costs one goroutine, not one per
+// attempt; later calls wait for it only until their own timeout.
+func (p *Policy) unitCall(ctx context.Context, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.UnitTimeout)
+	select {
+	case p.unitBusy <- struct{}{}:
+	case <-ctx.Done():
+		cancel()
+		return fmt.Errorf("an earlier call to systemd is still unanswered after %v: %w", p.cfg.UnitTimeout, ctx.Err())
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer func() { <-p.unitBusy }()
+		defer cancel()
+		done <- f(ctx)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("no answer from systemd within %v: %w", p.cfg.UnitTimeout, ctx.Err())
+	}
 }
 
 // readBack reads cg's limits after setLimits moved them from before to

@@ -19,15 +19,15 @@ import (
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
-// TestPausedReleasedByRuleHost: on the host kernel, a real v1 cgroup with
-// oom_kill_disable=1 stalls its task under_oom; with paused action
-// raise-limit the policy is its userspace OOM handler and releases it.
-func TestPausedReleasedByRuleHost(t *testing.T) {
+// hostV1Cgroup creates a uniquely named cgroup in the host's v1 memory
+// hierarchy, removed when the test ends (after its hog is killed).
+func hostV1Cgroup(t *testing.T, what string) (h cgroupfs.Hierarchy, dir, cg string) {
+	t.Helper()
 	h, err := cgroupfs.Open(testhost.V1Root(t), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(h.Root, fmt.Sprintf("oomwatch-test-policy-%d-%d", os.Getpid(), time.Now().UnixNano()))
+	dir = filepath.Join(h.Root, fmt.Sprintf("oomwatch-test-%s-%d-%d", what, os.Getpid(), time.Now().UnixNano()))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -36,9 +36,16 @@ func TestPausedReleasedByRuleHost(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+	return h, dir, "/" + filepath.Base(dir)
+}
+
+// TestPausedReleasedByRuleHost: on the host kernel, a real v1 cgroup with
+// oom_kill_disable=1 stalls its task under_oom; with paused action
+// raise-limit the policy is its userspace OOM handler and releases it.
+func TestPausedReleasedByRuleHost(t *testing.T) {
+	h, dir, cg := hostV1Cgroup(t, "policy")
 	testhost.MakeStalling(t, dir, 33554432)
 	hog := testhost.StartHog(t, filepath.Join(dir, "cgroup.procs"), 48)
-	cg := "/" + filepath.Base(dir)
 	waitUntil(t, "under_oom 1", func() bool { oc, err := h.OOMControl(cg); return err == nil && oc.UnderOOM })
 
 	opts := DefaultOptions()
@@ -52,11 +59,8 @@ func TestPausedReleasedByRuleHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan []Result, 1)
-	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
 	inc := &watchdog.Incident{ID: "p", Verdict: watchdog.VerdictPaused, Cgroup: cg, Version: 1}
-	p.Open(inc)
-	rs := <-got
+	rs := runIncident(t, p, inc)
 	if n := len(rs); n == 0 || !rs[n-1].Verified || rs[n-1].Rung != RaiseLimit {
 		t.Fatalf("results %+v, want a verified raise-limit", rs)
 	}
@@ -81,20 +85,7 @@ func TestPausedReleasedByRuleHost(t *testing.T) {
 // the hold has passed, the reverter puts back the limit and memsw exactly.
 func TestRaiseRevertsExactlyHostV1(t *testing.T) {
 	const limit, memsw = 48 << 20, 96 << 20
-	h, err := cgroupfs.Open(testhost.V1Root(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(h.Root, fmt.Sprintf("oomwatch-test-raise-%d-%d", os.Getpid(), time.Now().UnixNano()))
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for i := 0; i < 50 && os.Remove(dir) != nil; i++ {
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
-	cg := "/" + filepath.Base(dir)
+	h, dir, cg := hostV1Cgroup(t, "raise")
 	if _, ok, _ := h.MemswLimit(cg); !ok {
 		testtier.Require(t, testtier.Host, "needs v1 swap accounting (memory.memsw.*)")
 	}
@@ -121,11 +112,8 @@ func TestRaiseRevertsExactlyHostV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan []Result, 1)
-	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
 	inc := &watchdog.Incident{ID: "raise-v1", Verdict: watchdog.VerdictPaused, Cgroup: cg, Version: 1}
-	p.Open(inc)
-	rs := <-got
+	rs := runIncident(t, p, inc)
 	if len(rs) < 2 || !rs[0].Done || rs[0].Err != "" {
 		t.Fatalf("results %+v, want raises step by step", rs)
 	}

@@ -42,12 +42,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestRaiseLimitPersistsAndReverts(t *testing.T) {
 	h, proc, cgRoot, _ := fakeHost(t, "java")
 	state := t.TempDir()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := mustFor(t)
 	must(os.WriteFile(filepath.Join(cgRoot, "ct/memory.current"), []byte("20900000\n"), 0o644))
 	opts := DefaultOptions()
 	opts.Ladder = []string{RaiseLimit}
@@ -105,19 +100,7 @@ func TestRaiseLimitStopsAtCeiling(t *testing.T) {
 	opts.RaiseStep = Amount{Percent: 60}
 	opts.RaiseCeiling = Amount{Percent: 150}
 	opts.VerifyTimeout, opts.QuietFor = 200*time.Millisecond, 100*time.Millisecond
-	// The loop goes on: memory.events keeps changing.
-	stop := make(chan struct{})
-	go func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			_ = os.WriteFile(filepath.Join(cgRoot, "ct/memory.events"), []byte("oom "+itoa(100+i)+"\noom_kill 0\n"), 0o644)
-		}
-	}()
-	defer close(stop)
+	keepLooping(t, cgRoot)
 	rs := runLadder(t, opts, h, proc)
 	if len(rs) != 1 || !rs[0].Done || rs[0].Verified {
 		t.Fatalf("results %+v", rs)
@@ -128,6 +111,35 @@ func TestRaiseLimitStopsAtCeiling(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// mustFor returns a check that fails t on an error.
+func mustFor(t *testing.T) func(error) {
+	return func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// keepLooping makes the loop in fakeHost's /ct go on until the test ends:
+// its memory.events keeps changing.
+func keepLooping(t *testing.T, cgRoot string) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			_ = os.WriteFile(filepath.Join(cgRoot, "ct/memory.events"), []byte("oom "+itoa(100+i)+"\noom_kill 0\n"), 0o644)
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+}
 
 // nextLimits: each 10% step of a common limit is rounded down to whole
 // pages (the values real kernels store), memsw rises by the same amount
@@ -185,18 +197,7 @@ func TestRaiseLimitStopsAtUnalignedCeiling(t *testing.T) {
 	opts.RaiseStep = Amount{Percent: 60}
 	opts.RaiseCeiling = Amount{Bytes: 31457280 + 1000}
 	opts.VerifyTimeout, opts.QuietFor = 200*time.Millisecond, 100*time.Millisecond
-	stop := make(chan struct{})
-	go func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			_ = os.WriteFile(filepath.Join(cgRoot, "ct/memory.events"), []byte("oom "+itoa(100+i)+"\noom_kill 0\n"), 0o644)
-		}
-	}()
-	defer close(stop)
+	keepLooping(t, cgRoot)
 	rs := runLadder(t, opts, h, proc)
 	if len(rs) != 1 || !rs[0].Done || rs[0].Err != "" {
 		t.Fatalf("results %+v, want one step to the page below the ceiling", rs)

@@ -35,12 +35,7 @@ func asideFiles(t *testing.T, file string) []string {
 func TestCorruptRaisedFileKeptAside(t *testing.T) {
 	h, proc, cgRoot, _ := fakeHost(t, "java")
 	state := t.TempDir()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := mustFor(t)
 	must(os.WriteFile(filepath.Join(cgRoot, "ct/memory.max"), []byte("23068672\n"), 0o644))
 	must(os.WriteFile(filepath.Join(cgRoot, "ct/memory.current"), []byte("1000000\n"), 0o644))
 	damaged := `[{"cgroup":"/ct","cgroup_version":2,"original_limit":20971520,"raised_to":23068672,"raised_from":20971520,` +

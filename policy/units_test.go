@@ -87,7 +87,7 @@ func unitHost(t *testing.T) (string, func() *Policy, *hungUnits, *testhost.SyncB
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	start := func() *Policy {
-		p, err := New(ctx, Config{CG: h, Proc: proc, Options: opts, Units: u, UnitTimeout: 200 * time.Millisecond}, zerolog.New(logs))
+		p, err := New(ctx, Config{CG: h, Proc: proc, Options: opts, Units: u, UnitTimeout: 2 * time.Second}, zerolog.New(logs))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,21 +96,24 @@ func unitHost(t *testing.T) (string, func() *Policy, *hungUnits, *testhost.SyncB
 	return dir, start, u, logs, cancel
 }
 
-// ladder runs one raise-limit ladder for /app.service and fails the test
-// if it does not end.
-func ladder(t *testing.T, p *Policy) []Result {
+// runIncident opens inc on p and returns the ladder's results, failing the
+// test if the ladder does not end.
+func runIncident(t *testing.T, p *Policy, inc *watchdog.Incident) []Result {
 	t.Helper()
 	got := make(chan []Result, 1)
 	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
-	p.Open(&watchdog.Incident{ID: "u", Verdict: watchdog.VerdictLoop, Cgroup: "/app.service", Version: 2})
+	p.Open(inc)
 	select {
 	case rs := <-got:
 		return rs
-	case <-time.After(20 * time.Second):
-		t.Fatal("the ladder did not end while systemd did not answer")
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the ladder for %s did not end", inc.Cgroup)
 		return nil
 	}
 }
+
+// unitIncident is a loop in unitHost's /app.service.
+var unitIncident = &watchdog.Incident{ID: "u", Verdict: watchdog.VerdictLoop, Cgroup: "/app.service", Version: 2}
 
 // TestUnitTimeoutBoundsLadderAndReverter: systemd takes SetMemoryMax and
 // never answers. The raise fails after UnitTimeout instead of holding the
@@ -122,8 +125,8 @@ func TestUnitTimeoutBoundsLadderAndReverter(t *testing.T) {
 	dir, start, u, logs, cancel := unitHost(t)
 	u.hang = "SetMemoryMax"
 	p := start()
-	rs := ladder(t, p)
-	if len(rs) != 1 || rs[0].Done || !strings.Contains(rs[0].Err, "no answer from systemd within 200ms") {
+	rs := runIncident(t, p, unitIncident)
+	if len(rs) != 1 || rs[0].Done || !strings.Contains(rs[0].Err, "no answer from systemd within 2s") {
 		t.Fatalf("results %+v, want the raise to fail after UnitTimeout", rs)
 	}
 	if v := readTrim(t, filepath.Join(dir, "memory.max")); v != "20971520" {
@@ -155,7 +158,7 @@ func TestUnitTimeoutBoundsUnitLookup(t *testing.T) {
 	dir, start, u, logs, cancel := unitHost(t)
 	u.hang = "UnitForCgroup"
 	p := start()
-	rs := ladder(t, p)
+	rs := runIncident(t, p, unitIncident)
 	if len(rs) != 1 || !rs[0].Done {
 		t.Fatalf("results %+v\nlog:\n%s", rs, logs.String())
 	}

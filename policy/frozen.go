@@ -3,10 +3,12 @@ package policy
 import (
 	"encoding/json"
 	"errors"
-	"os"
+	"fmt"
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 )
 
 // frozenFile lists the cgroups the freeze rung froze, so that a restarted
@@ -26,23 +28,32 @@ func (p *Policy) frozenPath() string {
 	return filepath.Join(p.cfg.StateDir, frozenFile)
 }
 
-func (p *Policy) loadFrozen() ([]frozenRecord, error) {
+// loadFrozen reads frozen.json. ok is false when the file must not be
+// written (unreadable, or damaged and not kept aside). A damaged file is
+// reported here; once kept aside it is replaced by what could be read.
+func (p *Policy) loadFrozen() (recs []frozenRecord, ok bool) {
 	f := p.frozenPath()
 	if f == "" {
-		return nil, nil
+		return nil, true
 	}
-	b, err := os.ReadFile(f)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+	recs, err := loadRecords(f, frozenRecord.check)
+	var corrupt *corruptStateError
+	switch {
+	case errors.As(err, &corrupt):
+		logCorrupt(p.log, corrupt, "the recovered cgroups are still reported; look for other frozen cgroups it names by hand")
+		return recs, corrupt.Writable()
+	case err != nil:
+		p.log.Error().Err(err).Str("file", f).Msg("cannot read the list of frozen cgroups: it is left as it is and not written")
+		return nil, false
 	}
-	if err != nil {
-		return nil, err
+	return recs, true
+}
+
+func (r frozenRecord) check() error {
+	if r.Cgroup == "" || r.Cgroup != cgroupfs.Clean(r.Cgroup) {
+		return fmt.Errorf("cgroup %q is not a cgroup path", r.Cgroup)
 	}
-	var recs []frozenRecord
-	if err := json.Unmarshal(b, &recs); err != nil {
-		return nil, err
-	}
-	return recs, nil
+	return nil
 }
 
 func (p *Policy) saveFrozen(recs []frozenRecord) error {
@@ -62,7 +73,11 @@ func (p *Policy) saveFrozen(recs []frozenRecord) error {
 func (p *Policy) rememberFrozen(cg, incident string) {
 	p.frozenMu.Lock()
 	defer p.frozenMu.Unlock()
-	recs, _ := p.loadFrozen()
+	recs, ok := p.loadFrozen()
+	if !ok {
+		p.log.Error().Str("cgroup", cg).Msg("cannot record the frozen cgroup: a restart will not report it")
+		return
+	}
 	out := recs[:0]
 	for _, r := range recs {
 		if r.Cgroup != cg {
@@ -81,11 +96,7 @@ func (p *Policy) rememberFrozen(cg, incident string) {
 func (p *Policy) reportFrozen() {
 	p.frozenMu.Lock()
 	defer p.frozenMu.Unlock()
-	recs, err := p.loadFrozen()
-	if err != nil {
-		p.log.Error().Err(err).Str("file", p.frozenPath()).Msg("cannot read the list of frozen cgroups")
-		return
-	}
+	recs, ok := p.loadFrozen()
 	still := []frozenRecord{}
 	for _, r := range recs {
 		if st, err := p.cg.FreezerState(r.Cgroup); err == nil && st != "THAWED" {
@@ -94,7 +105,7 @@ func (p *Policy) reportFrozen() {
 				Msg("a cgroup oomwatch froze is still frozen: fix the cause, then run oomwatch thaw " + r.Cgroup)
 		}
 	}
-	if len(still) != len(recs) {
+	if ok && len(still) != len(recs) {
 		_ = p.saveFrozen(still)
 	}
 }

@@ -184,6 +184,9 @@ type Config struct {
 	MaxActionsPerMinute int
 	// Units, if set, changes limits of systemd-owned cgroups through systemd.
 	Units UnitLimiter
+	// UnitTimeout bounds each call to Units (default 5s): a service manager
+	// that does not answer must not hold a ladder or the reverter.
+	UnitTimeout time.Duration
 }
 
 // Policy is a watchdog.Handler that runs the ladder.
@@ -206,6 +209,7 @@ type Policy struct {
 	frozenMu  sync.Mutex
 	raised    *raiseStore
 	reverting bool
+	unitBusy  chan struct{} // held while a call to cfg.Units runs (unitCall)
 	// now is the clock of the rate limit and the cooldown (a fake one in
 	// tests).
 	now func() time.Time
@@ -230,6 +234,9 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Policy, error) {
 	if cfg.MaxActionsPerMinute <= 0 {
 		cfg.MaxActionsPerMinute = 30
 	}
+	if cfg.UnitTimeout <= 0 {
+		cfg.UnitTimeout = 5 * time.Second
+	}
 	p := &Policy{
 		cfg: cfg, cg: cfg.CG, proc: cfg.Proc, log: log, ctx: ctx, self: os.Getpid(),
 		insp:     watchdog.Inspector{CG: cfg.CG, Proc: cfg.Proc},
@@ -238,9 +245,14 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Policy, error) {
 		lastDone: make(map[string]time.Time),
 		budget:   newBudget(cfg.MaxActionsPerMinute, time.Minute),
 		now:      time.Now,
+		unitBusy: make(chan struct{}, 1),
 	}
 	rs, err := openRaiseStore(cfg.StateDir)
-	if err != nil {
+	var corrupt *corruptStateError
+	switch {
+	case errors.As(err, &corrupt):
+		logCorrupt(log, corrupt, "the recovered raises are still reverted; put back by hand any other limit it names")
+	case err != nil:
 		// Keep detecting and acting; only the restart-safety of raises is lost.
 		log.Error().Err(err).Str("state_dir", cfg.StateDir).Msg("raised limits cannot be persisted: a restart will not revert them")
 	}

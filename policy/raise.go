@@ -21,7 +21,8 @@ import (
 
 // UnitLimiter changes MemoryMax of a systemd unit at runtime (D-Bus), so
 // that systemd does not put the old value back on its next reload. Declared
-// here, implemented by package systemd.
+// here, implemented by package systemd. Every call must return once its
+// context is done: the policy bounds each one with Config.UnitTimeout.
 type UnitLimiter interface {
 	// UnitForCgroup names the unit whose cgroup is exactly cg, "" when
 	// systemd does not manage it.
@@ -40,10 +41,16 @@ func (p *Policy) systemdUnit(ctx context.Context, cg string) string {
 	if !strings.HasSuffix(base, ".service") && !strings.HasSuffix(base, ".scope") {
 		return ""
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	unit, err := p.cfg.Units.UnitForCgroup(ctx, cgroupfs.Clean(cg))
-	if err != nil || unit != base {
+	var unit string
+	err := p.unitCall(ctx, func(ctx context.Context) (err error) {
+		unit, err = p.cfg.Units.UnitForCgroup(ctx, cgroupfs.Clean(cg))
+		return err
+	})
+	if err != nil {
+		p.log.Warn().Err(err).Str("cgroup", cg).Msg("cannot ask systemd which unit owns the cgroup: writing its limit directly")
+		return ""
+	}
+	if unit != base {
 		return ""
 	}
 	return unit
@@ -66,14 +73,28 @@ func (p *Policy) raiseLimit(ctx context.Context, log zerolog.Logger, inc *watchd
 	}
 }
 
+// nextLimits is one raise step from cur: the limit up by step, page-aligned
+// (the kernel keeps whole pages, so the value written is the value read
+// back) and at most ceiling; v1 memsw up by the same amount, so the swap
+// the cgroup may use stays what it was. An unlimited memsw stays unlimited.
+func nextLimits(cur cgroupfs.Limits, step, ceiling uint64) cgroupfs.Limits {
+	next := cur
+	next.Mem = cgroupfs.PageAlign(min(cur.Mem+max(step, cgroupfs.PageSize()), ceiling))
+	if next.Mem > cur.Mem && cur.HasMemsw && cur.Memsw != cgroupfs.Unlimited {
+		next.Memsw = cur.Memsw + (next.Mem - cur.Mem)
+	}
+	return next
+}
+
 func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) (Result, bool) {
 	start := time.Now()
 	r := Result{Rung: RaiseLimit}
-	cur, err := p.cg.Limit(inc.Cgroup)
+	curL, err := p.cg.Limits(inc.Cgroup)
 	if err != nil {
 		r.Err = err.Error()
 		return r, false
 	}
+	cur := curL.Mem
 	if cur == cgroupfs.Unlimited {
 		r.Err = "no limit to raise"
 		return r, false
@@ -87,7 +108,11 @@ func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdo
 	if opts.RaiseCeiling.Percent == 0 {
 		ceiling = max(opts.RaiseCeiling.Bytes, orig)
 	}
-	next := min(cur+max(opts.RaiseStep.Of(orig), 4096), ceiling)
+	// The kernel keeps whole pages: a ceiling between two pages is reached
+	// at the page below it.
+	ceiling = cgroupfs.PageAlign(ceiling)
+	nextL := nextLimits(curL, opts.RaiseStep.Of(orig), ceiling)
+	next := nextL.Mem
 	if next <= cur {
 		r.Err = fmt.Sprintf("limit %d already at the ceiling %d", cur, ceiling)
 		return r, false
@@ -102,10 +127,8 @@ func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdo
 	}
 	if rec == nil {
 		rec = &raiseRecord{Cgroup: inc.Cgroup, Version: p.cg.Version, Original: orig, Incident: inc.ID,
-			At: time.Now(), Margin: opts.RevertMargin.Of(orig), Hold: opts.RevertHold}
-		if p.cg.Version == 1 {
-			rec.OriginalMemsw, rec.HasMemsw, _ = p.cg.MemswLimit(inc.Cgroup)
-		}
+			At: time.Now(), Margin: opts.RevertMargin.Of(orig), Hold: opts.RevertHold,
+			OriginalMemsw: curL.Memsw, HasMemsw: curL.HasMemsw}
 		rec.Unit = p.systemdUnit(ctx, inc.Cgroup)
 	}
 	base, err := p.progress(inc.Cgroup)
@@ -116,17 +139,40 @@ func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdo
 	// Remember before writing: a crash between the two must still revert.
 	// Prev is the limit before this step, so a restart recognises both
 	// "written" (Raised) and "crashed before the write" (Prev) as ours.
-	rec.Prev, rec.Raised, rec.BelowSince = cur, next, time.Time{}
+	rec.setStep(curL, nextL)
+	rec.BelowSince = time.Time{}
 	if err := p.raised.put(rec); err != nil {
 		log.Error().Err(err).Msg("cannot persist the raised limit: a restart will not revert it")
 	}
 	p.intend(inc, Result{Rung: RaiseLimit, Detail: fmt.Sprintf("raising the limit %d -> %d (original %d)", cur, next, orig)})
-	if err := p.setLimit(ctx, rec, next); err != nil {
+	if err := p.setLimits(ctx, rec, nextL); err != nil {
 		r.Err = err.Error()
-		if cur2, err2 := p.cg.Limit(inc.Cgroup); err2 == nil && cur2 == orig && rec.Raised == next {
-			_ = p.raised.del(inc.Cgroup) // nothing changed
+		// A cgroupfs write is done when it returns and SetLimits leaves the
+		// limits as they were when it fails: if they read so, this step
+		// changed nothing and is forgotten (the whole record on a first
+		// step). A systemd call that failed or went unanswered may still be
+		// applied later, so its record stays, naming both values as ours.
+		if now, err2 := p.cg.Limits(inc.Cgroup); rec.Unit == "" && err2 == nil && now == curL {
+			if cur == orig {
+				_ = p.raised.del(inc.Cgroup)
+			} else {
+				rec.setStep(curL, curL)
+				_ = p.raised.put(rec)
+			}
 		}
+		p.startReverter()
 		return r, false
+	}
+	// Keep what the kernel holds, which is what the reverter compares with;
+	// limits still unchanged (systemd slower than UnitTimeout) keep the
+	// step as written, so that either value is recognised as ours.
+	if got, err := p.readBack(ctx, rec, curL, nextL); err == nil && got != nextL && got != curL {
+		log.Warn().Uint64("wrote", next).Uint64("reads", got.Mem).Msg("the raised limit reads back other than written")
+		rec.setStep(curL, got)
+		if err := p.raised.put(rec); err != nil {
+			log.Error().Err(err).Msg("cannot persist the raised limit: a restart will not revert it")
+		}
+		next = got.Mem
 	}
 	r.Done = true
 	p.startReverter()
@@ -137,23 +183,80 @@ func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdo
 	return r, next < ceiling
 }
 
-// setLimit writes through systemd when it owns the cgroup, else cgroupfs.
-func (p *Policy) setLimit(ctx context.Context, rec *raiseRecord, v uint64) error {
+// setLimits writes through systemd when it owns the cgroup (v2: MemoryMax
+// only), else cgroupfs.
+func (p *Policy) setLimits(ctx context.Context, rec *raiseRecord, l cgroupfs.Limits) error {
 	if rec.Unit != "" && p.cfg.Units != nil {
-		if err := p.cfg.Units.SetMemoryMax(ctx, rec.Unit, v); err != nil {
+		err := p.unitCall(ctx, func(ctx context.Context) error {
+			return p.cfg.Units.SetMemoryMax(ctx, rec.Unit, cgroupfs.PageAlign(l.Mem))
+		})
+		if err != nil {
 			return fmt.Errorf("set MemoryMax of %s via systemd: %w", rec.Unit, err)
 		}
 		return nil
 	}
-	return p.cg.SetLimit(rec.Cgroup, v)
+	return p.cg.SetLimits(rec.Cgroup, l)
 }
 
-func (p *Policy) restoreLimit(ctx context.Context, rec *raiseRecord) error {
-	if err := p.setLimit(ctx, rec, rec.Original); err != nil {
+// unitCall runs f, a call to Units, for at most UnitTimeout whether or not
+// f honours its context: a D-Bus peer that never answers must not hold a
+// ladder or the reverter. A call left running holds unitBusy until it
+// returns, so a hung service manager costs one goroutine, not one per
+// attempt; later calls wait for it only until their own timeout.
+func (p *Policy) unitCall(ctx context.Context, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.UnitTimeout)
+	select {
+	case p.unitBusy <- struct{}{}:
+	case <-ctx.Done():
+		cancel()
+		return fmt.Errorf("an earlier call to systemd is still unanswered after %v: %w", p.cfg.UnitTimeout, ctx.Err())
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer func() { <-p.unitBusy }()
+		defer cancel()
+		done <- f(ctx)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("no answer from systemd within %v: %w", p.cfg.UnitTimeout, ctx.Err())
+	}
+}
+
+// readBack reads cg's limits after setLimits moved them from before to
+// want. systemd answers SetMemoryMax before it writes memory.max (the write
+// waits for its cgroup realize step), so through systemd a read that still
+// finds before is retried for up to UnitTimeout; the last read is returned.
+func (p *Policy) readBack(ctx context.Context, rec *raiseRecord, before, want cgroupfs.Limits) (cgroupfs.Limits, error) {
+	deadline := time.Now().Add(p.cfg.UnitTimeout)
+	for {
+		got, err := p.cg.Limits(rec.Cgroup)
+		if err != nil || got == want || got != before || rec.Unit == "" || time.Now().After(deadline) {
+			return got, err
+		}
+		select {
+		case <-ctx.Done():
+			return got, nil
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// restoreLimits puts the original limits back exactly and checks that they
+// read back so; until they do, the record stays and the reverter retries.
+func (p *Policy) restoreLimits(ctx context.Context, rec *raiseRecord, cur cgroupfs.Limits) error {
+	want := rec.original()
+	if err := p.setLimits(ctx, rec, want); err != nil {
 		return err
 	}
-	if rec.HasMemsw && rec.OriginalMemsw != rec.Original {
-		return p.cg.SetMemswLimit(rec.Cgroup, rec.OriginalMemsw)
+	got, err := p.readBack(ctx, rec, cur, want)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return fmt.Errorf("limits read %+v after writing the original %+v", got, want)
 	}
 	return nil
 }
@@ -206,9 +309,12 @@ func (p *Policy) revertDue(now time.Time) {
 			_ = p.raised.del(rec.Cgroup)
 			continue
 		}
-		cur, err := p.cg.Limit(rec.Cgroup)
-		if err == nil && cur != rec.Raised && cur != rec.Prev {
-			log.Warn().Uint64("limit", cur).Uint64("raised_to", rec.Raised).Msg("limit changed by someone else since the raise: leaving it alone")
+		cur, err := p.cg.Limits(rec.Cgroup)
+		if err != nil {
+			continue
+		}
+		if !rec.ours(cur) {
+			log.Warn().Uint64("limit", cur.Mem).Uint64("raised_to", rec.Raised).Msg("limit changed by someone else since the raise: leaving it alone")
 			_ = p.raised.del(rec.Cgroup)
 			continue
 		}
@@ -235,7 +341,7 @@ func (p *Policy) revertDue(now time.Time) {
 		if !p.allowRevert(rec.Cgroup, &r) {
 			continue
 		}
-		if err := p.restoreLimit(p.ctx, &rec); err != nil {
+		if err := p.restoreLimits(p.ctx, &rec, cur); err != nil {
 			if errors.Is(err, syscall.EBUSY) {
 				continue // v1: usage rose above the original again; try later
 			}
@@ -248,6 +354,7 @@ func (p *Policy) revertDue(now time.Time) {
 }
 
 // raiseRecord is one raised limit, persisted so a restart still reverts it.
+// Raised and RaisedMemsw are what the kernel reported after the write.
 type raiseRecord struct {
 	Cgroup        string        `json:"cgroup"`
 	Version       int           `json:"cgroup_version"`
@@ -256,12 +363,57 @@ type raiseRecord struct {
 	HasMemsw      bool          `json:"has_memsw,omitempty"`
 	Raised        uint64        `json:"raised_to"`
 	Prev          uint64        `json:"raised_from"` // the limit before the last step
+	RaisedMemsw   uint64        `json:"raised_memsw_to,omitempty"`
+	PrevMemsw     uint64        `json:"raised_memsw_from,omitempty"`
 	Unit          string        `json:"systemd_unit,omitempty"`
 	Margin        uint64        `json:"revert_margin"`
 	Hold          time.Duration `json:"revert_hold_ns"`
 	Incident      string        `json:"incident"`
 	At            time.Time     `json:"raised_at"`
 	BelowSince    time.Time     `json:"below_since"`
+}
+
+// setStep records a step from prev to raised.
+func (r *raiseRecord) setStep(prev, raised cgroupfs.Limits) {
+	r.Prev, r.Raised = prev.Mem, raised.Mem
+	if r.HasMemsw {
+		r.PrevMemsw, r.RaisedMemsw = prev.Memsw, raised.Memsw
+	}
+}
+
+func (r *raiseRecord) original() cgroupfs.Limits {
+	return cgroupfs.Limits{Mem: r.Original, Memsw: r.OriginalMemsw, HasMemsw: r.HasMemsw}
+}
+
+// ours reports whether limits l are this record's doing: the last step
+// written (Raised) or not yet written (Prev). A record without the memsw
+// step (RaisedMemsw 0) checks the memory limit only.
+func (r *raiseRecord) ours(l cgroupfs.Limits) bool {
+	if l.Mem != r.Raised && l.Mem != r.Prev {
+		return false
+	}
+	if !r.HasMemsw || r.RaisedMemsw == 0 || !l.HasMemsw {
+		return true
+	}
+	return l.Memsw == r.RaisedMemsw || l.Memsw == r.PrevMemsw
+}
+
+// check refuses a record that cannot have been written by raiseOnce, so a
+// damaged file never makes the reverter write a made-up limit.
+func (r raiseRecord) check() error {
+	switch {
+	case r.Cgroup == "" || r.Cgroup != cgroupfs.Clean(r.Cgroup) || r.Cgroup == "/":
+		return fmt.Errorf("cgroup %q is not a cgroup path", r.Cgroup)
+	case r.Version != 1 && r.Version != 2:
+		return fmt.Errorf("%s: cgroup version %d", r.Cgroup, r.Version)
+	case r.Original == 0 || r.Original == cgroupfs.Unlimited || r.Raised <= r.Original:
+		return fmt.Errorf("%s: original limit %d, raised to %d", r.Cgroup, r.Original, r.Raised)
+	case r.HasMemsw && (r.OriginalMemsw < r.Original):
+		return fmt.Errorf("%s: original memsw limit %d below the original limit %d", r.Cgroup, r.OriginalMemsw, r.Original)
+	case r.Hold <= 0:
+		return fmt.Errorf("%s: revert hold %v", r.Cgroup, r.Hold)
+	}
+	return nil
 }
 
 // raiseStore keeps raise records in memory and, with a state dir, in
@@ -274,6 +426,10 @@ type raiseStore struct {
 
 const raisedFile = "raised.json"
 
+// openRaiseStore loads dir/raised.json. A damaged file is kept aside with
+// the records read before the damage (see loadRecords); a file that cannot
+// be read, or kept aside, is never written over: raises then live in
+// memory only, and the error says so.
 func openRaiseStore(dir string) (*raiseStore, error) {
 	s := &raiseStore{recs: map[string]raiseRecord{}}
 	if dir == "" {
@@ -282,22 +438,15 @@ func openRaiseStore(dir string) (*raiseStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return s, fmt.Errorf("create state dir: %w", err)
 	}
-	s.file = filepath.Join(dir, raisedFile)
-	b, err := os.ReadFile(s.file)
-	if errors.Is(err, os.ErrNotExist) {
-		return s, nil
-	}
-	if err != nil {
-		return s, err
-	}
-	var recs []raiseRecord
-	if err := json.Unmarshal(b, &recs); err != nil {
-		return s, fmt.Errorf("%s is corrupt (%v): move it aside and check the limits it named by hand", s.file, err)
-	}
+	file := filepath.Join(dir, raisedFile)
+	recs, err := loadRecords(file, raiseRecord.check)
 	for _, r := range recs {
 		s.recs[r.Cgroup] = r
 	}
-	return s, nil
+	if c := (*corruptStateError)(nil); err == nil || errors.As(err, &c) && c.Writable() {
+		s.file = file
+	}
+	return s, err
 }
 
 func (s *raiseStore) len() int {

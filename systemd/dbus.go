@@ -59,8 +59,11 @@ func (u *Units) UnitForCgroup(ctx context.Context, cgroup string) (string, error
 			}
 			return err
 		}
-		v, err := raw.Object("org.freedesktop.systemd1", p).GetProperty("org.freedesktop.systemd1.Unit.Id")
-		if err != nil {
+		// GetProperty has no context: Properties.Get with ctx, so that a
+		// service manager that stops answering cannot hold the caller.
+		var v godbus.Variant
+		if err := raw.Object("org.freedesktop.systemd1", p).CallWithContext(ctx,
+			"org.freedesktop.DBus.Properties.Get", 0, "org.freedesktop.systemd1.Unit", "Id").Store(&v); err != nil {
 			return err
 		}
 		s, ok := v.Value().(string)

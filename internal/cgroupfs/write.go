@@ -160,35 +160,92 @@ func limitValue(version int, v uint64) string {
 	return strconv.FormatUint(v, 10)
 }
 
-// SetLimit writes cg's memory limit. v1 keeps memory.limit_in_bytes <=
-// memory.memsw.limit_in_bytes at every step (else EINVAL): raising writes
-// memsw first, lowering writes it last. memsw, when the kernel has it, is set
-// to the same value. Lowering below usage fails with EBUSY on v1; on v2 it
-// makes the kernel reclaim and then OOM-kill, so callers lower only when
-// usage is well below the new limit.
-func (h Hierarchy) SetLimit(cg string, v uint64) error {
+var pageSize = uint64(os.Getpagesize())
+
+// PageSize is the unit the kernel keeps memory limits in.
+func PageSize() uint64 { return pageSize }
+
+// PageAlign rounds v down to whole pages, as the kernel does with every
+// memory limit written to it (page_counter_memparse, v1 and v2, and so
+// systemd's MemoryMax=): a limit written aligned reads back exactly as
+// written. Unlimited stays Unlimited.
+func PageAlign(v uint64) uint64 {
+	if v == Unlimited {
+		return v
+	}
+	return v / pageSize * pageSize
+}
+
+// Limits are a cgroup's memory limits: Mem is v2 memory.max or v1
+// memory.limit_in_bytes; Memsw is v1 memory.memsw.limit_in_bytes, present
+// (HasMemsw) when the kernel accounts swap. Unlimited means no limit.
+type Limits struct {
+	Mem      uint64
+	Memsw    uint64
+	HasMemsw bool
+}
+
+// Limits reads cg's memory limits.
+func (h Hierarchy) Limits(cg string) (Limits, error) {
+	mem, err := h.Limit(cg)
+	if err != nil {
+		return Limits{}, err
+	}
+	sw, ok, err := h.MemswLimit(cg)
+	if err != nil {
+		return Limits{}, err
+	}
+	return Limits{Mem: mem, Memsw: sw, HasMemsw: ok}, nil
+}
+
+// SetLimits writes cg's memory limits, rounded down to pages, and leaves
+// both as they were when it fails. v2 has memory.max only (Memsw is
+// ignored). v1 keeps memory.limit_in_bytes <= memory.memsw.limit_in_bytes
+// at every step (else EINVAL), so memsw is written first when the current
+// limit fits under the new memsw, last otherwise; when the second write
+// fails the first is put back. Memsw is written only when l.HasMemsw and
+// the kernel has it. Lowering below usage fails with EBUSY on v1 (memsw:
+// below memory+swap usage); on v2 it makes the kernel reclaim and then
+// OOM-kill, so callers lower only when usage is well below the new limit.
+func (h Hierarchy) SetLimits(cg string, l Limits) error {
 	if h.Version == 2 {
-		return h.write(h.Root, cg, fileMemoryMax, limitValue(2, v))
+		return h.write(h.Root, cg, fileMemoryMax, limitValue(2, PageAlign(l.Mem)))
 	}
-	cur, err := h.Limit(cg)
+	cur, err := h.Limits(cg)
 	if err != nil {
 		return err
 	}
-	_, hasMemsw, err := h.MemswLimit(cg)
-	if err != nil {
-		return err
+	type step struct {
+		file     string
+		from, to uint64
 	}
-	val := limitValue(1, v)
-	if hasMemsw && v >= cur {
-		if err := h.write(h.Root, cg, fileMemswLimit, val); err != nil {
-			return err
+	mem := step{fileLimitInBytes, cur.Mem, PageAlign(l.Mem)}
+	steps := []step{mem}
+	if l.HasMemsw && cur.HasMemsw {
+		sw := step{fileMemswLimit, cur.Memsw, PageAlign(l.Memsw)}
+		if cur.Mem <= sw.to {
+			steps = []step{sw, mem}
+		} else {
+			steps = []step{mem, sw}
 		}
 	}
-	if err := h.write(h.Root, cg, fileLimitInBytes, val); err != nil {
+	for i, s := range steps {
+		if s.from == s.to {
+			continue
+		}
+		err := h.write(h.Root, cg, s.file, limitValue(1, s.to))
+		if err == nil {
+			continue
+		}
+		for _, done := range steps[:i] {
+			if done.from == done.to {
+				continue
+			}
+			if rerr := h.write(h.Root, cg, done.file, limitValue(1, done.from)); rerr != nil {
+				return errors.Join(err, fmt.Errorf("put %s of %s back to %d: %w", done.file, cg, done.from, rerr))
+			}
+		}
 		return err
-	}
-	if hasMemsw && v < cur {
-		return h.write(h.Root, cg, fileMemswLimit, val)
 	}
 	return nil
 }
@@ -256,13 +313,4 @@ func (h Hierarchy) FreezerState(cg string) (string, error) {
 		return "", mapGone(fmt.Errorf("read %s of %s: %w", fileFreezerState, cg, err))
 	}
 	return strings.TrimSpace(string(b)), nil
-}
-
-// SetMemswLimit writes v1 memory.memsw.limit_in_bytes alone (restoring an
-// original that differed from the memory limit). It must stay >= the limit.
-func (h Hierarchy) SetMemswLimit(cg string, v uint64) error {
-	if h.Version != 1 {
-		return fmt.Errorf("set memsw limit of %s: cgroup v1 only", cg)
-	}
-	return h.write(h.Root, cg, fileMemswLimit, limitValue(1, v))
 }

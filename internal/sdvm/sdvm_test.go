@@ -40,7 +40,9 @@ func goBuild(t *testing.T, dir, name, pkg string, ldflags string) string {
 // structured fields through JournalWriter; an OOM loop in a transient unit
 // (MemoryMax=32M, OOMScoreAdjust=-1000) detected and broken by reset-adj;
 // MemoryMax of a unit changed through systemd.Units (D-Bus) from a process
-// in oomwatch.service's sandbox, surviving daemon-reload; a SIGSTOPped
+// in oomwatch.service's sandbox, surviving daemon-reload; the daemon's
+// raise-limit of a MemoryMax=48M unit (10% steps not whole pages) through
+// systemd, put back exactly after the hold; a SIGSTOPped
 // daemon killed by systemd's watchdog and restarted; dpkg -r and -P leaving
 // nothing behind.
 func TestDebInSystemd(t *testing.T) {

@@ -110,6 +110,33 @@ rec=$(for f in $(show raiser.service DropInPaths) $(show raiser.service Fragment
 check "recorded by systemd in a runtime drop-in: ${rec:-none}" '[ -n "$rec" ]'
 mark raised
 
+# ---------------------------------------------------------------- raise-limit by the daemon, exact revert
+echo "== raise-limit of MemoryMax=48M through systemd: 10% steps are not whole pages, the revert is exact"
+cp /etc/oomwatch/oomwatch.yaml /tmp/oomwatch.yaml.orig
+printf 'rules:\n  - name: raise48\n    match: {unit: "raise48.service"}\n    ladder: [raise-limit]\n    raise_limit: {revert_hold: 2s}\n' >/tmp/raise48.yaml
+install -m 0640 /tmp/raise48.yaml /etc/oomwatch/oomwatch.yaml
+systemctl reload oomwatch.service
+wait_for "journal: event=reloaded with rule raise48" 30 'owlog | grep "\"event\":\"reloaded\"" | grep -q raise48'
+# the shell stays when the hog is gone, so the unit and its cgroup remain
+systemd-run --quiet --unit=raise48 -p MemoryMax=48M -p MemorySwapMax=0 -p OOMScoreAdjust=-1000 \
+	/bin/sh -c '/usr/local/bin/hog -mb 51; exec sleep 600'
+cg48=$(show raise48.service ControlGroup)
+wait_for "journal: raise48 loop resolved by raise-limit" 90 \
+	'owlog | grep "\"event\":\"ladder_done\"" | grep "raise48.service" | grep -q "\"outcome\":\"resolved\""'
+mm=$(show raise48.service MemoryMax); cur=$(cat /sys/fs/cgroup$cg48/memory.max)
+echo "raise48: MemoryMax=$mm memory.max=$cur (original 50331648)"
+check "raised through systemd in whole pages (MemoryMax $mm = memory.max $cur > 50331648)" \
+	'[ "$mm" = "$cur" ] && [ "$cur" -gt 50331648 ] && [ $((cur % 4096)) = 0 ]'
+for p in $(cat /sys/fs/cgroup$cg48/cgroup.procs); do [ "$(cat /proc/$p/comm 2>/dev/null)" = hog ] && kill "$p"; done
+wait_for "journal: event=reverted for raise48" 60 'owlog | grep "\"event\":\"reverted\"" | grep -q "raise48.service"'
+check "MemoryMax of raise48 back to exactly 50331648" '[ "$(show raise48.service MemoryMax)" = 50331648 ]'
+check "memory.max of $cg48 back to exactly 50331648" '[ "$(cat /sys/fs/cgroup$cg48/memory.max)" = 50331648 ]'
+check "the reverter never took its raise for someone else's" '! owlog | grep -q "changed by someone else"'
+systemctl stop raise48.service
+install -m 0640 /tmp/oomwatch.yaml.orig /etc/oomwatch/oomwatch.yaml
+systemctl reload oomwatch.service
+mark raise-reverted
+
 # ---------------------------------------------------------------- watchdog
 echo "== systemd watchdog: pings keep it quiet, a stopped daemon is restarted"
 mkdir -p /run/systemd/system/oomwatch.service.d

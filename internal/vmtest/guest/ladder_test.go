@@ -4,6 +4,8 @@ package guest
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -66,21 +68,47 @@ func TestLadderThawUndoesFreeze(t *testing.T) {
 // limit; once usage has stayed below the original limit minus the margin
 // for the hold time, the original comes back, without an OOM kill.
 func TestLadderRaiseLimitAndRevert(t *testing.T) {
+	raiseAndRevert(t, 20, 0, 21) // a little more than the limit: one or two steps suffice
+}
+
+// TestLadderRaiseUnalignedAndRevert: 10% of 48M is not a whole number of
+// pages (48M + 10% = 55364812, which the kernel stores as 55361536). The
+// raise must still be put back exactly after the hold; on v1 memsw (96M)
+// rises by as much as the limit and comes back too.
+func TestLadderRaiseUnalignedAndRevert(t *testing.T) {
+	raiseAndRevert(t, 48, 96, 51)
+}
+
+// raiseAndRevert runs a raise-limit ladder for a hog of hogMB in a cgroup
+// limited to limitMB (v1: memsw to memswMB when not 0), then ends the hog
+// and checks that the reverter puts back every limit exactly.
+func raiseAndRevert(t *testing.T, limitMB, memswMB, hogMB int) {
 	e := Setup(t)
 	RequireDaemon(t, e)
-	cg := NewCgroup(t, e, 20)
+	cg := NewCgroup(t, e, limitMB)
+	if memsw := cg.File("memory.memsw.limit_in_bytes"); memswMB > 0 && e.V1() {
+		if _, err := os.Stat(memsw); err == nil {
+			mustWrite(t, memsw, strconv.Itoa(memswMB<<20))
+		}
+	}
 	orig := limits(t, cg)
 	d := StartDaemon(t, e, "run", "--ladder", "raise-limit", "--revert-hold", "2s", "--state-dir", t.TempDir())
-	p := StartHog(t, e, cg, 21, -1000) // a little more than the limit: one or two steps suffice
+	p := StartHog(t, e, cg, hogMB, -1000)
 	inc := d.WaitEvent(t, detectTimeout, "incident verdict=loop", isIncident(cg, "loop"))
 	d.WaitEvent(t, actionTimeout, "ladder resolved", func(m map[string]any) bool {
 		return Ev("event", "ladder_done", "incident", inc["incident"])(m) && m["outcome"] == "resolved"
 	})
 	raised := limits(t, cg)
+	t.Logf("limits %v, raised to %v", orig, raised)
+	delta := int64(-1)
 	for k, v := range raised {
 		if v <= orig[k] {
 			t.Errorf("%s = %d after raise-limit, original %d", k, v, orig[k])
 		}
+		if delta >= 0 && v-orig[k] != delta {
+			t.Errorf("limits raised by different amounts: %v from %v (memsw must rise with the limit)", raised, orig)
+		}
+		delta = v - orig[k]
 	}
 	if p.Exited() {
 		t.Fatalf("hog died: %v (raise-limit must not kill)", p.State())

@@ -130,6 +130,9 @@ func TestRaiseRevertsExactlyHostV1(t *testing.T) {
 	if raised.Mem != 2*limit || raised.Memsw != memsw+raised.Mem-limit {
 		t.Fatalf("raised to %+v, want the ceiling %d and memsw %d", raised, 2*limit, memsw+limit)
 	}
+	if !p.Raised(cg) {
+		t.Fatalf("Raised(%s) false while the raise is held", cg)
+	}
 	rec := p.raised.get(cg)
 	if rec == nil || rec.Raised != raised.Mem || rec.RaisedMemsw != raised.Memsw || rec.Original != limit || rec.OriginalMemsw != memsw {
 		t.Fatalf("record %+v, limits %+v", rec, raised)
@@ -141,6 +144,9 @@ func TestRaiseRevertsExactlyHostV1(t *testing.T) {
 	hog.Kill()
 	p.Resolved(inc, "test")
 	waitUntil(t, "revert", func() bool { return p.raised.len() == 0 })
+	if p.Raised(cg) {
+		t.Errorf("Raised(%s) true after the revert", cg)
+	}
 	if now, err := h.Limits(cg); err != nil || now != orig {
 		t.Fatalf("after the revert: limits %+v, %v; want the originals %+v\nlog:\n%s", now, err, orig, logs.String())
 	}

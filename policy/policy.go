@@ -349,6 +349,10 @@ func (p *Policy) Resolved(inc *watchdog.Incident, _ string) {
 // (they return once the context given to New is done).
 func (p *Policy) Wait() { p.wg.Wait() }
 
+// Raised says whether raise-limit holds cg above its original limit (a
+// revert is pending). Safe from any goroutine.
+func (p *Policy) Raised(cg string) bool { return p.raised.get(cg) != nil }
+
 // run climbs the ladder. A rung the rate limit refuses waits for a token in
 // line (see budget) and then runs again from its start (its targets
 // re-read): the rate limit delays a rung, it never skips one, so a throttled

@@ -419,7 +419,7 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 				}
 				qctx, cancel := context.WithTimeout(ctx, statusd.DefaultTimeout/2)
 				defer cancel()
-				s.CgroupSummary, s.Cgroups, _ = watchdog.StatusReport(qctx, w, h, risk, nil, f)
+				s.CgroupSummary, s.Cgroups, _ = watchdog.StatusReport(qctx, w, h, risk, pol, f)
 				return s
 			})
 		}()

@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 }
 
 // writeProc writes the files procfs reads for one process of a fake /proc.
-func writeProc(t *testing.T, root string, pid, ppid int, comm string, adj, rssKB int) {
+func writeProc(t testing.TB, root string, pid, ppid int, comm string, adj, rssKB int) {
 	t.Helper()
 	dir := filepath.Join(root, fmt.Sprint(pid))
 	must(t, os.MkdirAll(dir, 0o755))
@@ -47,7 +47,7 @@ func writeProc(t *testing.T, root string, pid, ppid int, comm string, adj, rssKB
 
 // writeV2Root makes root a fake cgroup2 root with the memory controller
 // and no task of its own.
-func writeV2Root(t *testing.T, root string) {
+func writeV2Root(t testing.TB, root string) {
 	t.Helper()
 	must(t, os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("memory\n"), 0o644))
 	must(t, os.WriteFile(filepath.Join(root, "cgroup.procs"), nil, 0o644))
@@ -56,7 +56,7 @@ func writeV2Root(t *testing.T, root string) {
 // writeCgroup creates a fake v2 cgroup with the given tasks and counters.
 // Like mkdir on cgroupfs it appears with all its files at once: it is built
 // aside and renamed into place. The parent must exist.
-func writeCgroup(t *testing.T, root, cg string, limit string, pids ...int) {
+func writeCgroup(t testing.TB, root, cg string, limit string, pids ...int) {
 	t.Helper()
 	final := filepath.Join(root, cg)
 	dir := filepath.Join(t.TempDir(), "stage")
@@ -80,13 +80,13 @@ func setEvents(t *testing.T, root, cg string, oom, kill, localOOM uint64) {
 	writeEvents(t, filepath.Join(root, cg), oom, kill, localOOM)
 }
 
-func writeEvents(t *testing.T, dir string, oom, kill, localOOM uint64) {
+func writeEvents(t testing.TB, dir string, oom, kill, localOOM uint64) {
 	t.Helper()
 	must(t, os.WriteFile(filepath.Join(dir, "memory.events.local"), fmt.Appendf(nil, "low 0\nhigh 0\nmax 0\noom %d\noom_kill %d\noom_group_kill 0\n", localOOM, kill), 0o644))
 	must(t, os.WriteFile(filepath.Join(dir, "memory.events"), fmt.Appendf(nil, "low 0\nhigh 0\nmax 0\noom %d\noom_kill %d\noom_group_kill 0\n", oom, kill), 0o644))
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

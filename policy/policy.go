@@ -493,11 +493,13 @@ func (p *Policy) spend(cg string, grant bool, r *Result) bool {
 	return false
 }
 
-// inSubtree builds the membership check a pidfd handle is verified with.
+// inSubtree builds the membership check a pidfd handle is verified with. A
+// path outside oomwatch's cgroup namespace ("/../x") places a task nowhere:
+// cleaned, it would name another cgroup.
 func (p *Policy) inSubtree(cg string) func([]procfs.CgroupLine) bool {
 	return func(lines []procfs.CgroupLine) bool {
 		for _, l := range lines {
-			if p.cg.InCgroup(cg, l.ID, l.Controllers, l.Path) {
+			if !procfs.OutsideNamespace(l.Path) && p.cg.InCgroup(cg, l.ID, l.Controllers, l.Path) {
 				return true
 			}
 		}
@@ -506,18 +508,25 @@ func (p *Policy) inSubtree(cg string) func([]procfs.CgroupLine) bool {
 }
 
 // protectedInside refuses whole-cgroup actions (freeze, cgroup kill) on a
-// subtree holding oomwatch itself or PID 1.
+// subtree holding oomwatch itself or PID 1, and on any subtree when either's
+// cgroup reads as outside oomwatch's cgroup namespace: then where they are
+// cannot be told.
 func (p *Policy) protectedInside(cg string) error {
 	for _, pid := range []int{p.self, 1} {
 		lines, err := p.proc.Cgroups(pid)
 		if err != nil {
 			continue
 		}
-		if p.inSubtree(cg)(lines) {
-			who := "oomwatch itself"
-			if pid == 1 {
-				who = "PID 1"
+		who := "oomwatch itself"
+		if pid == 1 {
+			who = "PID 1"
+		}
+		for _, l := range lines {
+			if p.cg.InCgroup("/", l.ID, l.Controllers, l.Path) && procfs.OutsideNamespace(l.Path) {
+				return fmt.Errorf("refusing to act on %s: %s's cgroup reads %q, outside oomwatch's cgroup namespace, so whether %s holds it cannot be told", cg, who, l.Path, cg)
 			}
+		}
+		if p.inSubtree(cg)(lines) {
 			return fmt.Errorf("refusing to act on %s: it holds %s", cg, who)
 		}
 	}

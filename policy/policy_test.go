@@ -305,3 +305,22 @@ func TestFrozenCgroupsReportedAfterRestart(t *testing.T) {
 		t.Fatalf("frozen.json after the thaw: %s", b)
 	}
 }
+
+// Seen from a private cgroup namespace PID 1's cgroup reads "/../..": where
+// it is cannot be told, so freeze refuses rather than risk freezing it.
+func TestFreezeRefusedWhenPID1OutsideNamespace(t *testing.T) {
+	h, proc, cgRoot, procRoot := fakeHost(t, "containerd-shim")
+	if err := os.WriteFile(filepath.Join(procRoot, "1/cgroup"), []byte("0::/../..\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts := DefaultOptions()
+	opts.ExemptComm = []string{"containerd-shim*"}
+	opts.FreezeTimeout = time.Second
+	rs := runLadder(t, opts, h, proc)
+	if len(rs) != 1 || rs[0].Rung != Freeze || rs[0].Done || !strings.Contains(rs[0].Err, `PID 1's cgroup reads "/../.."`) {
+		t.Fatalf("results %+v, want a refused freeze", rs)
+	}
+	if b, _ := os.ReadFile(filepath.Join(cgRoot, "ct/cgroup.freeze")); string(b) != "0\n" {
+		t.Fatalf("cgroup.freeze changed to %q", b)
+	}
+}

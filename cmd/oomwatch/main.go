@@ -25,7 +25,7 @@ const (
 	exitFailed = 1  // the command could not do its work (I/O, no daemon, …)
 	exitRisk   = 2  // scan: an OOM would loop somewhere
 	exitUsage  = 64 // EX_USAGE: unknown command or flag, bad argument or flag value
-	exitConfig = 78 // EX_CONFIG: the configuration file is invalid
+	exitConfig = 78 // EX_CONFIG: the configuration file is invalid, or the container set-up (a private cgroup namespace oomwatch cannot leave)
 )
 
 // exitError carries a specific exit code; an empty message prints nothing.

@@ -61,7 +61,8 @@ func newRunCmd(stderr io.Writer) *cobra.Command {
 stderr, or structured fields to the journal under systemd. SIGHUP reloads
 the config file; a bad file is reported and the old one stays.
 Exit status: 0 stopped by SIGINT/SIGTERM, 1 error, 64 usage (a bad flag),
-78 the config file is invalid (the unit does not restart on it).`,
+78 the config file is invalid, or oomwatch runs in a private cgroup
+namespace it cannot leave (the unit does not restart on either).`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			f.set = map[string]bool{}
@@ -267,13 +268,20 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 	holder := config.NewHolder(cfg, config.LoadOptions{Explicit: explicit, RequireRootOwned: os.Geteuid() == 0})
 	g := f.global(cfg.Global())
 
+	// Before anything reads a cgroup path or starts a goroutine: this may
+	// re-execute the process.
+	joined, err := hostCgroupNamespace(procfs.New(f.roots.procRoot), syscall.Exec)
+	if err != nil {
+		return err
+	}
 	h, proc, err := f.roots.open()
 	if err != nil {
 		return err
 	}
 	describeHost(log, h.String())
-	if msg := namespaceWarning(proc); msg != "" {
-		log.Warn().Str("event", "limited_view").Msg(msg)
+	if from, to, ok := strings.Cut(joined, ":"); ok {
+		log.Info().Str("event", "cgroupns_joined").Str("from", "cgroup:["+from+"]").Str("to", "cgroup:["+to+"]").
+			Msg("oomwatch was started in a private cgroup namespace and joined the host's: cgroup paths are the host's")
 	}
 
 	// The status socket first: a second daemon exits before arming anything.
@@ -535,22 +543,6 @@ func describeHost(log zerolog.Logger, chosen string) {
 		ev = ev.Str("own_cgroup", own)
 	}
 	ev.Msg("cgroup layout")
-}
-
-// namespaceWarning says when oomwatch cannot see the host's cgroups: in a
-// private cgroup namespace, PID 1 (if visible at all) lies outside our root
-// and the kernel shows its path with "/.." (KERNEL.md §6).
-func namespaceWarning(proc procfs.FS) string {
-	lines, err := proc.Cgroups(1)
-	if err != nil {
-		return ""
-	}
-	for _, l := range lines {
-		if strings.HasPrefix(l.Path, "/..") {
-			return "oomwatch runs in a private cgroup namespace and sees only its own subtree; run it with the host's cgroup namespace (podman/docker --cgroupns=host) to watch the host"
-		}
-	}
-	return ""
 }
 
 // viewWarning says, once every watch is armed (n cgroups, the root

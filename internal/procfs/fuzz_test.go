@@ -250,3 +250,22 @@ func unescape(s string) (string, error) {
 	}
 	return b.String(), nil
 }
+
+func FuzzParseNSLink(f *testing.F) {
+	for _, s := range []string{"cgroup:[4026531835]", "cgroup:[0]", "cgroup:[", "net:[1]", "cgroup:[1]]", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ino, err := parseNSLink("cgroup", s)
+		if err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) {
+				t.Fatalf("error %v is not a *ParseError", err)
+			}
+			return
+		}
+		if ino == 0 || s != "cgroup:["+strconv.FormatUint(ino, 10)+"]" {
+			t.Fatalf("%q accepted as inode %d", s, ino)
+		}
+	})
+}

@@ -254,38 +254,14 @@ func netavarkChains() string {
 	return b.String()
 }
 
-// TestSidecar builds the image FROM scratch and runs it as a privileged
-// sidecar (host PID and cgroup namespaces, /sys/fs/cgroup read-write, no
-// network, runc, explicit ulimits). Against host v1 memory cgroups created by
-// the test (not by the sidecar):
-//   - start-up: the host's hierarchy is seen (its own cgroup is
-//     /libpod_parent/libpod-ID), no event=limited_view;
-//   - normal OOM kills in a cgroup of several tasks (oom_score_adj 0): logged
-//     as "OOM with kill: kernel coped" for that cgroup; no incident, no action;
-//   - a v1 oom_kill_disable=1 cgroup stalled at its limit, created after the
-//     sidecar was ready: event=incident verdict=paused for it, no action
-//     (report only), recorded in the state volume's incidents.jsonl;
-//   - set up wrong (no /sys/fs/cgroup mount; a private cgroup namespace),
-//     it says so at start-up with event=limited_view.
-//
-// The sidecar runs with --dry-run: it sees every cgroup of the host, also
-// those of tests running at the same time, and must not touch them. Dry run
-// still logs every incident and every rung it would run, so "no action" is
-// checked all the same.
-func TestSidecar(t *testing.T) {
-	requireHost(t)
-	id := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano()%1_000_000)
-	work := t.TempDir()
-	if chains := netavarkChains(); chains != "" {
-		t.Logf("netavark iptables chains exist before the test (not ours):\n%s", chains)
-	}
-	hadChains := netavarkChains() != ""
-
-	// ---- image
+// buildImage builds oomwatch, the hog and the image FROM scratch with
+// build-image.sh; the image is removed when t ends.
+func buildImage(t *testing.T, id, work string) (image, bin, hog string) {
+	t.Helper()
 	t0 := time.Now()
-	bin := goBuild(t, filepath.Join(work, "oomwatch"), "./cmd/oomwatch", "-s -w -X main.version=0.0-sidecar-test")
-	hog := goBuild(t, filepath.Join(work, "hog"), "./internal/testbin/hog", "-s -w")
-	image := "localhost/oomwatch-sidecar-test:" + id
+	bin = goBuild(t, filepath.Join(work, "oomwatch"), "./cmd/oomwatch", "-s -w -X main.version=0.0-sidecar-test")
+	hog = goBuild(t, filepath.Join(work, "hog"), "./internal/testbin/hog", "-s -w")
+	image = "localhost/oomwatch-sidecar-test:" + id
 	cmd := exec.Command("bash", filepath.Join(topDir(), "packaging", "container", "build-image.sh"), filepath.Join(work, "image"))
 	cmd.Env = append(os.Environ(), "IMAGE="+image, "OOMWATCH_BIN="+bin, "GO="+goTool())
 	var stderr bytes.Buffer
@@ -312,6 +288,79 @@ func TestSidecar(t *testing.T) {
 	}
 	t.Logf("image %s built in %v (entrypoint, cmd, size: %s); %s", image, time.Since(t0).Round(time.Millisecond),
 		strings.TrimSpace(string(insp)), strings.TrimSpace(stderr.String()))
+	return image, bin, hog
+}
+
+// stallHog starts a hog of 64 MiB in p, an oom_kill_disable=1 cgroup with
+// a smaller limit, where it stalls. wait reports how it ended, or ok false
+// if it still runs after d. When t ends a hog still running is released
+// (oom_kill_disable 0: the kernel kills it).
+func stallHog(t *testing.T, hog string, p memcg) (pid int, wait func(d time.Duration) (err error, ok bool)) {
+	t.Helper()
+	c := exec.Command(hog, "-mb", "64", "-cgroup-procs", filepath.Join(p.dir, "cgroup.procs"))
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var exit error
+	go func() { exit = c.Wait(); close(done) }()
+	wait = func(d time.Duration) (error, bool) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-done:
+			return exit, true
+		default:
+		}
+		select {
+		case <-done:
+			return exit, true
+		case <-t.C:
+			return nil, false
+		}
+	}
+	t.Cleanup(func() {
+		if _, ok := wait(0); ok {
+			return
+		}
+		p.write(t, "memory.oom_control", "0")
+		if _, ok := wait(10 * time.Second); !ok {
+			_ = c.Process.Kill()
+			<-done
+		}
+	})
+	return c.Process.Pid, wait
+}
+
+// TestSidecar builds the image FROM scratch and runs it as a privileged
+// sidecar (host PID and cgroup namespaces, /sys/fs/cgroup read-write, no
+// network, runc, explicit ulimits). Against host v1 memory cgroups created by
+// the test (not by the sidecar):
+//   - start-up: the host's hierarchy is seen (its own cgroup is
+//     /libpod_parent/libpod-ID), no event=limited_view;
+//   - normal OOM kills in a cgroup of several tasks (oom_score_adj 0): logged
+//     as "OOM with kill: kernel coped" for that cgroup; no incident, no action;
+//   - a v1 oom_kill_disable=1 cgroup stalled at its limit, created after the
+//     sidecar was ready: event=incident verdict=paused for it, no action
+//     (report only), recorded in the state volume's incidents.jsonl;
+//   - set up wrong (no /sys/fs/cgroup mount), it says so at start-up with
+//     event=limited_view (a private cgroup namespace: TestSidecarPrivateCgroupns).
+//
+// The sidecar runs with --dry-run: it sees every cgroup of the host, also
+// those of tests running at the same time, and must not touch them. Dry run
+// still logs every incident and every rung it would run, so "no action" is
+// checked all the same.
+func TestSidecar(t *testing.T) {
+	requireHost(t)
+	id := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano()%1_000_000)
+	work := t.TempDir()
+	if chains := netavarkChains(); chains != "" {
+		t.Logf("netavark iptables chains exist before the test (not ours):\n%s", chains)
+	}
+	hadChains := netavarkChains() != ""
+
+	// ---- image
+	image, _, hog := buildImage(t, id, work)
 
 	// ---- a cgroup that exists before the sidecar starts
 	base := "oomwatch-sidecar-" + id
@@ -459,21 +508,7 @@ func TestSidecar(t *testing.T) {
 		p := newMemcg(t, base+"-paused", "32M", true)
 		time.Sleep(500 * time.Millisecond)
 		start := time.Now()
-		c := exec.Command(hog, "-mb", "64", "-cgroup-procs", filepath.Join(p.dir, "cgroup.procs"))
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- c.Wait() }()
-		defer func() {
-			p.write(t, "memory.oom_control", "0") // the kernel kills it now
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = c.Process.Kill()
-				<-done
-			}
-		}()
+		stallHog(t, hog, p)
 		l, ok := waitLog(t, name, 20*time.Second, func(l logLine) bool {
 			return l.s("event") == "incident" && l.s("cgroup") == p.rel
 		})
@@ -504,14 +539,13 @@ func TestSidecar(t *testing.T) {
 		}
 	})
 
-	// negative controls: the two ways to get the set-up wrong are said at start-up
+	// negative control: a set-up without the host's cgroups is said at start-up
 	for _, v := range []struct {
 		name string
 		args []string
 		want string
 	}{
 		{"limited-view-no-mount", []string{"--cgroupns=host"}, "only the root cgroup is visible"},
-		{"limited-view-private-cgroupns", []string{"--cgroupns=private", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"}, "private cgroup namespace"},
 	} {
 		t.Run(v.name, func(t *testing.T) {
 			n := name + "-" + v.name
@@ -539,4 +573,229 @@ func TestSidecar(t *testing.T) {
 			t.Errorf("loop or action for a test cgroup: %v", l)
 		}
 	}
+}
+
+// removeCgroupTree removes /sys/fs/cgroup/*/top and everything below it
+// (podman creates the cgroup parent in every hierarchy), deepest first. The
+// runtime may still be tearing the container's cgroups down: retried.
+func removeCgroupTree(t *testing.T, top string) {
+	t.Helper()
+	roots, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", top))
+	if d := filepath.Join("/sys/fs/cgroup", top); fileExists(filepath.Join(d, "cgroup.procs")) {
+		roots = append(roots, d) // cgroup2 mounted at /sys/fs/cgroup itself
+	}
+	for _, root := range roots {
+		var err error
+		for i := 0; i < 50; i++ {
+			var dirs []string
+			_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			err = nil
+			for j := len(dirs) - 1; j >= 0; j-- {
+				if e := os.Remove(dirs[j]); e != nil && !errors.Is(e, os.ErrNotExist) {
+					err = e
+				}
+			}
+			if err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			t.Errorf("cgroup tree %s left behind: %v", root, err)
+		}
+	}
+}
+
+// hostCgroup is the v1 memory cgroup of pid as the host names it.
+func hostCgroup(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.SplitN(l, ":", 3); len(f) == 3 && strings.Contains(","+f[1]+",", ",memory,") {
+			return f[2]
+		}
+	}
+	t.Fatalf("no memory line in /proc/%d/cgroup:\n%s", pid, b)
+	return ""
+}
+
+// TestSidecarPrivateCgroupns runs the image in a private cgroup namespace
+// (podman --cgroupns=private; what containerd and CRI-O give every container
+// on cgroup v2 nodes, privileged ones too) under a cgroup parent of the
+// test's own, so that the cgroup it acts on shares an ancestor with its own,
+// as pods under kubepods do. There the kernel renders /proc/PID/cgroup
+// relative to the sidecar's cgroup: its own reads "/", a sibling's "/../x".
+//   - privileged, in the host's PID namespace (the DaemonSet's set-up): it
+//     joins the host's cgroup namespace at start (event=cgroupns_joined),
+//     names its own cgroup as the host does and does not watch it (an OOM
+//     kill in it is not reported, one in a sibling is), and acts on the right
+//     task: a v1 oom_kill_disable=1 sibling stalled at its limit, with a rule
+//     making oomwatch its OOM handler (paused: kill), gets its task SIGKILLed
+//     through the pidfd after the membership check; the kernel killed none;
+//   - without privileges it cannot join: it refuses to start, exit 78, saying
+//     why and what to do.
+//
+// Every other cgroup of the host is left alone: the config file is dry-run
+// except for the one rule matching the test's cgroup.
+func TestSidecarPrivateCgroupns(t *testing.T) {
+	requireHost(t)
+	id := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano()%1_000_000)
+	work := t.TempDir()
+	image, _, hog := buildImage(t, id, work)
+	parent := "oomwatch-sidecar-" + id + "-ns"
+	// registered first, so it runs after the containers are removed
+	t.Cleanup(func() { removeCgroupTree(t, parent) })
+
+	etc := filepath.Join(work, "etc")
+	if err := os.Mkdir(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	paused := "/" + parent + "/paused"
+	conf := fmt.Sprintf("dry_run: true\nrules:\n  - name: sidecar-test\n    match: {cgroup: %q}\n    dry_run: false\n    paused: {action: kill}\n", paused)
+	if err := os.WriteFile(filepath.Join(etc, "oomwatch.yaml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	start := func(t *testing.T, name string, extra ...string) {
+		t.Helper()
+		a := append([]string{"run", "-d", "--name", name, "--pid=host", "--cgroupns=private", "--cgroup-parent=/" + parent,
+			"--uts=host", "--network=none"}, ulimits()...)
+		a = append(append(a, extra...), "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "-v", etc+":/etc/oomwatch:ro",
+			image, "run", "--metrics-listen", "", "--status-socket", "", "--state-dir", "", "--log-level", "debug")
+		if b, err := podman(a...).CombinedOutput(); err != nil {
+			t.Fatalf("podman %s: %v\n%s", strings.Join(a, " "), err, b)
+		}
+		t.Cleanup(func() {
+			if t.Failed() {
+				_, raw := sidecarLog(name)
+				t.Logf("%s log:\n%s", name, raw)
+			}
+			if b, err := podman("rm", "-f", "-t", "2", name).CombinedOutput(); err != nil {
+				t.Errorf("podman rm %s: %v: %s", name, err, b)
+			}
+		})
+	}
+
+	t.Run("privileged-joins-host-namespace", func(t *testing.T) {
+		name := "oomwatch-sidecar-ns-" + id
+		start(t, name, "--privileged")
+		if _, ok := waitLog(t, name, 90*time.Second, func(l logLine) bool { return l.s("event") == "ready" }); !ok {
+			t.Fatalf("no event=ready from the sidecar within 90s")
+		}
+		all, _ := sidecarLog(name)
+		var joined, layout logLine
+		for _, l := range all {
+			switch {
+			case l.s("event") == "cgroupns_joined":
+				joined = l
+			case l.s("message") == "cgroup layout":
+				layout = l
+			case l.s("event") == "limited_view":
+				t.Errorf("start-up warns limited_view: %s", l.s("message"))
+			}
+		}
+		if joined == nil {
+			t.Error("no event=cgroupns_joined: oomwatch did not join the host's cgroup namespace")
+		} else {
+			t.Logf("joined: %s → %s", joined.s("from"), joined.s("to"))
+		}
+		pidOut, err := podman("inspect", "--format", "{{.State.Pid}}", name).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(pidOut)))
+		own := hostCgroup(t, pid)
+		if !strings.HasPrefix(own, "/"+parent+"/libpod-") {
+			t.Fatalf("the sidecar's cgroup on the host is %q, want /%s/libpod-ID", own, parent)
+		}
+		if layout == nil {
+			t.Fatal("no 'cgroup layout' line")
+		}
+		if layout.s("own_cgroup") != own {
+			t.Errorf("own_cgroup %q, want %q: the host's name of its cgroup", layout.s("own_cgroup"), own)
+		}
+
+		const ignoring = "not watching oomwatch's own cgroup"
+		if ls := forCgroup(all, own, ""); len(ls) != 1 || ls[0].s("message") != ignoring {
+			t.Errorf("log lines for its own cgroup %s: %v, want one %q", own, ls, ignoring)
+		}
+
+		// An OOM kill in its own subtree is not reported (not watched); one
+		// in a sibling of its cgroup is.
+		mine := newMemcg(t, strings.TrimPrefix(own, "/")+"/sub", "32M", false)
+		sib := newMemcg(t, parent+"/kill", "32M", false)
+		time.Sleep(500 * time.Millisecond) // the directory watch arms the new cgroups
+		for _, c := range []memcg{mine, sib} {
+			err := exec.Command(hog, "-mb", "64", "-exit", "-cgroup-procs", filepath.Join(c.dir, "cgroup.procs")).Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != -1 {
+				t.Fatalf("hog in %s: want killed by the kernel (SIGKILL), got %v", c.rel, err)
+			}
+		}
+		if _, ok := waitLog(t, name, 10*time.Second, func(l logLine) bool {
+			return l.s("cgroup") == sib.rel && l.s("message") == "OOM with kill: kernel coped"
+		}); !ok {
+			t.Errorf("the OOM kill in the sibling %s was not seen", sib.rel)
+		}
+		all, _ = sidecarLog(name)
+		if ls := forCgroup(all, mine.rel, ""); len(ls) > 0 {
+			t.Errorf("oomwatch watches its own subtree (%s): %v", mine.rel, ls)
+		}
+
+		// The paused sibling: oomwatch is its OOM handler and kills its task.
+		p := newMemcg(t, parent+"/paused", "32M", true)
+		time.Sleep(500 * time.Millisecond)
+		pid, wait := stallHog(t, hog, p)
+		act, ok := waitLog(t, name, 20*time.Second, func(l logLine) bool { return l.s("event") == "action" && l.s("cgroup") == p.rel })
+		if !ok {
+			t.Fatalf("no event=action for %s within 20s (host oom_control %v)", p.rel, p.oomControl())
+		}
+		t.Logf("action %s pid=%.0f done=%v verified=%v detail=%q error=%q", act.s("action"), act.n("pid"), act["done"], act["verified"], act.s("detail"), act.s("error"))
+		if act.s("action") != "kill" || act["done"] != true || act.s("error") != "" || int(act.n("pid")) != pid {
+			t.Errorf("action %v: want a kill of the hog (pid %d) done without error", act, pid)
+		}
+		if err, ok := wait(10 * time.Second); !ok {
+			t.Errorf("the hog in %s still runs 10s after the action", p.rel)
+		} else if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != -1 {
+			t.Errorf("hog: want killed by SIGKILL, got %v", err)
+		}
+		if k := p.oomControl()["oom_kill"]; k != 0 {
+			t.Errorf("oom_kill=%d in %s: the kernel killed, with oom_kill_disable=1 only oomwatch may", k, p.rel)
+		}
+	})
+
+	t.Run("unprivileged-refuses", func(t *testing.T) {
+		name := "oomwatch-sidecar-ns-unpriv-" + id
+		start(t, name)
+		end := time.Now().Add(30 * time.Second)
+		var state string
+		for time.Now().Before(end) {
+			b, _ := podman("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", name).Output()
+			if state = strings.TrimSpace(string(b)); strings.HasPrefix(state, "exited") {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		_, raw := sidecarLog(name)
+		if state != "exited 78" {
+			t.Fatalf("container state %q, want exited 78; log:\n%s", state, raw)
+		}
+		for _, want := range []string{"oomwatch run: oomwatch runs in a private cgroup namespace", "--cgroupns=host", "hostPID: true"} {
+			if !strings.Contains(raw, want) {
+				t.Errorf("the error does not say %q:\n%s", want, raw)
+			}
+		}
+		if strings.Contains(raw, `"event":"ready"`) {
+			t.Errorf("it armed its watches before refusing:\n%s", raw)
+		}
+		t.Logf("%s", strings.TrimSpace(raw))
+	})
 }

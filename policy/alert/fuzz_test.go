@@ -97,12 +97,15 @@ func FuzzSpoolLoad(f *testing.F) {
 	f.Add(".tmp-123", doc)
 	f.Add("notes.txt", []byte("hello"))
 	f.Add("-1.json", doc)
+	stateDir := f.TempDir() // one per fuzz process: its inputs run one at a time
 	f.Fuzz(func(t *testing.T, name string, body []byte) {
 		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || len(name) > 200 {
 			return
 		}
-		stateDir := t.TempDir()
 		sp := newSpool(stateDir, "s", zerolog.Nop())
+		if err := os.RemoveAll(sp.dir); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.MkdirAll(sp.dir, 0o700); err != nil {
 			t.Fatal(err)
 		}

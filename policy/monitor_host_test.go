@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/internal/testhost"
-	"github.com/oomwatch/oomwatch/watchdog"
 )
 
 // TestMonitorNeverTargetHost: real v1 cgroups laid out as LXC lays out a
@@ -64,20 +62,10 @@ func TestMonitorNeverTargetHost(t *testing.T) {
 		opts := DefaultOptions()
 		opts.Ladder, opts.KillMode = rungs, mode
 		opts.VerifyTimeout, opts.QuietFor, opts.Poll = 2*time.Second, 200*time.Millisecond, 20*time.Millisecond
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		p, err := New(ctx, Config{CG: h, Proc: proc, Options: opts}, zerolog.Nop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := make(chan []Result, 1)
-		p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
-		p.Open(&watchdog.Incident{ID: "m", Verdict: watchdog.VerdictLoop, Cgroup: cg, Version: 1})
-		rs := <-got
-		cancel()
-		p.Wait()
+		rs, _ := ladderOn(t, h, proc, opts, cg, zerolog.Nop())
 		return rs
 	}
+
 	rs := ladder([]string{Kill}, KillCgroup)
 	if len(rs) != 1 || rs[0].Done || !strings.Contains(rs[0].Err, "container monitor "+cg+"/lxc.monitor.t1") {
 		t.Fatalf("cgroup kill results %+v, want it refused for the monitor", rs)

@@ -84,7 +84,7 @@ func ladderOn(t *testing.T, h cgroupfs.Hierarchy, proc procfs.FS, opts Options, 
 	}
 	got := make(chan []Result, 1)
 	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
-	p.Open(&watchdog.Incident{ID: "m", Verdict: watchdog.VerdictLoop, Cgroup: cg, Version: 2})
+	p.Open(&watchdog.Incident{ID: "m", Verdict: watchdog.VerdictLoop, Cgroup: cg, Version: h.Version})
 	p.Wait()
 	select {
 	case rs = <-got:

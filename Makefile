@@ -66,9 +66,12 @@ bench: vm-deps
 	$(GO) test -p 1 -run '^$$' -bench . -benchmem -timeout 60m ./... 2>&1 | bin/benchtable -log $(BENCHLOG)
 
 # Every fuzz target of every package, FUZZTIME each (CI runs a short pass).
+# A package whose tests do not build fails the run: its targets would
+# otherwise be skipped without a word.
 fuzz:
 	@for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	  list=$$($(GO) test -list '^Fuzz' $$pkg 2>&1) || { echo "$$list"; echo "fuzz: cannot list the fuzz targets of $$pkg"; exit 1; }; \
+	  for f in $$(echo "$$list" | grep '^Fuzz'); do \
 	    echo "fuzz $$pkg $$f"; \
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 3s $$pkg >/tmp/oomwatch-fuzz.log 2>&1 \
 	      || { cat /tmp/oomwatch-fuzz.log; exit 1; }; \

@@ -511,8 +511,8 @@ func TestManyDirsOneInotify(t *testing.T) {
 		}
 	}
 	wantStats(t, p, n, 0)
-	if got := len(openFDs(t)) - before; got != 3 {
-		t.Errorf("%d dir watches opened %d fds, want 3 (epoll, inotify, wake eventfd)", n, got)
+	if got := len(openFDs(t)) - before; got != 4 {
+		t.Errorf("%d dir watches opened %d fds, want 4 (epoll, inotify, the close and poke eventfds)", n, got)
 	}
 	if got := countFDsMatching(t, "anon_inode:inotify") - inotifyBefore; got != 1 {
 		t.Errorf("%d inotify fds, want 1", got)

@@ -15,7 +15,8 @@ import (
 // kill is the last rung: SIGKILL the largest task through a pidfd (a -1000
 // task dies like any other), or every task of the subtree. Exemptions from
 // reset-adj do not protect from kill: an operator who ladders to kill asked
-// for it.
+// for it. A container's monitor is never killed: the largest task is chosen
+// among the others, and a whole subtree holding one is refused.
 func (p *Policy) kill(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) ([]Result, bool) {
 	start := time.Now()
 	r := Result{Rung: Kill}
@@ -26,7 +27,7 @@ func (p *Policy) kill(ctx context.Context, log zerolog.Logger, inc *watchdog.Inc
 	}
 	var targets []watchdog.Candidate
 	for _, c := range cands {
-		if !c.Exiting {
+		if !c.Exiting && !monitorTask(c) {
 			targets = append(targets, c)
 		}
 	}

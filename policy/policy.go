@@ -2,7 +2,7 @@
 // each incident the watchdog opens, verifying each rung before escalating.
 // Every change to the host happens here, behind the safety rails: dry-run,
 // one ladder per cgroup, never outside the incident's subtree, never on
-// oomwatch itself or PID 1, and every wait bounded.
+// oomwatch itself, PID 1 or a container's monitor, and every wait bounded.
 package policy
 
 import (
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/oomwatch/oomwatch/internal/cgnames"
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/watchdog"
@@ -285,6 +287,11 @@ func (p *Policy) Open(inc *watchdog.Incident) {
 		return
 	}
 	log := p.log.With().Str("incident", inc.ID).Str("cgroup", inc.Cgroup).Str("rule", rule).Bool("dry_run", opts.DryRun).Logger()
+	if cgnames.Parse(inc.Cgroup).Monitor {
+		log.Warn().Str("event", "monitor_not_acted_on").
+			Msg("no ladder: the cgroup is a container's monitor (lxc.monitor.*, conmon), never a target; the incident is reported only")
+		return
+	}
 	p.mu.Lock()
 	if p.inflight[inc.Cgroup] {
 		p.mu.Unlock()
@@ -508,10 +515,13 @@ func (p *Policy) inSubtree(cg string) func([]procfs.CgroupLine) bool {
 }
 
 // protectedInside refuses whole-cgroup actions (freeze, cgroup kill) on a
-// subtree holding oomwatch itself or PID 1, and on any subtree when either's
-// cgroup reads as outside oomwatch's cgroup namespace: then where they are
-// cannot be told.
+// subtree holding oomwatch itself, PID 1 or a container's monitor, and on
+// any subtree when oomwatch's or PID 1's cgroup reads as outside oomwatch's
+// cgroup namespace: then where they are cannot be told.
 func (p *Policy) protectedInside(cg string) error {
+	if m := p.monitorInside(cg); m != "" {
+		return fmt.Errorf("refusing to act on %s: it holds the container monitor %s", cg, m)
+	}
 	for _, pid := range []int{p.self, 1} {
 		lines, err := p.proc.Cgroups(pid)
 		if err != nil {
@@ -532,6 +542,37 @@ func (p *Policy) protectedInside(cg string) error {
 	}
 	return nil
 }
+
+// maxMonitorWalk bounds the cgroups monitorInside looks at. Monitors sit
+// next to their container's payload, near the top of the tree, and the walk
+// does not enter containers: the host-made cgroups of a subtree are few.
+const maxMonitorWalk = 4096
+
+// monitorInside returns the first container monitor cgroup (lxc.monitor.*,
+// conmon) at or below cg, or "". Containers are not entered: what is
+// below a container's cgroup is named by its tenant (cgnames). Past
+// maxMonitorWalk cgroups, what was seen decides.
+func (p *Policy) monitorInside(cg string) string {
+	found := ""
+	_ = p.cg.Walk(cg, maxMonitorWalk, func(c string) error {
+		n := cgnames.Parse(c)
+		switch {
+		case n.Monitor:
+			found = c
+			return errStopWalk
+		case n.Container != "":
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	return found
+}
+
+var errStopWalk = errors.New("stop")
+
+// monitorTask reports whether c runs in a container's monitor cgroup: never
+// a target of a per-task action.
+func monitorTask(c watchdog.Candidate) bool { return cgnames.Parse(c.Cgroup).Monitor }
 
 func (p *Policy) exempt(c watchdog.Candidate, opts Options) bool {
 	match := func(globs []string, s string) bool {

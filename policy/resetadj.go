@@ -35,13 +35,13 @@ func (p *Policy) resetAdj(ctx context.Context, log zerolog.Logger, inc *watchdog
 		var target *watchdog.Candidate
 		for i := range cands { // largest RSS first
 			c := &cands[i]
-			if c.Unkillable && !c.Exiting && !tried[c.PID] && !p.exempt(*c, opts) {
+			if c.Unkillable && !c.Exiting && !tried[c.PID] && !p.exempt(*c, opts) && !monitorTask(*c) {
 				target = c
 				break
 			}
 		}
 		if target == nil {
-			log.Info().Msg("reset-adj: no resettable task left (all exempt or already tried)")
+			log.Info().Msg("reset-adj: no resettable task left (all exempt, in a container monitor or already tried)")
 			return results, false
 		}
 		tried[target.PID] = true

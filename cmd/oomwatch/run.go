@@ -27,6 +27,7 @@ import (
 	"github.com/oomwatch/oomwatch/internal/kmsg"
 	"github.com/oomwatch/oomwatch/internal/metrics"
 	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/internal/rootowned"
 	"github.com/oomwatch/oomwatch/internal/statusd"
 	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/policy/alert"
@@ -255,6 +256,11 @@ func alertConfig(cfg *config.Config) (alert.Config, error) {
 	}
 	if err := ac.Validate(); err != nil {
 		return ac, fmt.Errorf("%s: alerts: %w", cfg.Path, err)
+	}
+	if os.Geteuid() == 0 { // as the config file itself (config.Load)
+		if err := ac.CheckFiles(rootowned.Root); err != nil {
+			return ac, fmt.Errorf("%s: alerts: %w", cfg.Path, err)
+		}
 	}
 	return ac, nil
 }

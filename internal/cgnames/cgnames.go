@@ -5,7 +5,10 @@
 //
 // Names come from paths that containers choose, so they are untrusted: they
 // are kept byte for byte (callers escape them where they print them) but cut
-// to MaxLen bytes.
+// to MaxLen bytes. The container is the outermost one the path names: that
+// cgroup was made by the host's runtime, while everything below it is named
+// by whoever runs inside (a sub-cgroup "lxc.payload.prod-db" of container
+// web1 is still web1).
 package cgnames
 
 import (
@@ -33,7 +36,7 @@ const shortID = 12
 
 // Names is what a cgroup path says about its owner. Every field may be empty.
 type Names struct {
-	// Container is the innermost container's name (LXC, nspawn) or short id
+	// Container is the outermost container's name (LXC, nspawn) or short id
 	// (Docker, Podman, Kubernetes, containerd).
 	Container string
 	// Runtime is one of the constants above, or "" when no container was
@@ -41,7 +44,9 @@ type Names struct {
 	Runtime string
 	// Monitor marks the host-side helper of a container rather than its
 	// payload: LXC's lxc.monitor.NAME (the lxc-start monitor) and Podman's
-	// conmon scope. Never a target for remediation.
+	// conmon scope. Never a target for remediation (package policy refuses
+	// it). Inside a container nothing is a monitor: the name would be the
+	// tenant's.
 	Monitor bool
 	// Pod is the Kubernetes pod uid (dashes restored) when Runtime is
 	// kubernetes.
@@ -55,7 +60,8 @@ type Names struct {
 // Parse names the owner of a cgroup. cgroupPath is a path relative to the
 // hierarchy root ("/lxc.payload.web1"), or a whole line of /proc/PID/cgroup
 // ("0::/system.slice/x.service", "11:devices:/lxc/x1"). For nested
-// containers the innermost one wins, as in procps.
+// containers the outermost one wins: the cgroups below it are named by the
+// tenant (unlike procps, which reports the innermost).
 func Parse(cgroupPath string) Names {
 	var n Names
 	var arr [16]string // most paths: no allocation (oomwatch parses every cgroup it arms)
@@ -105,15 +111,13 @@ func Parse(cgroupPath string) Names {
 		if s == "kubepods" || strings.HasPrefix(s, "kubepods.") || strings.HasPrefix(s, "kubepods-") {
 			kube = true
 			if uid, ok := kubePodSlice(s); ok {
-				n.set(Kubernetes, "", false)
-				n.Pod = uid
+				n.setPod(uid)
 			}
 			continue
 		}
 		if kube {
 			if uid, ok := strings.CutPrefix(s, "pod"); ok && isUID(uid) {
-				n.set(Kubernetes, "", false)
-				n.Pod = uid
+				n.setPod(uid)
 				continue
 			}
 			if id, ok := containerScope(s, "cri-containerd-", "crio-", "docker-"); ok {
@@ -183,14 +187,32 @@ func Parse(cgroupPath string) Names {
 	return n
 }
 
-// set records the innermost container seen so far.
+// set records a container unless an outer one is already known: what a
+// path names below the host's container cgroup, the tenant chose.
 func (n *Names) set(runtime, name string, monitor bool) {
-	n.Runtime, n.Container, n.Monitor, n.Pod = runtime, name, monitor, ""
+	if n.Runtime != "" {
+		return
+	}
+	n.Runtime, n.Container, n.Monitor = runtime, name, monitor
 }
 
-// setKeepPod records a container inside the current pod.
+// setPod records a Kubernetes pod unless a container (or pod) is already
+// known.
+func (n *Names) setPod(uid string) {
+	if n.Runtime != "" {
+		return
+	}
+	n.Runtime, n.Pod = Kubernetes, uid
+}
+
+// setKeepPod records the container of the pod found above it (or of a
+// kubepods tree whose pod level was not recognised); nothing once a
+// container is known.
 func (n *Names) setKeepPod(runtime, name string) {
-	n.Runtime, n.Container, n.Monitor = runtime, name, false
+	if n.Container != "" || n.Runtime != "" && n.Runtime != Kubernetes {
+		return
+	}
+	n.Runtime, n.Container = runtime, name
 }
 
 // stripProcPrefix turns a /proc/PID/cgroup line ("ID:controllers:/path")

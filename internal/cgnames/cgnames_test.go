@@ -37,7 +37,7 @@ func TestParse(t *testing.T) {
 		{"lxd project", "/lxc.payload.prod_web1", Names{Container: "prod_web1", Runtime: LXC}},
 		{"lxc retry suffix kept", "/lxc.payload.web1-1", Names{Container: "web1-1", Runtime: LXC}},
 		{"lxc.cgroup.dir", "/mygroup/lxc.payload.web1", Names{Container: "web1", Runtime: LXC}},
-		{"lxc nested: innermost", "/lxc.payload.outer/lxc.payload.inner", Names{Container: "inner", Runtime: LXC}},
+		{"lxc nested: outermost", "/lxc.payload.outer/lxc.payload.inner", Names{Container: "outer", Runtime: LXC}},
 		{"proxmox limit", "/lxc/101", Names{Container: "101", Runtime: LXC}},
 		{"proxmox tasks", "/lxc/101/ns", Names{Container: "101", Runtime: LXC}},
 		{"proxmox tasks deep", "/lxc/101/ns/system.slice/cron.service", Names{Container: "101", Runtime: LXC, Unit: "cron.service", Slice: "system.slice"}},
@@ -53,8 +53,8 @@ func TestParse(t *testing.T) {
 			Names{Container: dockerID[:12], Runtime: Docker, Unit: "docker-" + dockerID + ".scope", Slice: "system.slice"}},
 		{"docker cgroupfs driver", "/docker/" + dockerID, Names{Container: dockerID[:12], Runtime: Docker}},
 		{"docker daemon is no container", "/system.slice/docker.service", Names{Unit: "docker.service", Slice: "system.slice"}},
-		{"docker in lxc", "/lxc.payload.c1/system.slice/docker-" + dockerID + ".scope",
-			Names{Container: dockerID[:12], Runtime: Docker, Unit: "docker-" + dockerID + ".scope", Slice: "system.slice"}},
+		{"docker in lxc: the lxc container", "/lxc.payload.c1/system.slice/docker-" + dockerID + ".scope",
+			Names{Container: "c1", Runtime: LXC, Unit: "docker-" + dockerID + ".scope", Slice: "system.slice"}},
 
 		// Podman.
 		{"podman rootful", "0::/machine.slice/libpod-fedcba9876543210.scope/container",
@@ -100,6 +100,22 @@ func TestParse(t *testing.T) {
 		{"bad escape kept", `/system.slice/lxc@a\x2.service`, Names{Container: `a\x2`, Runtime: LXC, Unit: `lxc@a\x2.service`, Slice: "system.slice"}},
 		{"double slashes", "//lxc.payload.web1//", Names{Container: "web1", Runtime: LXC}},
 		{"not a proc line", "a:b", Names{}},
+
+		// Names a tenant gives the cgroups inside its container: the
+		// host's container cgroup above them wins.
+		{"tenant names an lxc payload", "/lxc.payload.web1/lxc.payload.prod-db", Names{Container: "web1", Runtime: LXC}},
+		{"tenant names an lxc monitor", "/lxc.payload.web1/lxc.monitor.prod-db", Names{Container: "web1", Runtime: LXC}},
+		{"tenant names an lxc 3.x monitor", "/lxc/101/ns/lxc.monitor/prod-db", Names{Container: "101", Runtime: LXC}},
+		{"tenant in docker names lxc", "/docker/" + dockerID + "/lxc.payload.prod-db", Names{Container: dockerID[:12], Runtime: Docker}},
+		{"tenant in podman names conmon", "/machine.slice/libpod-fedcba9876543210.scope/container/libpod-conmon-0123456789ab.scope",
+			Names{Container: "fedcba987654", Runtime: Podman, Unit: "libpod-conmon-0123456789ab.scope", Slice: "machine.slice"}},
+		{"tenant in k8s names a pod and container", "/kubepods/burstable/pod" + podUID + "/" + k8sID + "/kubepods/pod" + podUID[:8] + "/" + dockerID,
+			Names{Container: k8sID[:12], Runtime: Kubernetes, Pod: podUID}},
+		{"tenant in k8s names a machine", "/kubepods.slice/kubepods-pod" + podUIDus + ".slice/crio-" + k8sID + ".scope/machine-prod.scope",
+			Names{Container: k8sID[:12], Runtime: Kubernetes, Pod: podUID, Unit: "machine-prod.scope", Slice: "kubepods-pod" + podUIDus + ".slice"}},
+		{"kubernetes in lxc: the lxc container", "/lxc.payload.kind1/kubepods/besteffort/pod" + podUID + "/" + k8sID, Names{Container: "kind1", Runtime: LXC}},
+		{"tenant in nspawn names docker", "/machine.slice/systemd-nspawn@deb12.service/payload/docker/" + dockerID,
+			Names{Container: "deb12", Runtime: Nspawn, Unit: "systemd-nspawn@deb12.service", Slice: "machine.slice"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := Parse(tc.in); got != tc.want {

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -542,18 +541,7 @@ func (h Hierarchy) Walk(cg string, max int, fn func(cg string) error) error {
 // descendants is nr_descendants from cg's v2 cgroup.stat (live descendant
 // cgroups, any depth), or -1 when it cannot be read.
 func (h Hierarchy) descendants(cg string) int {
-	n, err := readAs(h, cg, fileCgroupStat, func(b []byte) (int, error) {
-		v, ok := -1, false
-		err := eachKV(fileCgroupStat, b, func(k []byte, x uint64) {
-			if string(k) == "nr_descendants" && x <= math.MaxInt32 {
-				v, ok = int(x), true
-			}
-		})
-		if err == nil && !ok {
-			err = &ParseError{File: fileCgroupStat, Err: errors.New(`no "nr_descendants"`)}
-		}
-		return v, err
-	})
+	n, err := readAs(h, cg, fileCgroupStat, parseDescendants)
 	if err != nil {
 		return -1
 	}

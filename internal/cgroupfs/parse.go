@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 )
 
@@ -122,6 +123,24 @@ func ParseCgroupEvents(b []byte) (CgroupEvents, error) {
 		return CgroupEvents{}, &ParseError{File: file, Err: errors.New(`missing "populated" key`)}
 	}
 	return ce, nil
+}
+
+// parseDescendants returns nr_descendants from a v2 cgroup.stat (live
+// descendant cgroups at any depth); a count above MaxInt32 is an error.
+func parseDescendants(b []byte) (int, error) {
+	v, ok := -1, false
+	err := eachKV(fileCgroupStat, b, func(k []byte, x uint64) {
+		if string(k) == "nr_descendants" && x <= math.MaxInt32 {
+			v, ok = int(x), true
+		}
+	})
+	if err != nil {
+		return -1, err
+	}
+	if !ok {
+		return -1, &ParseError{File: fileCgroupStat, Err: errors.New(`no "nr_descendants" (or one above 2^31-1)`)}
+	}
+	return v, nil
 }
 
 // Unlimited is what a limit of "max" (v2) or -1 / PAGE_COUNTER_MAX (v1) reads as.

@@ -120,6 +120,7 @@ func TestParseMountinfo(t *testing.T) {
 func FuzzParseMemoryEvents(f *testing.F) {
 	f.Add([]byte("low 0\nhigh 0\nmax 17\noom 1094\noom_kill 0\noom_group_kill 0\n"))
 	f.Add([]byte("oom 1 2\n"))
+	addHostSeeds(f, "memory.events")
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ev, err := ParseMemoryEvents("memory.events", b)
 		if err != nil && ev != (MemoryEvents{}) {
@@ -130,6 +131,7 @@ func FuzzParseMemoryEvents(f *testing.F) {
 
 func FuzzParseOOMControl(f *testing.F) {
 	f.Add([]byte("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"))
+	addHostSeeds(f, "memory.oom_control")
 	f.Fuzz(func(t *testing.T, b []byte) { _, _ = ParseOOMControl(b) })
 }
 

@@ -450,6 +450,10 @@ func TestParseExample(t *testing.T) {
 		{"/kubepods.slice/kubepods-pod1.slice", "k8s-pod", topDet, top}, // null detector: inherits
 		{"/", "", topDet, top},
 		{"/system.slice/ssh.service", "", topDet, top},
+		// A sub-cgroup named by the tenant of container "other" or "db1"
+		// is still that container's: never matched as web1.
+		{"/lxc.payload.other/lxc.payload.web1", "", topDet, top},
+		{"/lxc.payload.db1/lxc.payload.web1", "lxc-subtree", topDet, lxc},
 	}
 	for _, tt := range tests {
 		r := c.For(tt.cgroup)

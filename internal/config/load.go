@@ -6,10 +6,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
+
+	"github.com/oomwatch/oomwatch/internal/rootowned"
 )
 
 // LoadOptions say how a file is read.
@@ -63,11 +63,9 @@ func LoadWith(path string, o LoadOptions) (*Config, error) {
 	if o.RequireRootOwned {
 		// The opened file is checked, not the name, so it cannot be swapped
 		// between the check and the read.
-		if msg, hint := unsafeOwner(path, st, o.owner, false); msg != "" {
-			return fail(msg, hint)
-		}
-		if msg, hint := checkDirs(path, o.owner); msg != "" {
-			return fail(msg, hint)
+		var re *rootowned.Error
+		if err := rootowned.Opened(path, st, o.owner); errors.As(err, &re) {
+			return fail(re.Msg, re.Hint)
 		}
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
@@ -83,47 +81,6 @@ func unwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-// checkDirs checks the directory holding path and, when path is a symlink,
-// the one holding its target: whoever can write either can replace the file.
-func checkDirs(path string, owner uint32) (string, string) {
-	dirs := []string{filepath.Dir(path)}
-	if real, err := filepath.EvalSymlinks(path); err == nil && filepath.Dir(real) != dirs[0] {
-		dirs = append(dirs, filepath.Dir(real))
-	}
-	for _, d := range dirs {
-		st, err := os.Stat(d)
-		if err != nil {
-			return fmt.Sprintf("cannot check the directory %s: %v", d, unwrapPathError(err)), "check the path"
-		}
-		if msg, hint := unsafeOwner(d, st, owner, true); msg != "" {
-			return msg, hint
-		}
-	}
-	return "", ""
-}
-
-// unsafeOwner says what is wrong when st (of name) is not owned by owner or
-// is writable by group or other.
-func unsafeOwner(name string, st fs.FileInfo, owner uint32, dir bool) (string, string) {
-	what := "the file"
-	if dir {
-		what = "its directory " + name
-	}
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	if !ok {
-		return fmt.Sprintf("cannot check the owner of %s", what), "check the file"
-	}
-	if sys.Uid != owner {
-		return fmt.Sprintf("%s is owned by uid %d, not root: oomwatch runs as root and must not take orders from another user", what, sys.Uid),
-			"run chown root:root " + name
-	}
-	if st.Mode().Perm()&0o022 != 0 {
-		return fmt.Sprintf("%s is writable by group or other (mode %04o): oomwatch runs as root and must not take orders from other users", what, st.Mode().Perm()),
-			"run chmod go-w " + name
-	}
-	return "", ""
 }
 
 // Holder holds the config in force and swaps it on reload (SIGHUP). Readers

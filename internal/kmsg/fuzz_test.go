@@ -2,8 +2,10 @@ package kmsg
 
 import (
 	"os"
+	"path"
 	"strings"
 	"testing"
+	"time"
 )
 
 func FuzzParse(f *testing.F) {
@@ -59,6 +61,67 @@ func FuzzParse(f *testing.F) {
 		for _, rg := range rd.rings {
 			if len(rg.e) > 2 {
 				t.Fatal("ring unbounded")
+			}
+		}
+	})
+}
+
+// FuzzObserve drives the attribution state machine with a whole stream of
+// records, one a line (continuation lines start with a space), as reads of
+// /dev/kmsg return them: reports cut short, interleaved, forged from
+// userspace, naming any path. Whatever the order, the reader keeps only
+// the kernel's OOM lines, files them under clean paths, and stays within
+// its bounds.
+func FuzzObserve(f *testing.F) {
+	if raw, err := os.ReadFile("testdata/6.18-v1-memcg-kill.kmsg"); err == nil {
+		f.Add(raw)
+		f.Add(raw[len(raw)/2:]) // read from mid-report
+		f.Add(append(append([]byte{}, raw...), raw[:len(raw)/3]...))
+	}
+	var loop []byte
+	seq := uint64(1)
+	for range 3 {
+		for _, it := range loopReport(&seq, 5_000_000+seq, "/vmt-loop") {
+			loop = append(loop, it.(string)...)
+		}
+	}
+	f.Add(loop)
+	f.Add([]byte(rec(1, 1, l61Invoked) + "14,2,2,-;Memory cgroup stats for /victim:\n" + rec(3, 3, lTaskIn) + rec(4, 4, lGroup) + rec(5, 5, l61NoKill)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		const perCgroup, cgroups = 3, 4
+		rd := &Reader{opts: Options{PerCgroup: perCgroup, Cgroups: cgroups}, rings: map[string]*ring{}}
+		kernel, named := map[string]bool{}, map[string]bool{} // messages, cgroups the kernel logged
+		for _, it := range splitRecords(b) {
+			r, err := Parse([]byte(it.(string)))
+			if err != nil {
+				continue
+			}
+			r.Time = boot.Add(time.Duration(r.Usec%(1<<40)) * time.Microsecond)
+			if r.Kernel() {
+				kernel[r.Message] = true
+				if l, ok := Match(r.Message); ok && l.Cgroup != "" {
+					named[clean(l.Cgroup)] = true
+				}
+			}
+			rd.observe(r)
+			if len(rd.dump.pending) > 8 {
+				t.Fatalf("%d lines pending", len(rd.dump.pending))
+			}
+		}
+		if len(rd.rings) > cgroups {
+			t.Fatalf("%d rings", len(rd.rings))
+		}
+		for cg, rg := range rd.rings {
+			if cg != path.Clean("/"+cg) || !named[cg] {
+				t.Fatalf("ring under %q: unclean, or a path no kernel record named", cg)
+			}
+			if len(rg.e) > perCgroup {
+				t.Fatalf("%d lines for %s", len(rg.e), cg)
+			}
+			for _, e := range rg.e {
+				if _, ok := Match(e.msg); !ok || !kernel[e.msg] {
+					t.Fatalf("%s holds %q: not an OOM line from the kernel", cg, e.msg)
+				}
 			}
 		}
 	})

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
+
+	"github.com/oomwatch/oomwatch/internal/testtier"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -442,4 +445,127 @@ func TestOpenDevKmsg(t *testing.T) {
 		t.Error("ReadAvailable blocked")
 	}
 	t.Logf("%d records logged since open", n)
+}
+
+// resequence numbers records 1, 2, 3, … in order, as the kernel numbers
+// every record it stores, whoever wrote it.
+func resequence(items []any) []any {
+	out := make([]any, len(items))
+	for i, it := range items {
+		s := it.(string)
+		f := strings.SplitN(s, ",", 3)
+		out[i] = f[0] + "," + strconv.Itoa(i+1) + "," + f[2]
+	}
+	return out
+}
+
+// What a writer of /dev/kmsg (root in a container that has it, a logger
+// with CAP_SYSLOG) adds arrives with a userspace facility: user (1) unless
+// its "<N>" prefix names another, never kernel (0). None of it is evidence,
+// and none of it moves a report's attribution: a forged "Memory cgroup
+// stats for" line inside a real report, a forged report for another
+// cgroup, a forged oom.group line for the real one.
+func TestReaderIgnoresUserspaceRecords(t *testing.T) {
+	raw, err := os.ReadFile("testdata/6.18-v1-memcg-kill.kmsg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := splitRecords(raw)
+	forged := func(prio int, msg string) any { return fmt.Sprintf("%d,0,2870601700,-;%s\n", prio, msg) }
+	var items []any
+	items = append(items, real[0], // perl invoked oom-killer
+		forged(14, "Memory cgroup stats for /victim:"), // user.info
+		forged(12, "Memory cgroup out of memory: Killed process 1 (init) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0"))
+	items = append(items, real[1:]...)
+	items = append(items,
+		forged(12, "java invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=-1000"), // user.warning
+		forged(27, "Memory cgroup stats for /victim:"),                                                  // daemon.warning
+		forged(11, "Memory cgroup out of memory: Killed process 4242 (java) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0"),
+		forged(14, "Tasks in "+fixtureCG+" are going to be killed due to memory.oom.group set"))
+	items = resequence(items)
+	r, _ := testReader(t, Options{}, items...)
+	var n, user int
+	if err := r.ReadAvailable(func(rec Record) {
+		n++
+		if !rec.Kernel() {
+			user++
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(items) || user != 6 {
+		t.Errorf("saw %d records (%d from userspace), want %d (6)", n, user, len(items))
+	}
+	ev := r.Evidence(fixtureCG, time.Time{})
+	want := []string{"perl invoked oom-killer", "memory: usage 16384kB", "oom-kill:constraint=CONSTRAINT_MEMCG", "Memory cgroup out of memory: Killed process 16386 (perl)"}
+	if len(ev) != len(want) {
+		t.Fatalf("evidence for %s:\n%s", fixtureCG, strings.Join(ev, "\n"))
+	}
+	for i, w := range want {
+		if !strings.Contains(ev[i], w) {
+			t.Errorf("evidence[%d] = %q, want it to contain %q", i, ev[i], w)
+		}
+	}
+	if got := r.Evidence("/victim", time.Time{}); got != nil {
+		t.Errorf("forged evidence for /victim: %q", got)
+	}
+	if lost, bad := r.Lost(); lost != 0 || bad != 0 {
+		t.Errorf("lost %d bad %d", lost, bad)
+	}
+}
+
+// The real device: what a root process writes to /dev/kmsg, with or
+// without a "<N>" prefix claiming the kernel facility, comes back with a
+// userspace facility and is no evidence.
+func TestDevKmsgWritesAreNoEvidence(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testtier.Require(t, testtier.Host, "needs root to write /dev/kmsg")
+	}
+	r, err := Open(Options{})
+	if err != nil {
+		testtier.Require(t, testtier.Host, "cannot read /dev/kmsg: "+err.Error())
+	}
+	defer r.Close()
+	w, err := os.OpenFile(DefaultPath, os.O_WRONLY, 0)
+	if err != nil {
+		testtier.Require(t, testtier.Host, "cannot write /dev/kmsg: "+err.Error())
+	}
+	defer w.Close()
+	tag := fmt.Sprintf("oomwatch-test-kmsg-forged-%d-%d", os.Getpid(), time.Now().UnixNano())
+	cg := "/" + tag
+	lines := []string{
+		tag + " invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
+		"<4>Memory cgroup stats for " + cg + ":", // level 4, facility 0 asked for
+		"<0>Tasks in " + cg + " are going to be killed due to memory.oom.group set",
+		"Memory cgroup out of memory: Killed process 1 (" + tag + ") total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0",
+	}
+	for _, l := range lines {
+		if _, err := w.WriteString(l + "\n"); err != nil { // one write, one record
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]int{}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(seen) < len(lines) && time.Now().Before(deadline) {
+		if err := r.ReadAvailable(func(rec Record) {
+			if strings.Contains(rec.Message, tag) {
+				seen[rec.Message] = rec.Priority
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(seen) != len(lines) {
+		t.Fatalf("read back %d of the %d records written: %v", len(seen), len(lines), seen)
+	}
+	for msg, prio := range seen {
+		t.Logf("priority %d (facility %d, level %d): %s", prio, prio>>3, prio&7, msg)
+		if prio>>3 == 0 {
+			t.Errorf("%q came back with priority %d: facility kernel", msg, prio)
+		}
+	}
+	if got := r.Evidence(cg, time.Time{}); got != nil {
+		t.Errorf("records written from userspace filed as evidence for %s: %q", cg, got)
+	}
 }

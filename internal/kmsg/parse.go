@@ -34,6 +34,12 @@ type Record struct {
 // Level is the syslog level (0 emerg … 7 debug).
 func (r Record) Level() int { return r.Priority & 7 }
 
+// Kernel reports whether the kernel itself logged the record (syslog
+// facility 0). Anyone who may open /dev/kmsg for writing can add records,
+// but devkmsg_write gives them LOG_USER unless their "<N>" prefix names
+// another facility, and never facility 0 (kernel/printk/printk.c).
+func (r Record) Kernel() bool { return r.Priority>>3 == 0 }
+
 // ParseError says why a record could not be parsed.
 type ParseError struct {
 	Record string // the start of the record, for the log

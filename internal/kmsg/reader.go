@@ -208,8 +208,12 @@ func (r *Reader) drain(fn func(Record)) error {
 	return nil
 }
 
-// observe files an OOM line under its cgroup.
+// observe files an OOM line under its cgroup. Records written from
+// userspace are no evidence, and cannot start, name or end a report.
 func (r *Reader) observe(rec Record) {
+	if !rec.Kernel() {
+		return
+	}
 	l, ok := Match(rec.Message)
 	if !ok {
 		return

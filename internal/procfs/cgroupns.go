@@ -82,7 +82,11 @@ func OutsideNamespace(p string) bool { return p == "/.." || strings.HasPrefix(p,
 // isKthreadd reports whether pid is kthreadd: a kernel thread whose parent
 // is 0 (in a private PID namespace, PID 2 is an ordinary process).
 func (fsys FS) isKthreadd(pid int) bool {
-	p, err := fsys.read(pid, readStat)
+	p, err := fsys.read(pid, func(dir int, dirPath string, want int) (Proc, error) {
+		bp := getBuf()
+		defer putBuf(bp)
+		return readStat(dir, dirPath, want, bp)
+	})
 	return err == nil && p.Kthread && p.PPID == 0
 }
 

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/oomwatch/oomwatch/internal/rootowned"
 )
 
 // Config lists the sinks, any number of each. Every sink gets a name (its
@@ -288,6 +290,54 @@ func (c Config) Validate() error {
 		case s.RoutingKey != "" && strings.TrimSpace(string(s.RoutingKey)) != string(s.RoutingKey):
 			errs = append(errs, fmt.Errorf("%s: routing_key: leading or trailing white space", w))
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// CheckFiles checks every file the sinks read or run (hook command[0],
+// ca_file, header_files, secret_file, routing_key_file) the way the config
+// file itself is checked: owned by owner (root) and, with the directory
+// holding it, writable by no one else. oomwatch runs hooks and trusts CAs
+// and keys as root: another user who could change one could run code as
+// root or read and redirect alerts. Every message names the sink, the
+// field and the file.
+func (c Config) CheckFiles(owner uint32) error {
+	var errs []error
+	en, wn, an, pn := c.sinkNames()
+	check := func(kind string, i int, name, field, path string) {
+		if path == "" {
+			return
+		}
+		if err := rootowned.Path(path, owner); err != nil {
+			errs = append(errs, fmt.Errorf("alert %s[%d] (%s): %s: %w", kind, i, name, field, err))
+		}
+	}
+	checkHTTP := func(kind string, i int, name string, h HTTPConfig) {
+		check(kind, i, name, "ca_file", h.CAFile)
+		keys := make([]string, 0, len(h.HeaderFiles))
+		for k := range h.HeaderFiles {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			check(kind, i, name, "header_files["+k+"]", h.HeaderFiles[k])
+		}
+	}
+	for i, s := range c.Exec {
+		if len(s.Command) > 0 {
+			check(KindExec, i, en[i], "command[0]", s.Command[0])
+		}
+	}
+	for i, s := range c.Webhook {
+		checkHTTP(KindWebhook, i, wn[i], s.HTTPConfig)
+		check(KindWebhook, i, wn[i], "secret_file", s.SecretFile)
+	}
+	for i, s := range c.Alertmanager {
+		checkHTTP(KindAlertmanager, i, an[i], s.HTTPConfig)
+	}
+	for i, s := range c.PagerDuty {
+		checkHTTP(KindPagerDuty, i, pn[i], s.HTTPConfig)
+		check(KindPagerDuty, i, pn[i], "routing_key_file", s.RoutingKeyFile)
 	}
 	return errors.Join(errs...)
 }

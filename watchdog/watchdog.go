@@ -184,6 +184,7 @@ type Watchdog struct {
 
 	running  atomic.Pointer[eventfd.Poller] // set while Run's loop runs (Watched pokes it)
 	listReqs chan chan []Watched            // Watched calls waiting for the loop
+	listTook atomic.Int64                   // how long the loop took for the last list (benchmarks)
 }
 
 // New checks cfg and prepares a watchdog; nothing is armed until Run.

@@ -59,7 +59,9 @@ func (w *Watchdog) answerLists() {
 		select {
 		case reply := <-w.listReqs:
 			if l == nil {
+				t0 := time.Now()
 				l = w.watchedList()
+				w.listTook.Store(int64(time.Since(t0)))
 			}
 			reply <- append([]Watched(nil), l...)
 		default:

@@ -27,14 +27,11 @@ import (
 
 const hogEnv = "OOMWATCH_EVENTFD_HOG"
 
-// TestHelperHog is not a test: re-executed by TestV1OOMEventThenGone with
-// OOMWATCH_EVENTFD_HOG=1, it waits for one byte on stdin (sent once it has
-// been moved into the test cgroup), then maps and touches 128 MiB in 1 MiB
-// steps and sleeps. Without the variable it returns at once.
-func TestHelperHog(t *testing.T) {
-	if os.Getenv(hogEnv) != "1" {
-		return
-	}
+// hogMain is the memory hog TestV1OOMEventThenGone runs: the test binary
+// re-executed with OOMWATCH_EVENTFD_HOG=1 (TestMain calls it and exits). It
+// waits for one byte on stdin (sent once it has been moved into the test
+// cgroup), then maps and touches 128 MiB in 1 MiB steps.
+func hogMain() {
 	var b [1]byte
 	if _, err := os.Stdin.Read(b[:]); err != nil {
 		fmt.Fprintln(os.Stderr, "hog: read stdin:", err)
@@ -211,7 +208,7 @@ func TestV1OOMEventThenGone(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(cg, "memory.oom_control"), "1")
 
-	hog := exec.Command(os.Args[0], "-test.run=^TestHelperHog$", "-test.count=1")
+	hog := exec.Command(os.Args[0])
 	hog.Env = append(os.Environ(), hogEnv+"=1")
 	var hogOut bytes.Buffer
 	hog.Stdout, hog.Stderr = &hogOut, &hogOut

@@ -175,6 +175,11 @@ func TestScaleStorm(t *testing.T) {
 			r := stormOnce(t, e, n, wait, args)
 			t.Logf("%+v", r)
 			scaleEmit("storm", r)
+			// The rows carry the numbers; the run itself fails when a loop
+			// outlived the wait or an action failed.
+			if r.Broken < r.Loops || r.Err != "" || len(r.ActionErrors) > 0 {
+				t.Errorf("storm %s: %d of %d loops broken within %v, err %q, action errors %q", r.Args, r.Broken, r.Loops, wait, r.Err, r.ActionErrors)
+			}
 		})
 	}
 }

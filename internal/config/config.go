@@ -190,7 +190,11 @@ func Parse(name string, data []byte) (cfg *Config, err error) {
 		}
 	}()
 	if len(data) > MaxFileSize {
-		ps.add(&Problem{Msg: fmt.Sprintf("file is %d bytes, more than the %d allowed", len(data), MaxFileSize), Hint: "a config file is a few KiB: check the path"})
+		ps.add(&Problem{Msg: fmt.Sprintf("file is more than the %s allowed", sizeStr(MaxFileSize)), Hint: "a config file is a few KiB: check the path"})
+		return nil, ps.err()
+	}
+	if msg := notText(data); msg != "" {
+		ps.add(&Problem{Msg: msg, Hint: "point oomwatch at its YAML config file (oomwatch config --defaults shows one)"})
 		return nil, ps.err()
 	}
 	f, err := parser.ParseBytes(data, 0)

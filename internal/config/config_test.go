@@ -224,8 +224,25 @@ func TestProblemsAreBounded(t *testing.T) {
 
 func TestTooLarge(t *testing.T) {
 	_, err := Parse("f.yaml", make([]byte, MaxFileSize+1))
-	if err == nil || err.Error() != "f.yaml: file is 1048577 bytes, more than the 1048576 allowed — a config file is a few KiB: check the path" {
+	if err == nil || err.Error() != "f.yaml: file is more than the 1 MiB allowed — a config file is a few KiB: check the path" {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// A binary or non-UTF-8 file gets a plain message, not a YAML syntax error
+// in the middle of its bytes (which would echo them into the terminal).
+func TestBinaryFileIsNotText(t *testing.T) {
+	for _, c := range []struct {
+		data []byte
+		want string
+	}{
+		{[]byte("window: 1s\n\x00\x01\x02"), "f.yaml: binary file, not YAML text (a NUL byte at offset 11)"},
+		{[]byte("window: 1s\n\xff\xfe"), "f.yaml: not UTF-8 text, not a YAML file (an invalid byte 0xff at offset 11)"},
+	} {
+		_, err := Parse("f.yaml", c.data)
+		if err == nil || !strings.HasPrefix(err.Error(), c.want+" — ") {
+			t.Errorf("%q: err = %v, want %q", c.data, err, c.want)
+		}
 	}
 }
 

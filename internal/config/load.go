@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/oomwatch/oomwatch/internal/rootowned"
 )
@@ -68,6 +70,10 @@ func LoadWith(path string, o LoadOptions) (*Config, error) {
 			return fail(re.Msg, re.Hint)
 		}
 	}
+	if st.Size() > MaxFileSize {
+		return fail(fmt.Sprintf("file is %s (%d bytes), more than the %s allowed", sizeStr(st.Size()), st.Size(), sizeStr(MaxFileSize)),
+			"a config file is a few KiB: check the path")
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return fail(fmt.Sprintf("cannot read: %v", unwrapPathError(err)), "check the file")
@@ -125,4 +131,36 @@ func (h *Holder) Set(c *Config) error {
 	defer h.mu.Unlock()
 	h.cur.Store(c)
 	return nil
+}
+
+// notText says why data is not a text file ("" when it is): a NUL byte or
+// bytes that are not UTF-8, found before the YAML parser reports them as
+// syntax somewhere in the middle.
+func notText(data []byte) string {
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		return fmt.Sprintf("binary file, not YAML text (a NUL byte at offset %d)", i)
+	}
+	if !utf8.Valid(data) {
+		for i := 0; i < len(data); {
+			r, n := utf8.DecodeRune(data[i:])
+			if r == utf8.RuneError && n <= 1 {
+				return fmt.Sprintf("not UTF-8 text, not a YAML file (an invalid byte 0x%02x at offset %d)", data[i], i)
+			}
+			i += n
+		}
+	}
+	return ""
+}
+
+// sizeStr is a file size for a message: 11.0 MiB, 1 MiB, 300 bytes.
+func sizeStr(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

@@ -64,8 +64,9 @@ func TestLoadGoodAndBad(t *testing.T) {
 	if want := bad + `:1:10: ladder[0]: unknown ladder rung "reboot" — use reset-adj, raise-limit, freeze, kill`; err == nil || err.Error() != want {
 		t.Errorf("err %v\nwant %s", err, want)
 	}
-	big := writeFile(t, dir, "big.yaml", strings.Repeat("#", MaxFileSize+10))
-	if _, err := LoadWith(big, me()); err == nil || !strings.Contains(err.Error(), "more than the 1048576 allowed") {
+	// The real size, not where the reader stopped.
+	big := writeFile(t, dir, "big.yaml", strings.Repeat("#", 11<<20))
+	if _, err := LoadWith(big, me()); err == nil || !strings.Contains(err.Error(), "file is 11 MiB (11534336 bytes), more than the 1 MiB allowed") {
 		t.Errorf("big file: %v", err)
 	}
 }

@@ -3,10 +3,11 @@
 #
 #   packaging/build-deb.sh VERSION OUTDIR
 #
-# VERSION is the package version; a leading "v" is dropped, characters Debian
-# does not allow become "~", a bare commit hash becomes 0.0~gitHASH, a version
-# not starting with a digit 0.0~VERSION ("dev"), and one without a Debian revision gets
-# "-1" (the package is not native: it ships changelog.Debian.gz).
+# VERSION is the upstream version (the Makefile's `git describe --tags
+# --always --dirty`); deb-version.sh turns it into a Debian version that
+# rises with every commit: 1.2.3-1 for a tag, 0.0~git<UTC time>.<commits>.<hash>-1
+# before the first tag, 1.2.3+git<UTC time>.<commits>.<hash>-1 after one (the
+# "-1": the package is not native, it ships changelog.Debian.gz).
 # The last line on stdout is the path of the .deb: OUTDIR/oomwatch_<debversion>_amd64.deb.
 #
 # Environment:
@@ -31,13 +32,7 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$TOP" log -1 --format=%c
 log() { echo "build-deb.sh: $*" >&2; }
 
 # --- Debian version -------------------------------------------------------
-V=${VERSION#v}
-V=$(printf '%s' "$V" | sed 's/[^A-Za-z0-9.+~-]/~/g')
-# a bare commit hash (git describe without tags) is not a version, even when it starts with a digit
-if [[ $V =~ ^[0-9a-f]{7,40}(-dirty)?$ ]]; then V="0.0~git${V//-/\~}"; fi
-case $V in [0-9]*) ;; *) V="0.0~$V" ;; esac
-case $V in *-*) ;; *) V="$V-1" ;; esac
-DEBVERSION=$V
+DEBVERSION=$("$PKGDIR/deb-version.sh" "$VERSION" "$TOP")
 mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
 DEB=$OUTDIR/oomwatch_${DEBVERSION}_amd64.deb

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -104,6 +106,11 @@ func checkDeb(t *testing.T, deb string) {
 		"-rw-r--r-- root/root .* ./usr/share/man/man8/oomwatch.8.gz$",
 		"-rw-r--r-- root/root .* ./usr/share/doc/oomwatch/copyright$",
 		"-rw-r--r-- root/root .* ./usr/share/doc/oomwatch/changelog.Debian.gz$",
+		"-rw-r--r-- root/root .* ./usr/share/bash-completion/completions/oomwatch$",
+		"-rw-r--r-- root/root .* ./usr/share/zsh/vendor-completions/_oomwatch$",
+		"-rw-r--r-- root/root .* ./usr/share/fish/vendor_completions.d/oomwatch.fish$",
+		"-rw-r--r-- root/root .* ./usr/share/oomwatch/monitoring/oomwatch.rules.yml$",
+		"-rw-r--r-- root/root .* ./usr/share/oomwatch/monitoring/oomwatch-dashboard.json$",
 	} {
 		if !matchLine(list, want) {
 			t.Errorf("no file matching %q in\n%s", want, list)
@@ -143,6 +150,12 @@ func checkDeb(t *testing.T, deb string) {
 	if len(cfg) == 0 {
 		t.Error("empty default config")
 	}
+	checkCompletions(t, dir)
+	for file, want := range map[string][]byte{"oomwatch.rules.yml": Rules, "oomwatch-dashboard.json": Dashboard} {
+		if got, err := os.ReadFile(filepath.Join(dir, "usr/share/oomwatch/monitoring", file)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("usr/share/oomwatch/monitoring/%s is not packaging/monitoring/%s (%v)", file, file, err)
+		}
+	}
 	cp, _ := os.ReadFile(filepath.Join(dir, "usr/share/doc/oomwatch/copyright"))
 	if !strings.HasPrefix(string(cp), "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/") ||
 		!strings.Contains(string(cp), "License: Apache-2.0") || strings.Contains(string(cp), "@GO_MODULES@") {
@@ -154,7 +167,68 @@ func matchLine(text, pattern string) bool {
 	return regexp.MustCompile("(?m)" + pattern).MatchString(text)
 }
 
-// lintian fails the test on any error; warnings and infos are logged.
+// checkCompletions checks the completion scripts of the package unpacked in
+// dir: each is the one its binary generates for that shell, and the bash
+// one, loaded by bash-completion as an interactive shell would, completes
+// the commands and flags of that binary.
+func checkCompletions(t *testing.T, dir string) {
+	t.Helper()
+	bin := filepath.Join(dir, "usr/bin/oomwatch")
+	for shell, file := range map[string]string{
+		"bash": "usr/share/bash-completion/completions/oomwatch",
+		"zsh":  "usr/share/zsh/vendor-completions/_oomwatch",
+		"fish": "usr/share/fish/vendor_completions.d/oomwatch.fish",
+	} {
+		got, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Errorf("%s completion: %v", shell, err)
+			continue
+		}
+		want, err := exec.Command(bin, "completion", shell).Output()
+		if err != nil || len(want) == 0 || !bytes.Equal(got, want) {
+			t.Errorf("%s is not what `oomwatch completion %s` prints (%v)", file, shell, err)
+		}
+	}
+	const lib = "/usr/share/bash-completion/bash_completion"
+	if _, err := os.Stat(lib); err != nil {
+		testtier.Require(t, testtier.VM, "bash-completion not installed (apt-get install bash-completion, or make sdvm-deps)")
+		return
+	}
+	// complete WORDS...: what <TAB> after the last word offers
+	complete := func(words ...string) []string {
+		t.Helper()
+		line := strings.Join(words, " ")
+		quoted := make([]string, len(words))
+		for i, w := range words {
+			quoted[i] = "'" + w + "'"
+		}
+		script := "source " + lib + ` && source "$COMP_FILE" && COMP_WORDS=(` + strings.Join(quoted, " ") + ") && COMP_CWORD=" +
+			strconv.Itoa(len(words)-1) + ` && COMP_LINE="$LINE" && COMP_POINT=${#COMP_LINE} && ` +
+			`__start_oomwatch oomwatch "${COMP_WORDS[-1]}" "${COMP_WORDS[-2]}" && printf '%s\n' "${COMPREPLY[@]}"`
+		cmd := exec.Command("bash", "--norc", "-c", script)
+		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"), "LINE="+line,
+			"COMP_FILE="+filepath.Join(dir, "usr/share/bash-completion/completions/oomwatch"))
+		// stderr: compopt complains outside a real completion (harmless)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("bash completion of %q: %v\n%s%s", line, err, out, stderr.String())
+		}
+		return strings.Fields(string(out))
+	}
+	if got := complete("oomwatch", "st"); !slices.Contains(got, "status") {
+		t.Errorf("oomwatch st<TAB> offers %q, want status", got)
+	}
+	if got := complete("oomwatch", "run", "--conf"); !slices.Contains(got, "--config") {
+		t.Errorf("oomwatch run --conf<TAB> offers %q, want --config", got)
+	}
+	if got := complete("oomwatch", ""); !slices.Contains(got, "check-config") || !slices.Contains(got, "scan") {
+		t.Errorf("oomwatch <TAB> offers %q, want every command", got)
+	}
+}
+
+// lintian fails the test on any error or warning; infos are logged.
 func lintian(t *testing.T, deb string) {
 	t.Helper()
 	if _, err := exec.LookPath("lintian"); err != nil {
@@ -166,8 +240,8 @@ func lintian(t *testing.T, deb string) {
 		t.Fatalf("lintian: %v", err)
 	}
 	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(l, "E: ") {
-			t.Errorf("lintian error: %s", l)
+		if strings.HasPrefix(l, "E: ") || strings.HasPrefix(l, "W: ") {
+			t.Errorf("lintian: %s", l)
 		}
 	}
 }

@@ -4,13 +4,32 @@
 # Cache: ${OOMWATCH_VM_CACHE:-/var/tmp/oomwatch-vm}/sdvm/<key>/{root.img.zst,vmlinuz,release,times}
 # key = hash of build-image.sh, customize.sh and the kernel package name, so a
 # change to either script rebuilds, and every other run only decompresses.
-# Building needs root on Debian 12 and installs debootstrap, zstd, qemu and
-# lintian when missing. Env: OOMWATCH_SDVM_KPKG (kernel package).
+# As root on Debian 12 it first installs what the tier's host side needs when
+# missing: debootstrap, zstd, qemu, lintian, promtool (Debian's prometheus
+# package: the alerting rules' tests) and bash-completion (the package's
+# completion test). Building the image needs root.
+# Env: OOMWATCH_SDVM_KPKG (kernel package).
 set -euo pipefail
 D=$(cd "$(dirname "$0")" && pwd)
 CACHE=${OOMWATCH_VM_CACHE:-/var/tmp/oomwatch-vm}/sdvm
 KPKG=${OOMWATCH_SDVM_KPKG:-linux-image-6.1.0-56-cloud-amd64}
 log() { echo "ensure-image.sh: $*" >&2; }
+
+if [ "$(id -u)" = 0 ]; then
+	need=()
+	for t in debootstrap:debootstrap zstd:zstd qemu-system-x86_64:qemu-system-x86 mkfs.ext4:e2fsprogs lintian:lintian \
+		promtool:prometheus /usr/share/bash-completion/bash_completion:bash-completion; do
+		case ${t%%:*} in
+		/*) [ -e "${t%%:*}" ] || need+=("${t#*:}") ;;
+		*) command -v "${t%%:*}" >/dev/null || need+=("${t#*:}") ;;
+		esac
+	done
+	if [ ${#need[@]} -gt 0 ]; then
+		log "installing ${need[*]}"
+		apt-get update -qq >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+	fi
+fi
 
 key=$(cat "$D/build-image.sh" "$D/customize.sh" <(echo "$KPKG") | sha256sum | cut -c1-16)
 dir=$CACHE/$key
@@ -20,15 +39,6 @@ if [ -s "$dir/root.img.zst" ] && [ -s "$dir/vmlinuz" ]; then
 fi
 [ "$(id -u)" = 0 ] || { log "image $dir missing and building it needs root"; exit 1; }
 
-need=()
-for t in debootstrap:debootstrap zstd:zstd qemu-system-x86_64:qemu-system-x86 mkfs.ext4:e2fsprogs lintian:lintian; do
-	command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
-done
-if [ ${#need[@]} -gt 0 ]; then
-	log "installing ${need[*]}"
-	apt-get update -qq >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
-fi
 if ! apt-cache show "$KPKG" >/dev/null 2>&1; then
 	apt-get update -qq >&2
 	if ! apt-cache show "$KPKG" >/dev/null 2>&1; then

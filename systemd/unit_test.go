@@ -57,6 +57,8 @@ func TestUnitContract(t *testing.T) {
 		"ProtectSystem":           "strict",
 		"CapabilityBoundingSet":   "CAP_DAC_OVERRIDE CAP_KILL CAP_SYS_RESOURCE",
 		"RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+		// a bad config or flag (exit 78, 64) must not restart every 2 s
+		"RestartPreventExitStatus": "64 78",
 	} {
 		if got := s[k]; len(got) != 1 || got[0] != want {
 			t.Errorf("%s=%q, want %q", k, got, want)

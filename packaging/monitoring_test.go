@@ -2,14 +2,21 @@ package packaging
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/oomwatch/oomwatch/internal/metrics"
 	"github.com/oomwatch/oomwatch/internal/testtier"
+	"github.com/oomwatch/oomwatch/policy/alert"
+	"github.com/oomwatch/oomwatch/watchdog"
 )
 
 func promtool(t *testing.T) string {
@@ -93,5 +100,47 @@ func TestQueriedMetrics(t *testing.T) {
 	got := ExposedFamilies(scrape)
 	if !got["oomwatch_detection_latency_seconds"] || !got["oomwatch_open_incidents"] || got["oomwatch_actions_total"] || len(got) != 2 {
 		t.Errorf("ExposedFamilies = %v", got)
+	}
+}
+
+type scrapeWD struct{}
+
+func (scrapeWD) Stats() watchdog.Stats { return watchdog.Stats{} }
+
+type scrapeAlerts struct{}
+
+func (scrapeAlerts) Stats() []alert.SinkStats { return []alert.SinkStats{{Name: "am", Kind: "alertmanager"}} }
+
+type scrapeRisk struct{}
+
+func (scrapeRisk) AtRisk() []watchdog.Risk { return []watchdog.Risk{{Cgroup: "/lxc/db"}} }
+
+// Every metric the rules and the dashboard query is one the daemon's
+// registry exports (scraped over HTTP from the handler the daemon serves),
+// with an alert sink, a cgroup at risk and an open incident.
+func TestRulesAndDashboardQueryExportedMetrics(t *testing.T) {
+	m := metrics.New("dev", scrapeWD{}, scrapeAlerts{})
+	m.SetRisk(scrapeRisk{})
+	m.IncidentOpened(&watchdog.Incident{ID: "a", Verdict: watchdog.VerdictLoop, Cgroup: "/lxc/web", Started: time.Now()}, time.Millisecond)
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exposed := ExposedFamilies(string(body))
+	used, err := QueriedMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, where := range used {
+		if !exposed[name] {
+			t.Errorf("%s (queried by %v) is not in a scrape of the daemon's registry", name, where)
+		}
 	}
 }

@@ -339,7 +339,7 @@ func stallHog(t *testing.T, hog string, p memcg) (pid int, wait func(d time.Dura
 //   - start-up: the host's hierarchy is seen (its own cgroup is
 //     /libpod_parent/libpod-ID), no event=limited_view;
 //   - normal OOM kills in a cgroup of several tasks (oom_score_adj 0): logged
-//     as "OOM with kill: kernel coped" for that cgroup; no incident, no action;
+//     as event=oom_kill for that cgroup; no incident, no action;
 //   - a v1 oom_kill_disable=1 cgroup stalled at its limit, created after the
 //     sidecar was ready: event=incident verdict=paused for it, no action
 //     (report only), recorded in the state volume's incidents.jsonl;
@@ -458,10 +458,10 @@ func TestSidecar(t *testing.T) {
 			t.Fatalf("the kernel killed nothing in %s (oom_control %v); hog: %s", kill.dir, kill.oomControl(), hout.String())
 		}
 		l, ok := waitLog(t, name, 10*time.Second, func(l logLine) bool {
-			return l.s("cgroup") == kill.rel && l.s("message") == "OOM with kill: kernel coped" && l.n("oom_kills") >= 1
+			return l.s("cgroup") == kill.rel && l.s("event") == "oom_kill" && l.n("oom_kills") >= 1
 		})
 		if !ok {
-			t.Fatalf("no 'OOM with kill: kernel coped' for %s (host oom_kill=%d)", kill.rel, kills)
+			t.Fatalf("no event=oom_kill for %s (host oom_kill=%d)", kill.rel, kills)
 		}
 		t.Logf("host: oom_kill=%d in %s; sidecar: %q oom_events=%.0f oom_kills=%.0f, %v after the workload started",
 			kills, kill.rel, l.s("message"), l.n("oom_events"), l.n("oom_kills"), time.Since(start).Round(time.Millisecond))
@@ -488,7 +488,7 @@ func TestSidecar(t *testing.T) {
 			t.Fatalf("oom_kill=%d, want 1", k)
 		}
 		_, ok := waitLog(t, name, 3*time.Second, func(l logLine) bool {
-			return l.s("cgroup") == one.rel && l.s("message") == "OOM with kill: kernel coped"
+			return l.s("cgroup") == one.rel && l.s("event") == "oom_kill"
 		})
 		all, _ := sidecarLog(name)
 		for _, ev := range []string{"incident", "action"} {
@@ -741,7 +741,7 @@ func TestSidecarPrivateCgroupns(t *testing.T) {
 			}
 		}
 		if _, ok := waitLog(t, name, 10*time.Second, func(l logLine) bool {
-			return l.s("cgroup") == sib.rel && l.s("message") == "OOM with kill: kernel coped"
+			return l.s("cgroup") == sib.rel && l.s("event") == "oom_kill"
 		}); !ok {
 			t.Errorf("the OOM kill in the sibling %s was not seen", sib.rel)
 		}

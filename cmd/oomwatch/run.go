@@ -395,6 +395,9 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 			}
 		},
 	}
+	if f.riskEvery > 0 {
+		wcfg.RiskHint = func(cg string) { risk.Hint(cg) } // risk is set before Run
+	}
 	// Pings come from the event loop itself: a stuck loop stops pinging and
 	// systemd restarts the daemon. Without WatchdogSec the loop sleeps.
 	if every := sd.PingEvery(); every > 0 {

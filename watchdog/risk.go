@@ -47,6 +47,15 @@ const DefaultRiskEvery = time.Minute
 // next sweep goes on where it stopped.
 const DefaultRiskChecks = 2048
 
+// RiskHintDelay is how long after a hint (Hint) the hinted cgroups are
+// checked: the killed task has gone, the new cgroup's first tasks have
+// moved in, and a burst of hints costs one check.
+const RiskHintDelay = 2 * time.Second
+
+// maxHints bounds the cgroups one early check reads; hints beyond it wait
+// for the next sweep.
+const maxHints = 256
+
 // maxRiskLogs bounds the risk lines one sweep logs: a tenant who makes a
 // thousand cgroups risky at once gets a count, not a thousand lines.
 const maxRiskLogs = 16
@@ -56,6 +65,8 @@ const maxRiskLogs = 16
 // cgroups that have a limit, reading the tasks of at most MaxChecks of them
 // (in path order, resuming where the last sweep stopped), and nothing
 // between sweeps: no wake-up on an idle host except the sweep's timer.
+// Hint brings the check of one cgroup forward when the event loop sees its
+// risk may have changed.
 type RiskMonitor struct {
 	List      Lister
 	Insp      Inspector
@@ -68,6 +79,36 @@ type RiskMonitor struct {
 	atRisk map[string]Risk
 	swept  time.Time // end of the last sweep
 	next   string    // the path the next sweep starts at (MaxChecks reached)
+	hinted map[string]bool
+	hint   chan struct{}
+}
+
+// Hint asks for an early check of cg, RiskHintDelay from now: an OOM killed
+// a task in it (what is left may all be unkillable), or it is new. It
+// never blocks (the event loop calls it); hints beyond maxHints before the
+// check are left to the next sweep.
+func (m *RiskMonitor) Hint(cg string) {
+	m.mu.Lock()
+	if m.hinted == nil {
+		m.hinted = map[string]bool{}
+	}
+	if len(m.hinted) < maxHints {
+		m.hinted[cg] = true
+	}
+	c := m.hintC()
+	m.mu.Unlock()
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// hintC is the channel Hint wakes Run on; under m.mu.
+func (m *RiskMonitor) hintC() chan struct{} {
+	if m.hint == nil {
+		m.hint = make(chan struct{}, 1)
+	}
+	return m.hint
 }
 
 // Run sweeps until ctx is done, the first time right away.
@@ -76,12 +117,29 @@ func (m *RiskMonitor) Run(ctx context.Context) {
 	if every <= 0 {
 		every = DefaultRiskEvery
 	}
+	m.mu.Lock()
+	hint := m.hintC()
+	m.mu.Unlock()
 	t := time.NewTimer(0)
 	defer t.Stop()
+	early := time.NewTimer(RiskHintDelay)
+	early.Stop()
+	defer early.Stop()
+	pending := false // early is running
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-hint:
+			if !pending {
+				early.Reset(RiskHintDelay)
+				pending = true
+			}
+			continue
+		case <-early.C:
+			pending = false
+			m.checkHinted(ctx)
+			continue
 		case <-t.C:
 		}
 		if err := m.Sweep(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, ErrNotRunning) {
@@ -89,6 +147,50 @@ func (m *RiskMonitor) Run(ctx context.Context) {
 		}
 		t.Reset(every)
 	}
+}
+
+// checkHinted checks the hinted cgroups, and only them.
+func (m *RiskMonitor) checkHinted(ctx context.Context) {
+	m.mu.Lock()
+	cgs := make([]string, 0, len(m.hinted))
+	for cg := range m.hinted {
+		cgs = append(cgs, cg)
+	}
+	m.hinted = nil
+	m.mu.Unlock()
+	sort.Strings(cgs)
+	found := map[string]Risk{}
+	checked := map[string]bool{}
+	for _, cg := range cgs {
+		if ctx.Err() != nil {
+			return
+		}
+		if cg == "/" {
+			continue
+		}
+		checked[cg] = true
+		if r, risky, _ := m.check(cg); risky {
+			found[cg] = r
+		}
+	}
+	m.merge(found, checked, nil)
+}
+
+// check reads cg's limit and, when it has one, its tasks: whether it is at
+// risk, and whether it has a limit (the checks MaxChecks bounds).
+func (m *RiskMonitor) check(cg string) (r Risk, risky, limited bool) {
+	lim, err := m.Insp.CG.Limit(cg)
+	if err != nil || lim == cgroupfs.Unlimited {
+		return Risk{}, false, false // gone, or no limit: no risk
+	}
+	cands, err := m.Insp.Candidates(cg)
+	if err != nil || len(cands) == 0 || Classify(cands) != VerdictLoop {
+		return Risk{}, false, true
+	}
+	names := cgnames.Parse(cg)
+	use, _ := m.Insp.CG.Usage(cg)
+	return Risk{Cgroup: cg, Container: names.Container, Unit: names.Unit,
+		Limit: lim, Usage: use, Tasks: len(cands), Origin: LargestOrigin(cands)}, true, true
 }
 
 // Sweep checks the watched cgroups once.
@@ -126,26 +228,30 @@ func (m *RiskMonitor) Sweep(ctx context.Context) error {
 			next = c.Cgroup
 			break
 		}
-		lim, err := m.Insp.CG.Limit(c.Cgroup)
-		if err != nil || lim == cgroupfs.Unlimited {
-			checked[c.Cgroup] = true // gone, or no limit: no risk
-			continue
-		}
-		checks++
-		cands, err := m.Insp.Candidates(c.Cgroup)
+		r, risky, limited := m.check(c.Cgroup)
 		checked[c.Cgroup] = true
-		if err != nil || len(cands) == 0 || Classify(cands) != VerdictLoop {
-			continue
+		if limited {
+			checks++
 		}
-		names := cgnames.Parse(c.Cgroup)
-		use, _ := m.Insp.CG.Usage(c.Cgroup)
-		found[c.Cgroup] = Risk{Cgroup: c.Cgroup, Container: names.Container, Unit: names.Unit,
-			Limit: lim, Usage: use, Tasks: len(cands), Origin: LargestOrigin(cands)}
+		if risky {
+			found[c.Cgroup] = r
+		}
 	}
 	watched := make(map[string]bool, len(list))
 	for _, c := range list {
 		watched[c.Cgroup] = true
 	}
+	m.merge(found, checked, watched)
+	m.mu.Lock()
+	m.next, m.swept = next, time.Now()
+	m.mu.Unlock()
+	return nil
+}
+
+// merge updates the cgroups at risk from a check: found are those found at
+// risk among checked; watched, unless nil (an early check), lists every
+// watched cgroup, and risks outside it are gone. It logs and tells Events.
+func (m *RiskMonitor) merge(found map[string]Risk, checked, watched map[string]bool) {
 	now := time.Now()
 	var newly, gone []Risk
 	var goneWhy []string
@@ -155,7 +261,7 @@ func (m *RiskMonitor) Sweep(ctx context.Context) error {
 	}
 	for cg, r := range m.atRisk {
 		switch {
-		case !watched[cg]:
+		case watched != nil && !watched[cg]:
 			delete(m.atRisk, cg)
 			gone, goneWhy = append(gone, r), append(goneWhy, "no longer watched")
 		case checked[cg] && found[cg].Cgroup == "":
@@ -172,7 +278,6 @@ func (m *RiskMonitor) Sweep(ctx context.Context) error {
 		}
 		m.atRisk[cg] = r
 	}
-	m.next, m.swept = next, now
 	total := len(m.atRisk)
 	m.mu.Unlock()
 
@@ -201,7 +306,6 @@ func (m *RiskMonitor) Sweep(ctx context.Context) error {
 			m.Events.RiskGone(r, goneWhy[i])
 		}
 	}
-	return nil
 }
 
 // AtRisk returns the cgroups at risk, sorted by path.

@@ -133,3 +133,64 @@ func TestRiskMonitorRunStops(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// Between sweeps the event loop brings a cgroup's check forward: a new
+// cgroup whose tasks are all unkillable, and a cgroup where an OOM killed
+// the only killable task, are found RiskHintDelay later, not at the next
+// sweep an hour away.
+func TestRiskHintChecksEarly(t *testing.T) {
+	cgRoot, procRoot := t.TempDir(), t.TempDir()
+	writeV2Root(t, cgRoot)
+	writeProc(t, procRoot, 100, 1, "java", -1000, 9000)
+	writeProc(t, procRoot, 200, 1, "nginx", 0, 9000)
+	writeCgroup(t, cgRoot, "lxc", "max")
+	writeCgroup(t, cgRoot, "lxc/web", "20971520", 100, 200) // a killable task
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	ev := &riskEvents{}
+	m := &RiskMonitor{Insp: Inspector{CG: h, Proc: procfs.New(procRoot)}, Every: time.Hour, Events: ev, Log: zerolog.Nop()}
+	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams, RiskHint: m.Hint}, newRecorder(), zerolog.Nop())
+	must(t, err)
+	m.List = w
+	startRun(t, w)
+	waitBaselines(t, w) // the loop runs: the first sweep can list it
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitRisk := func(what string, want []string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !slices.Equal(riskPaths(m.AtRisk()), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: at risk %q, want %q", what, riskPaths(m.AtRisk()), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); m.Swept().IsZero(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no first sweep")
+		}
+	}
+	if got := m.AtRisk(); len(got) != 0 {
+		t.Fatalf("at risk %v before anything changed", riskPaths(got))
+	}
+	swept := m.Swept()
+
+	writeCgroup(t, cgRoot, "lxc/new", "20971520", 100)
+	waitRisk("a new cgroup", []string{"/lxc/new"})
+
+	// The kernel killed nginx: only the unkillable java is left.
+	must(t, os.WriteFile(filepath.Join(cgRoot, "lxc/web/cgroup.procs"), []byte("100\n"), 0o644))
+	setEvents(t, cgRoot, "lxc/web", 1, 1, 1)
+	waitRisk("an OOM kill", []string{"/lxc/new", "/lxc/web"})
+	if !m.Swept().Equal(swept) {
+		t.Error("a sweep ran: the test shows nothing about hints")
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if !slices.Equal(ev.found, []string{"/lxc/new", "/lxc/web"}) || len(ev.gone) != 0 {
+		t.Errorf("events found %q gone %q", ev.found, ev.gone)
+	}
+}

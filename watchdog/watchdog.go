@@ -73,6 +73,11 @@ type Config struct {
 	FollowFor time.Duration
 	// Observer, if set, is told about every incident.
 	Observer Observer
+	// RiskHint, if set, is called from the event loop when a cgroup's
+	// would-loop risk may have changed: an OOM killed a task at its limit
+	// (at most once per detection window, as the oom_kill line), or it was
+	// created after start-up (RiskMonitor.Hint). It must not block.
+	RiskHint func(cgroup string)
 	// Tick, if set, is called from the event loop at least every TickEvery
 	// (systemd watchdog pings: a stuck loop stops pinging).
 	Tick      func()
@@ -396,6 +401,9 @@ func (w *Watchdog) add(cg string) error {
 		err := w.arm(c, key, inCtr)
 		if errors.Is(err, cgroupfs.ErrGone) || errors.Is(err, eventfd.ErrGone) {
 			return nil
+		}
+		if err == nil && w.fresh && w.cfg.RiskHint != nil {
+			w.cfg.RiskHint(c)
 		}
 		if err != nil && c != "/" {
 			// One cgroup we cannot watch (permissions, fd limit) must not
@@ -918,6 +926,9 @@ func (w *Watchdog) logKill(now time.Time, cg string, st *cgroupState, a Assessme
 		return
 	}
 	st.killLog = w.stamp(now)
+	if w.cfg.RiskHint != nil {
+		w.cfg.RiskHint(cg)
+	}
 	names := cgnames.Parse(cg)
 	w.log.Info().Str("event", "oom_kill").Str("cgroup", cg).Str("container", names.Container).Str("unit", names.Unit).
 		Uint64("oom_events", a.OOMs).Uint64("oom_kills", a.Kills).Msg("OOM killed a task: the kernel coped")

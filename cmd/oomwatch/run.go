@@ -395,6 +395,9 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 			}
 		},
 	}
+	if f.riskEvery > 0 {
+		wcfg.RiskHint = func(cg string) { risk.Hint(cg) } // risk is set before Run
+	}
 	// Pings come from the event loop itself: a stuck loop stops pinging and
 	// systemd restarts the daemon. Without WatchdogSec the loop sleeps.
 	if every := sd.PingEvery(); every > 0 {
@@ -406,8 +409,9 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	riskAlerts := riskAlerts{alerts: &disp, host: host}
 	risk = &watchdog.RiskMonitor{List: w, Insp: watchdog.Inspector{CG: h, Proc: proc}, Every: f.riskEvery,
-		Log: log.With().Str("component", "risk").Logger()}
+		Events: riskAlerts, Log: log.With().Str("component", "risk").Logger()}
 	if sock != nil {
 		sdone := make(chan struct{})
 		go func() {
@@ -471,6 +475,13 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 			}
 			_ = sd.Reloading()
 			reload(log, &f, holder, w, &disp, g.StateDir)
+			if f.riskEvery > 0 {
+				// A sink that just opted in learns of the risks found
+				// before; the others have each episode already.
+				for _, r := range risk.AtRisk() {
+					riskAlerts.RiskFound(r)
+				}
+			}
 			_ = sd.Ready(status())
 		}
 	}()
@@ -601,6 +612,23 @@ func (d dispStats) Stats() []alert.SinkStats {
 		return x.Stats()
 	}
 	return nil
+}
+
+// riskAlerts sends the risk monitor's findings to the sinks that opted in
+// (risk: true); Send never blocks the sweep.
+type riskAlerts struct {
+	alerts *atomic.Pointer[alert.Dispatcher]
+	host   string
+}
+
+func (a riskAlerts) RiskFound(r watchdog.Risk) { a.send(r, false) }
+
+func (a riskAlerts) RiskGone(r watchdog.Risk, _ string) { a.send(r, true) }
+
+func (a riskAlerts) send(r watchdog.Risk, resolved bool) {
+	if d := a.alerts.Load(); d != nil {
+		d.Send(alert.NewRiskDocument(r, resolved, a.host, time.Now()))
+	}
 }
 
 // handler sits between the watchdog and the policy: it sends the alert for

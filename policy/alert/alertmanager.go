@@ -83,10 +83,13 @@ func (a *alertmanagerSink) amLabels(doc Document) map[string]string {
 		l[k] = v
 	}
 	l["alertname"] = alertname(doc.Verdict)
+	if doc.Type == TypeRisk {
+		l["alertname"] = "OOMLoopRisk"
+	}
 	l["cgroup"] = doc.Cgroup
 	l["container"] = doc.Container
 	l["host"] = doc.Host
-	l["severity"] = incidentSeverity(doc.Verdict) // not doc.Severity: "info" on resolve would be another alert
+	l["severity"] = doc.alertSeverity() // not doc.Severity: "info" on resolve would be another alert
 	return l
 }
 
@@ -98,7 +101,9 @@ func (a *alertmanagerSink) alert(doc Document, now time.Time) amAlert {
 		"incident_id": doc.IncidentID,
 		"event_id":    doc.EventID,
 		"type":        doc.Type,
-		"verdict":     doc.Verdict,
+	}
+	if doc.Verdict != "" {
+		ann["verdict"] = doc.Verdict
 	}
 	if doc.Origin != nil {
 		ann["origin"] = doc.originText()
@@ -159,6 +164,9 @@ func (a *alertmanagerSink) delivered(doc Document, now time.Time) {
 		if _, ok := a.firing[doc.IncidentID]; ok || len(a.firing) < maxFiring {
 			a.firing[doc.IncidentID] = doc
 		}
+		// A risk firing again after its resolution: the same alert, now
+		// active, must not be resolved again by the old re-sends.
+		delete(a.resolving, doc.IncidentID)
 		return
 	}
 	delete(a.firing, doc.IncidentID)
@@ -167,12 +175,12 @@ func (a *alertmanagerSink) delivered(doc Document, now time.Time) {
 	}
 }
 
-func (a *alertmanagerSink) due(now time.Time, over func(incident string) bool) []Document {
+func (a *alertmanagerSink) due(now time.Time, over func(lifecycle string) bool) []Document {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var out []Document
 	for id, d := range a.firing {
-		if over(id) {
+		if over(d.lifecycle()) {
 			// Resolved, whether or not the resolution got through (given
 			// up, dropped, still queued): the alert expires at its endsAt.
 			delete(a.firing, id)

@@ -61,6 +61,11 @@ type Delivery struct {
 	// MaxAge: a document older than this is given up, also when replayed
 	// from the spool (default 24h).
 	MaxAge time.Duration `yaml:"max_age"`
+	// Risk: also send risk documents, the warnings before the first OOM
+	// (default false). The rate limit and queue bound apply to them as to
+	// incidents; dedup_window does not (each risk fires once and resolves
+	// once).
+	Risk bool `yaml:"risk"`
 }
 
 // HTTPConfig are the settings of the HTTP sinks.

@@ -52,8 +52,9 @@ type resender interface {
 	delivered(doc Document, now time.Time)
 	// due returns the documents to re-send now. over reports an incident
 	// whose resolution the sink has accepted: its firing document is
-	// forgotten, never re-sent, whatever became of the resolution.
-	due(now time.Time, over func(incident string) bool) []Document
+	// forgotten, never re-sent, whatever became of the resolution. Its
+	// argument is the document's lifecycle key.
+	due(now time.Time, over func(lifecycle string) bool) []Document
 }
 
 // deliveryError classifies a failed attempt.
@@ -467,6 +468,10 @@ func (s *sink) send(doc Document, closed bool) {
 		s.log.Warn().Str("event_id", doc.EventID).Msg("alert after close: dropped")
 		return
 	}
+	if doc.Type == TypeRisk && !s.dl.Risk && !s.announced(doc) {
+		s.mu.Unlock()
+		return // not opted in
+	}
 	doc, ok := s.admit(doc, now)
 	if !ok {
 		s.mu.Unlock()
@@ -489,17 +494,36 @@ func (s *sink) incident(id string, now time.Time) *incState {
 	return st
 }
 
+// announced reports, under s.mu, whether doc resolves a risk this sink
+// announced: its resolution is sent although risk was turned off since, so
+// no page stays open.
+func (s *sink) announced(doc Document) bool {
+	st := s.incidents[doc.lifecycle()]
+	return !doc.firing() && st != nil && st.admitted && !st.resolved
+}
+
 // admit decides, under s.mu, whether doc goes into the queue, and in which
 // state (see incState.order).
 func (s *sink) admit(doc Document, now time.Time) (Document, bool) {
 	s.prune(now)
-	st := s.incident(doc.IncidentID, now)
+	st := s.incident(doc.lifecycle(), now)
+	if doc.Type == TypeRisk && doc.firing() && (st.admitted || st.resolved) {
+		// Each risk episode fires once per sink: the daemon announces the
+		// risks again after a reload, for sinks that just opted in.
+		s.deduped.Add(1)
+		return doc, false
+	}
 	if st.resolved && doc.firing() {
 		s.log.Info().Str("event_id", doc.EventID).Str("incident", doc.IncidentID).Str("type", doc.Type).
 			Msg("alert after the incident's resolution: sent as resolved")
 	}
 	doc = st.order(doc)
 	key := doc.IncidentID + "\x00" + doc.Type
+	if doc.Type == TypeRisk {
+		// A risk's firing and resolved documents share a type: the
+		// episode and status tell them apart.
+		key = doc.lifecycle() + "\x00" + doc.Status
+	}
 	if s.dl.DedupWindow > 0 {
 		if t, ok := s.dedup[key]; ok && now.Sub(t) < s.dl.DedupWindow {
 			s.deduped.Add(1)
@@ -627,7 +651,7 @@ func (s *sink) replay() {
 		s.mu.Lock()
 		// The spool is in queue order: a firing document spooled after its
 		// incident's resolution is replayed as resolved too.
-		doc := s.incident(e.doc.IncidentID, time.Now()).order(e.doc)
+		doc := s.incident(e.doc.lifecycle(), time.Now()).order(e.doc)
 		s.pushLocked(&item{doc: doc, spoolPath: e.path, replayed: true})
 		s.mu.Unlock()
 	}

@@ -14,11 +14,26 @@
 // is delivered or re-sent after the incident's resolution (see
 // incState.order).
 //
+// Risk documents (type risk, sent only to sinks with risk: true) warn
+// before the first OOM: a cgroup where the next OOM would loop, because it
+// has a memory limit and every task in it is unkillable. One firing
+// document when the daemon's check finds it, one resolved document (type
+// risk, status resolved) when the check no longer does; both are severity
+// warning while firing. Their incident_id is derived from host and cgroup
+// ("risk-" and 32 hex digits), the same across restarts, so Alertmanager
+// and PagerDuty fold a re-announcement after a restart into the open alert;
+// started_at is when the check first found it, and each such episode has
+// its own lifecycle (a cgroup at risk again after its resolution fires
+// again). verdict is empty, candidates is empty and candidates_total is the
+// number of tasks, origin is the task the protection came from, and the
+// OOM counters and window are 0: no OOM has happened yet.
+//
 // The package depends on watchdog for the incident types only; cmd converts
 // policy results into Actions and wires the Dispatcher in.
 package alert
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -41,6 +56,7 @@ const (
 	TypeRemediated        = "remediated"         // the ladder ended the loop (or contained it)
 	TypeRemediationFailed = "remediation-failed" // the ladder ran and the loop goes on
 	TypeResolved          = "resolved"           // no more OOMs, or the cgroup is gone
+	TypeRisk              = "risk"               // the next OOM here would loop (firing), or no longer would (resolved)
 )
 
 // Statuses and severities.
@@ -49,7 +65,7 @@ const (
 	StatusResolved = "resolved"
 
 	SeverityCritical = "critical" // verdict loop
-	SeverityWarning  = "warning"  // verdict stalled or paused
+	SeverityWarning  = "warning"  // verdict stalled or paused; risk
 	SeverityInfo     = "info"     // resolved
 )
 
@@ -191,6 +207,49 @@ func NewDocument(typ string, inc *watchdog.Incident, names Names, actions []Acti
 	return d
 }
 
+// NewRiskDocument builds the document of a would-loop risk: firing when the
+// check found r, resolved when it no longer does. now is the event time.
+func NewRiskDocument(r watchdog.Risk, resolved bool, host string, now time.Time) Document {
+	d := Document{
+		Schema:          Schema,
+		EventID:         newID(),
+		IncidentID:      riskID(host, r.Cgroup),
+		Type:            TypeRisk,
+		Status:          StatusFiring,
+		Severity:        SeverityWarning,
+		Host:            clean(host, maxName),
+		Cgroup:          clean(r.Cgroup, maxCgroup),
+		Container:       clean(r.Container, maxName),
+		Unit:            clean(r.Unit, maxName),
+		UsageBytes:      r.Usage,
+		Candidates:      []Candidate{},
+		CandidatesTotal: r.Tasks,
+		Actions:         []Action{},
+		SentAt:          now.UTC().Format(time.RFC3339Nano),
+	}
+	if r.Limit != cgroupfs.Unlimited {
+		d.LimitBytes = r.Limit
+	}
+	if resolved {
+		d.Status, d.Severity = StatusResolved, SeverityInfo
+	}
+	if o := r.Origin; o != nil {
+		d.Origin = &Origin{PID: o.PID, Comm: clean(o.Comm, maxComm), ParentPID: o.ParentPID, ParentComm: clean(o.ParentComm, maxComm)}
+	}
+	d.StartedAt = d.SentAt
+	if !r.Since.IsZero() {
+		d.StartedAt = r.Since.UTC().Format(time.RFC3339Nano)
+	}
+	return d
+}
+
+// riskID is the incident_id of the risk of cgroup on host: stable across
+// sweeps and restarts, so receivers fold repeats into one alert.
+func riskID(host, cgroup string) string {
+	h := sha256.Sum256([]byte(host + "\x00" + cgroup))
+	return "risk-" + hex.EncodeToString(h[:16])
+}
+
 // severity: critical for a loop, warning for stalled or paused, info once
 // resolved.
 func severity(typ, verdict string) string {
@@ -198,6 +257,25 @@ func severity(typ, verdict string) string {
 		return SeverityInfo
 	}
 	return incidentSeverity(verdict)
+}
+
+// alertSeverity is the severity of what d is about, whatever its status:
+// Alertmanager labels must not change between firing and resolved.
+func (d Document) alertSeverity() string {
+	if d.Type == TypeRisk {
+		return SeverityWarning
+	}
+	return incidentSeverity(d.Verdict)
+}
+
+// lifecycle is what a sink keeps one lifecycle for: the incident, or for a
+// risk one episode of it (a cgroup at risk again after its resolution
+// fires again under the same incident_id).
+func (d Document) lifecycle() string {
+	if d.Type == TypeRisk {
+		return d.IncidentID + "\x00" + d.StartedAt
+	}
+	return d.IncidentID
 }
 
 // incidentSeverity is the severity of the incident itself, whatever the
@@ -219,7 +297,7 @@ func (d Document) asResolved() Document {
 }
 
 // validTypes is the enum of Type.
-var validTypes = map[string]bool{TypeDetected: true, TypeRemediated: true, TypeRemediationFailed: true, TypeResolved: true}
+var validTypes = map[string]bool{TypeDetected: true, TypeRemediated: true, TypeRemediationFailed: true, TypeResolved: true, TypeRisk: true}
 
 // newID returns a random UUIDv4. It uses math/rand/v2, seeded by the Go
 // runtime from the kernel's AT_RANDOM: crypto/rand's getrandom(2) blocks
@@ -285,6 +363,9 @@ func oneLine(s string) string {
 // summary is the one-line title shared by Alertmanager and PagerDuty.
 func (d Document) summary() string {
 	what := map[string]string{"loop": "OOM loop", "stalled": "OOM stall", "paused": "OOM pause"}[d.Verdict]
+	if d.Type == TypeRisk {
+		what = "OOM loop risk"
+	}
 	if what == "" {
 		what = "OOM incident"
 	}
@@ -297,6 +378,8 @@ func (d Document) summary() string {
 		s += ": remediated"
 	case TypeRemediationFailed:
 		s += ": remediation failed"
+	case TypeRisk:
+		s += ": every task unkillable, the next OOM would loop"
 	}
 	if !d.firing() {
 		s = "resolved: " + s
@@ -310,6 +393,13 @@ func (d Document) summary() string {
 // description is the human-readable detail line.
 func (d Document) description() string {
 	var b strings.Builder
+	if d.Type == TypeRisk {
+		fmt.Fprintf(&b, "all %d tasks unkillable (oom_score_adj -1000); usage %d of limit %d bytes", d.CandidatesTotal, d.UsageBytes, d.LimitBytes)
+		if d.Origin != nil {
+			fmt.Fprintf(&b, "; protection leaked by %s", d.originText())
+		}
+		return b.String()
+	}
 	fmt.Fprintf(&b, "%d OOM events and %d OOM kills in %gs", d.OOMEvents, d.OOMKills, d.WindowSeconds)
 	unk := 0
 	for _, c := range d.Candidates {

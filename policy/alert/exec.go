@@ -27,7 +27,7 @@ import (
 //
 //	OOMWATCH_EVENT      event_id
 //	OOMWATCH_INCIDENT   incident_id
-//	OOMWATCH_TYPE       detected | remediated | remediation-failed | resolved
+//	OOMWATCH_TYPE       detected | remediated | remediation-failed | resolved | risk
 //	OOMWATCH_STATUS     firing | resolved
 //	OOMWATCH_SEVERITY   critical | warning | info
 //	OOMWATCH_CGROUP     the cgroup path (untrusted text: quote it)

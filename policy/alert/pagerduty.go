@@ -10,7 +10,9 @@ import (
 // pagerDutySink sends Events API v2 events: trigger for every firing
 // document (a re-trigger with the same dedup_key updates the open alert),
 // resolve for resolved ones. dedup_key = "oomwatch-" + incident_id, so
-// trigger and resolve always meet.
+// trigger and resolve always meet (a risk's incident_id is the same for
+// every episode of it: PagerDuty opens a new incident for a trigger after a
+// resolve).
 type pagerDutySink struct {
 	*httpSink
 	routingKey string
@@ -76,6 +78,9 @@ func (p *pagerDutySink) event(doc Document) pdEvent {
 		Group:         doc.Container,
 		Class:         doc.Verdict,
 		CustomDetails: doc,
+	}
+	if doc.Type == TypeRisk {
+		ev.Payload.Class = TypeRisk
 	}
 	return ev
 }

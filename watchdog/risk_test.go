@@ -149,11 +149,12 @@ func TestRiskHintChecksEarly(t *testing.T) {
 	must(t, err)
 	ev := &riskEvents{}
 	m := &RiskMonitor{Insp: Inspector{CG: h, Proc: procfs.New(procRoot)}, Every: time.Hour, Events: ev, Log: zerolog.Nop()}
-	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams, RiskHint: m.Hint}, newRecorder(), zerolog.Nop())
+	ready := make(chan int, 1)
+	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams, RiskHint: m.Hint, Ready: func(n int) { ready <- n }}, newRecorder(), zerolog.Nop())
 	must(t, err)
 	m.List = w
 	startRun(t, w)
-	waitBaselines(t, w) // the loop runs: the first sweep can list it
+	<-ready // the loop runs: the first sweep can list it
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); m.Run(ctx) }()

@@ -29,17 +29,17 @@ build:
 # installs and fetches them (idempotent; needs root on Debian 12). The
 # alerting tier runs a real Alertmanager: alert-deps installs it.
 vm-deps:
-	bash internal/vmtest/fetch.sh >/dev/null
+	bash test/vmtest/fetch.sh >/dev/null
 
 alert-deps:
-	bash policy/alert/testdata/install-alertmanager.sh
+	bash alert/testdata/install-alertmanager.sh
 
 deps: vm-deps alert-deps sdvm-deps image-deps
-	bash internal/sdvm/lxc-ensure-image.sh >/dev/null
+	bash test/sdvm/lxc-ensure-image.sh >/dev/null
 
 test: deps
 	$(GO) vet ./...
-	$(GO) vet -tags vmguest ./internal/vmtest/guest
+	$(GO) vet -tags vmguest ./test/vmtest/guest
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 40m $(TESTFLAGS) ./...
 
 # Without root, qemu or the kernels: pure and fake-tree tiers only.
@@ -47,7 +47,7 @@ test-quick:
 	$(GO) test -short -count=1 $(TESTFLAGS) ./...
 
 demo: vm-deps
-	$(GO) run ./internal/demo
+	$(GO) run ./test/demo
 
 # Every benchmark: micro, host (root, cgroup v1) and VM (boots every kernel).
 # -p 1: one package at a time, so that the host scale and churn benchmarks
@@ -55,14 +55,14 @@ demo: vm-deps
 # Each prints its own table into the log and emits OOMWATCH-BENCH rows;
 # benchtable passes the output through (stderr and $(BENCHLOG)) and ends with
 # one table of every row, machine facts, targets met/missed, skips and
-# failures. Re-table a saved log: go run ./internal/benchrow/benchtable FILE.
+# failures. Re-table a saved log: go run ./test/benchrow/benchtable FILE.
 # bash + pipefail: the exit status is go test's.
 BENCHLOG ?= bin/bench.log
 bench: SHELL := /bin/bash
 bench: .SHELLFLAGS := -o pipefail -c
 bench: vm-deps
 	@mkdir -p bin $(dir $(BENCHLOG))
-	$(GO) build -o bin/benchtable ./internal/benchrow/benchtable
+	$(GO) build -o bin/benchtable ./test/benchrow/benchtable
 	$(GO) test -p 1 -run '^$$' -bench . -benchmem -timeout 60m ./... 2>&1 | bin/benchtable -log $(BENCHLOG)
 
 # Every fuzz target of every package, FUZZTIME each (CI runs a short pass).

@@ -19,7 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomwatch/oomwatch/eventfd"
-	"github.com/oomwatch/oomwatch/internal/testtier"
+	"github.com/oomwatch/oomwatch/test/testtier"
 )
 
 // Host-kernel tier: real cgroupfs, real OOM. Needs root and a v1 memory

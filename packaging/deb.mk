@@ -20,4 +20,4 @@ lintian: deb
 # debootstrap/lintian/zstd/qemu, the cloud kernel and the rootfs image
 # (cached in $${OOMWATCH_VM_CACHE:-/var/tmp/oomwatch-vm}/sdvm/<hash>); needs root.
 sdvm-deps:
-	bash internal/sdvm/ensure-image.sh >/dev/null
+	bash test/sdvm/ensure-image.sh >/dev/null

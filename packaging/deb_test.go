@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oomwatch/oomwatch/internal/testtier"
+	"github.com/oomwatch/oomwatch/test/testtier"
 )
 
 func goTool() string {

@@ -1,5 +1,5 @@
 // Package packaging holds the Debian packaging of oomwatch: build-deb.sh
 // (nfpm v2.45.2, or dpkg-deb), the maintainer scripts in debian/, the man
 // page and deb.mk. Its tests build the package and run lintian; the systemd
-// VM test (internal/sdvm) installs it into a real systemd system.
+// VM test (test/sdvm) installs it into a real systemd system.
 package packaging

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oomwatch/oomwatch/alert"
 	"github.com/oomwatch/oomwatch/internal/metrics"
-	"github.com/oomwatch/oomwatch/internal/testtier"
-	"github.com/oomwatch/oomwatch/policy/alert"
+	"github.com/oomwatch/oomwatch/test/testtier"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
@@ -109,7 +109,9 @@ func (scrapeWD) Stats() watchdog.Stats { return watchdog.Stats{} }
 
 type scrapeAlerts struct{}
 
-func (scrapeAlerts) Stats() []alert.SinkStats { return []alert.SinkStats{{Name: "am", Kind: "alertmanager"}} }
+func (scrapeAlerts) Stats() []alert.SinkStats {
+	return []alert.SinkStats{{Name: "am", Kind: "alertmanager"}}
+}
 
 type scrapeRisk struct{}
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oomwatch/oomwatch/internal/benchrow"
+	"github.com/oomwatch/oomwatch/test/benchrow"
 )
 
 // starvationRun is one run of the starvation benchmark: how the other

@@ -13,7 +13,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
-	"github.com/oomwatch/oomwatch/internal/testhost"
+	"github.com/oomwatch/oomwatch/test/testhost"
 )
 
 // TestMonitorNeverTargetHost: real v1 cgroups laid out as LXC lays out a

@@ -14,7 +14,7 @@ var _ policy.UnitLimiter = (*systemd.Units)(nil)
 // Without a bus (this host, or a container without systemd) every call
 // fails with an error naming the connection, never hangs, and Close works
 // whether or not anything was opened. The real calls run in the systemd VM
-// (internal/sdvm).
+// (test/sdvm).
 func TestUnitsWithoutSystemd(t *testing.T) {
 	t.Setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/oomwatch-test-bus")
 	var u systemd.Units

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oomwatch/oomwatch/internal/testtier"
+	"github.com/oomwatch/oomwatch/test/testtier"
 )
 
 // directives returns the [Service] settings of the unit, key → values.

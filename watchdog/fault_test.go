@@ -17,7 +17,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
-	"github.com/oomwatch/oomwatch/internal/testhost"
+	"github.com/oomwatch/oomwatch/test/testhost"
 )
 
 // HostileNames are cgroup names a container can give its delegated cgroups:

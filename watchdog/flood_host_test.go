@@ -18,9 +18,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
-	"github.com/oomwatch/oomwatch/internal/inotifyinfo"
 	"github.com/oomwatch/oomwatch/internal/procfs"
-	"github.com/oomwatch/oomwatch/internal/testhost"
+	"github.com/oomwatch/oomwatch/test/inotifyinfo"
+	"github.com/oomwatch/oomwatch/test/testhost"
 )
 
 // The flood: floodDirs directories under the flood's top-level cgroup, each

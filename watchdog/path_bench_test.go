@@ -13,10 +13,10 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/oomwatch/oomwatch/internal/benchrow"
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
-	"github.com/oomwatch/oomwatch/internal/testhost"
+	"github.com/oomwatch/oomwatch/test/benchrow"
+	"github.com/oomwatch/oomwatch/test/testhost"
 )
 
 // BenchmarkIncidentPathHostV1 is the daemon's own part of breaking a loop,

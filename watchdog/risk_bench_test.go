@@ -8,9 +8,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/oomwatch/oomwatch/internal/benchrow"
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/test/benchrow"
 )
 
 // BenchmarkRiskCheck: what the daemon's would-loop check costs on a fake

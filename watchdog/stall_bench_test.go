@@ -12,10 +12,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/oomwatch/oomwatch/eventfd"
-	"github.com/oomwatch/oomwatch/internal/benchrow"
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
-	"github.com/oomwatch/oomwatch/internal/testhost"
+	"github.com/oomwatch/oomwatch/test/benchrow"
+	"github.com/oomwatch/oomwatch/test/testhost"
 )
 
 // The stall benchmarks: how long one turn of the event loop takes (what

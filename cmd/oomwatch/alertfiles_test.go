@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oomwatch/oomwatch/internal/testtier"
+	"github.com/oomwatch/oomwatch/test/testtier"
 )
 
 // Running as root, a hook others can rewrite is refused like a config file

@@ -16,14 +16,14 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/oomwatch/oomwatch/alert"
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/internal/history"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/internal/statusd"
-	"github.com/oomwatch/oomwatch/internal/testhost"
 	"github.com/oomwatch/oomwatch/policy"
-	"github.com/oomwatch/oomwatch/policy/alert"
+	"github.com/oomwatch/oomwatch/test/testhost"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 

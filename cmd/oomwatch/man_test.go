@@ -13,9 +13,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/oomwatch/oomwatch/alert"
 	"github.com/oomwatch/oomwatch/internal/metrics"
-	"github.com/oomwatch/oomwatch/internal/testtier"
-	"github.com/oomwatch/oomwatch/policy/alert"
+	"github.com/oomwatch/oomwatch/test/testtier"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 

@@ -16,7 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/oomwatch/oomwatch/policy/alert"
+	"github.com/oomwatch/oomwatch/alert"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
+	"github.com/oomwatch/oomwatch/alert"
 	"github.com/oomwatch/oomwatch/internal/cgnames"
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/config"
@@ -30,7 +31,6 @@ import (
 	"github.com/oomwatch/oomwatch/internal/rootowned"
 	"github.com/oomwatch/oomwatch/internal/statusd"
 	"github.com/oomwatch/oomwatch/policy"
-	"github.com/oomwatch/oomwatch/policy/alert"
 	"github.com/oomwatch/oomwatch/systemd"
 	"github.com/oomwatch/oomwatch/watchdog"
 )

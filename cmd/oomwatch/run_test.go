@@ -15,11 +15,11 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/oomwatch/oomwatch/alert"
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/policy"
-	"github.com/oomwatch/oomwatch/policy/alert"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 

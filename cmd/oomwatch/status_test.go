@@ -14,8 +14,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/oomwatch/oomwatch/internal/statusd"
-	"github.com/oomwatch/oomwatch/internal/testhost"
 	"github.com/oomwatch/oomwatch/policy"
+	"github.com/oomwatch/oomwatch/test/testhost"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 

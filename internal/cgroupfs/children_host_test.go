@@ -11,8 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
-	"github.com/oomwatch/oomwatch/internal/testhost"
-	"github.com/oomwatch/oomwatch/internal/testtier"
+	"github.com/oomwatch/oomwatch/test/testhost"
+	"github.com/oomwatch/oomwatch/test/testtier"
 )
 
 // Children skips listing a directory whose link count is 2; on real

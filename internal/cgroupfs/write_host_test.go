@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
-	"github.com/oomwatch/oomwatch/internal/testhost"
-	"github.com/oomwatch/oomwatch/internal/testtier"
+	"github.com/oomwatch/oomwatch/test/testhost"
+	"github.com/oomwatch/oomwatch/test/testtier"
 )
 
 const mib = 1 << 20

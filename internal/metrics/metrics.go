@@ -20,9 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/oomwatch/oomwatch/alert"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/policy"
-	"github.com/oomwatch/oomwatch/policy/alert"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 

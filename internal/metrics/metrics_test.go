@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"go.uber.org/goleak"
 
+	"github.com/oomwatch/oomwatch/alert"
 	"github.com/oomwatch/oomwatch/policy"
-	"github.com/oomwatch/oomwatch/policy/alert"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 

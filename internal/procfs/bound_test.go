@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oomwatch/oomwatch/internal/testtier"
+	"github.com/oomwatch/oomwatch/test/testtier"
 )
 
 // A process chooses its argv and, as root in its user namespace, its

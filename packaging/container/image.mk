@@ -20,10 +20,10 @@ image-deps:
 	bash packaging/container/install-podman.sh
 
 sidecar-test: image-deps
-	$(GO) test -count=1 -v -run 'TestSidecar' ./internal/sidecar
+	$(GO) test -count=1 -v -run 'TestSidecar' ./test/sidecar
 
 # Real LXC containers in the systemd VM (qemu; builds the LXC image variant
 # on first use, ~1.5 min, cached under $${OOMWATCH_VM_CACHE:-/var/tmp/oomwatch-vm}/sdvm-lxc).
 .PHONY: lxc-vm-test
 lxc-vm-test:
-	$(GO) test -count=1 -v -run 'TestLXCInSystemd' -timeout 20m ./internal/sdvm
+	$(GO) test -count=1 -v -run 'TestLXCInSystemd' -timeout 20m ./test/sdvm

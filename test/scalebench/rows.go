@@ -1,0 +1,199 @@
+package scalebench
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/oomwatch/oomwatch/test/benchrow"
+)
+
+// Issue 7's scale targets (docs/BENCHMARKS.md "Reading against the targets").
+const (
+	targetArmSec  = 2.0  // arming at 10,000 cgroups
+	targetRSSMiB  = 30.0 // resident at 10,000 cgroups
+	targetPeerMem = 5.0  // the peer's RSS over oomwatch's
+)
+
+// ScaleRows turns scale results (measurement 2) into rows for the one
+// table: per hierarchy and size, each method's numbers; the targets on
+// oomwatch's (armed all, arm time, RSS, goroutines constant across sizes,
+// no kernel notification while idle, the peer's RSS at least 5× oomwatch's).
+// bench is the emitting benchmark's name.
+func ScaleRows(bench string, rs []Result) []benchrow.Row {
+	scen := func(r Result) string { return fmt.Sprintf("%s, %d cgroups", r.Hierarchy, r.Cgroups) }
+	// A method measured twice at one size (the v2 peer at the default
+	// inotify limits, then raised): the earlier runs get their own
+	// scenario, named by their note ("max_user_instances=128 (default)").
+	last := map[string]int{}
+	for i, r := range rs {
+		last[scen(r)+"\x00"+r.Method] = i
+	}
+	scenario := func(i int, r Result) string {
+		s := scen(r)
+		if last[s+"\x00"+r.Method] == i {
+			return s
+		}
+		n, _, _ := strings.Cut(r.Note, ":")
+		if n = strings.TrimSpace(n); n == "" {
+			n = fmt.Sprintf("run %d", i+1)
+		}
+		return s + ", " + n
+	}
+	// goroutines at the first size measured, per hierarchy: the reference for "constant"
+	refG := map[string]Result{}
+	for _, r := range rs {
+		if _, ok := refG[r.Hierarchy]; !ok && r.Method == Oomwatch && !crashed(r) {
+			refG[r.Hierarchy] = r
+		}
+	}
+	var out []benchrow.Row
+	rss := map[string]map[string]Result{} // scenario → method → result, for the ratio
+	for i, r := range rs {
+		s := scenario(i, r)
+		row := func(metric string, v float64, unit string) benchrow.Row {
+			return benchrow.Row{Measurement: benchrow.Scale, Scenario: s, Method: r.Method, Metric: metric, Value: v, Unit: unit, Bench: bench}
+		}
+		own := r.Method == Oomwatch
+		if crashed(r) {
+			c := row("crash", 0, "")
+			c.Text, c.Note = "crashed", r.Crash
+			if own {
+				c = c.Check("no crash", false)
+			}
+			out = append(out, c)
+			continue
+		}
+		if rss[s] == nil {
+			rss[s] = map[string]Result{}
+		}
+		rss[s][r.Method] = r
+		if r.Method != Baseline {
+			a := row("armed", float64(r.Armed), "")
+			a.Note = strings.TrimRight(strings.TrimSpace(r.Note), ";:")
+			if own {
+				a = a.Equal(float64(r.Cgroups), "all")
+				if r.IdleEvents != nil {
+					a.Note = "" // the idle notifications have a row of their own
+				}
+			}
+			out = append(out, a)
+			if r.ArmErrors > 0 {
+				e := row("arm errors", float64(r.ArmErrors), "")
+				e.Note = "first: " + r.FirstErr
+				out = append(out, e)
+			}
+			t := row("arm time", r.ArmSec, "s")
+			if own {
+				t = t.AtMost(targetArmSec)
+			}
+			out = append(out, t)
+			if r.BaseSec > 0 {
+				out = append(out, row("counters read (from start)", r.BaseSec, "s"))
+			}
+		}
+		m := row("RSS", mib(r.End.RSSKiB), "MiB")
+		if own {
+			m = m.AtMost(targetRSSMiB)
+		}
+		g := row("goroutines", float64(r.End.Goroutines), "")
+		if ref, ok := refG[r.Hierarchy]; own && ok {
+			g = g.Check(fmt.Sprintf("constant (%d at %d cgroups)", ref.End.Goroutines, ref.Cgroups), r.End.Goroutines == ref.End.Goroutines)
+		}
+		out = append(out, m, row("peak RSS (VmHWM)", mib(r.End.HWMKiB), "MiB"), g,
+			row("threads", float64(r.End.Threads), ""), row("fds", float64(r.End.FDs), ""))
+		if r.IdleEvents != nil {
+			out = append(out, row("kernel notifications while idle", float64(*r.IdleEvents), "").Equal(0, "no wake-up of its own"))
+		}
+		w := row("wake-ups while idle", r.WakeupsPS, "/s")
+		w.Note = fmt.Sprintf("%d in %.0f s", r.Wakeups, r.IdleSec)
+		out = append(out, row("CPU while idle", r.IdleCPUms, "ms"), w)
+		if r.Crash != "" {
+			c := row("crash", 0, "")
+			c.Text, c.Note = "crashed", r.Crash
+			out = append(out, c)
+		}
+	}
+	// the peer's memory over oomwatch's, per scenario where oomwatch ran
+	for i, r := range rs {
+		s := scenario(i, r)
+		if r.Method != Oomwatch || rss[s] == nil {
+			continue
+		}
+		o, ok := rss[s][Oomwatch]
+		if !ok {
+			continue
+		}
+		row := benchrow.Row{Measurement: benchrow.Scale, Scenario: s, Method: Oomwatch, Metric: "RSS: peer ÷ oomwatch", Unit: "×", Bench: bench}
+		if p, ok := rss[s][Peer]; ok && o.End.RSSKiB > 0 {
+			row.Value = float64(p.End.RSSKiB) / float64(o.End.RSSKiB)
+			out = append(out, row.AtLeast(targetPeerMem))
+			continue
+		}
+		for j, p := range rs {
+			if p.Method == Peer && crashed(p) && scenario(j, p) == s {
+				row.Text, row.Note = "peer crashed", "the peer could not run at this size"
+				out = append(out, row)
+			}
+		}
+	}
+	return out
+}
+
+func crashed(r Result) bool { return r.Crash != "" && r.End.RSSKiB == 0 }
+
+// ChurnRows turns a churn run (measurement 4) into rows: none missed while
+// alive, no fd growth, no goroutine growth, the watch set back to the
+// parent alone, and RSS growth after GC within 1 MiB — in the second of two
+// rounds when there were two (the first may keep maps sized for the peak:
+// see docs/BENCHMARKS.md). k are the knobs it ran with.
+func ChurnRows(bench string, cr ChurnResult, k Knobs) []benchrow.Row {
+	s := fmt.Sprintf("%s, %d/s for %v, each alive %v", cr.Hierarchy, k.ChurnRate, k.ChurnDur, k.ChurnLife)
+	row := func(metric string, v float64, unit string) benchrow.Row {
+		return benchrow.Row{Measurement: benchrow.Churn, Scenario: s, Method: Oomwatch, Metric: metric, Value: v, Unit: unit, Bench: bench}
+	}
+	if cr.Before == nil {
+		e := row("error", 0, "")
+		e.Text, e.Note = "no result", cr.Err
+		return []benchrow.Row{e.Check("runs", false)}
+	}
+	missed := row("missed while alive", float64(cr.Missed), "").Equal(0, "")
+	if len(cr.MissedEx) > 0 {
+		missed.Note = "e.g. " + strings.Join(cr.MissedEx, ", ")
+	}
+	// Growth in the first round can be maps sized for the peak (Go maps do
+	// not shrink); a leak grows again in the second, identical round.
+	var leak []benchrow.Row
+	rssGrowth := row("RSS growth after GC", mib(cr.After.RSSKiB-cr.Before.RSSKiB), "MiB")
+	rssGrowth.Note = fmt.Sprintf("%.1f → %.1f MiB", mib(cr.Before.RSSKiB), mib(cr.After.RSSKiB))
+	if cr.Mid != nil {
+		rssGrowth = row("RSS growth, first round", mib(cr.Mid.RSSKiB-cr.Before.RSSKiB), "MiB")
+		rssGrowth.Note = fmt.Sprintf("%.1f → %.1f MiB", mib(cr.Before.RSSKiB), mib(cr.Mid.RSSKiB))
+		second := row("RSS growth, second round (leak)", mib(cr.After.RSSKiB-cr.Mid.RSSKiB), "MiB").AtMost(1)
+		second.Note = fmt.Sprintf("%.1f → %.1f MiB", mib(cr.Mid.RSSKiB), mib(cr.After.RSSKiB))
+		heap := row("heap growth, second round", mib(cr.After.HeapKiB-cr.Mid.HeapKiB), "MiB")
+		leak = []benchrow.Row{second, heap}
+	} else {
+		rssGrowth = rssGrowth.AtMost(1)
+	}
+	fds := row("fd growth", float64(cr.After.FDs-cr.Before.FDs), "").Equal(0, "")
+	fds.Note = fmt.Sprintf("%d → %d", cr.Before.FDs, cr.After.FDs)
+	gs := row("goroutine growth", float64(cr.After.Goroutines-cr.Before.Goroutines), "").Equal(0, "")
+	gs.Note = fmt.Sprintf("%d → %d", cr.Before.Goroutines, cr.After.Goroutines)
+	watched := row("watched after", float64(cr.WatchedPost), "").Equal(float64(cr.WatchedPre), "as before")
+	watched.Note = cr.Note
+	out := append([]benchrow.Row{},
+		row("duration", cr.Seconds, "s"),
+		row("created", float64(cr.Created), ""),
+		row("creation rate", cr.Rate, "/s"),
+		row("max alive", float64(cr.MaxAlive), ""),
+		row("checked before removal", float64(cr.Checked), ""),
+		missed, fds, rssGrowth)
+	out = append(out, leak...)
+	out = append(out, gs, watched)
+	if cr.Err != "" {
+		e := row("error", 0, "")
+		e.Text, e.Note = "error", cr.Err
+		out = append(out, e.Check("none", false))
+	}
+	return out
+}

@@ -1,0 +1,156 @@
+package sdvm
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oomwatch/oomwatch/test/testtier"
+)
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "/usr/local/go/bin/go"
+}
+
+// goBuild builds a static binary of pkg into dir.
+func goBuild(t *testing.T, dir, name, pkg string, ldflags string) string {
+	t.Helper()
+	out := filepath.Join(dir, name)
+	cmd := exec.Command(goTool(), "build", "-trimpath", "-ldflags", ldflags, "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+// TestDebInSystemd installs the .deb into Debian 12 booted with systemd as
+// PID 1 and checks, in the guest (payload/run.sh): the unit is enabled and
+// active after READY=1, WatchdogSec=30s and pings arriving, the journal;
+// structured fields through JournalWriter; an OOM loop in a transient unit
+// (MemoryMax=32M, OOMScoreAdjust=-1000) detected and broken by reset-adj;
+// MemoryMax of a unit changed through systemd.Units (D-Bus) from a process
+// in oomwatch.service's sandbox, surviving daemon-reload; the daemon's
+// raise-limit of a MemoryMax=48M unit (10% steps not whole pages) through
+// systemd, put back exactly after the hold; a SIGSTOPped
+// daemon killed by systemd's watchdog and restarted; dpkg -r and -P leaving
+// nothing behind.
+func TestDebInSystemd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM")
+	}
+	if err := CheckHost(); err != nil {
+		testtier.Require(t, testtier.VM, err.Error())
+	}
+	ctx := context.Background()
+	t0 := time.Now()
+	img, err := EnsureImage(ctx, func(s string) { t.Log(s) })
+	if err != nil {
+		testtier.Require(t, testtier.VM, "no systemd VM image: "+err.Error()+" (make sdvm-deps as root)")
+	}
+	t.Logf("image %s (kernel %s) ready in %v; build times: %s", img.Dir, img.Release, time.Since(t0).Round(time.Millisecond), img.Times)
+
+	top := filepath.Join(Dir(), "..", "..")
+	work := t.TempDir()
+	payload := filepath.Join(work, "payload")
+	if err := os.MkdirAll(payload, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := goBuild(t, work, "oomwatch", "github.com/oomwatch/oomwatch/cmd/oomwatch", "-s -w -X main.version=0.0~sdvm")
+	goBuild(t, payload, "hog", "github.com/oomwatch/oomwatch/test/testbin/hog", "-s -w")
+	goBuild(t, payload, "sdctl", "github.com/oomwatch/oomwatch/test/sdvm/sdctl", "-s -w")
+	deb := buildDeb(t, top, bin, payload)
+	t.Logf("package %s", filepath.Base(deb))
+	run, err := os.ReadFile(filepath.Join(Dir(), "payload", "run.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(payload, "run.sh"), run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	out := filepath.Join(work, "vm")
+	if d := os.Getenv("OOMWATCH_SDVM_OUT"); d != "" { // keep the console, journal, … for a look
+		out = d
+	}
+	res, err := Run(ctx, img, payload, out, 5*time.Minute)
+	t.Logf("guest output:\n%s", res.Output)
+	for _, l := range strings.Split(res.Output, "\n") {
+		if strings.HasPrefix(l, "FAIL: ") {
+			t.Error(l)
+		}
+	}
+	if err != nil || res.ExitCode != 0 {
+		if c, rerr := os.ReadFile(res.Console); rerr == nil {
+			t.Logf("console (last 4 KB):\n%s", tail(string(c), 4096))
+		}
+		if j, rerr := os.ReadFile(filepath.Join(res.ResultsDir, "journal.txt")); rerr == nil {
+			t.Logf("guest journal, oomwatch lines:\n%s", grep(string(j), "oomwatch"))
+		}
+		t.Fatalf("VM run: exit %d, %v", res.ExitCode, err)
+	}
+	t.Logf("accel %s: qemu start→poweroff %v, boot (system running) %v, steps (guest uptime s): %s",
+		Accel(), res.Elapsed.Round(100*time.Millisecond), res.Boot.Round(100*time.Millisecond), marks(res.Marks))
+	if sec, err := os.ReadFile(filepath.Join(res.ResultsDir, "security.txt")); err == nil {
+		t.Logf("in the guest: %s", strings.TrimSpace(grep(string(sec), "Overall exposure level")))
+	}
+}
+
+// buildDeb runs packaging/build-deb.sh with bin into dir.
+func buildDeb(t *testing.T, top, bin, dir string) string {
+	t.Helper()
+	cmd := exec.Command("bash", filepath.Join(top, "packaging", "build-deb.sh"), "0.0~sdvm", dir)
+	cmd.Env = append(os.Environ(), "GO="+goTool(), "OOMWATCH_BIN="+bin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("build-deb.sh: %v\n%s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	return lines[len(lines)-1]
+}
+
+func marks(m map[string]string) string {
+	type kv struct {
+		k string
+		v float64
+	}
+	var s []kv
+	for k, v := range m {
+		f, _ := strconv.ParseFloat(v, 64)
+		s = append(s, kv{k, f})
+	}
+	sort.Slice(s, func(i, j int) bool { return s[i].v < s[j].v })
+	var b strings.Builder
+	for _, e := range s {
+		b.WriteString(e.k + "=" + strconv.FormatFloat(e.v, 'f', 1, 64) + " ")
+	}
+	return strings.TrimSpace(b.String())
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func grep(s, sub string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}

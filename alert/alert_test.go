@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
@@ -52,7 +53,7 @@ func testIncident(id string) *watchdog.Incident {
 
 func testDoc(typ, incident string) Document {
 	return NewDocument(typ, testIncident(incident), Names{Container: "web1`x`", Unit: "lxc@web1.service"},
-		[]Action{{Action: "reset-adj", PID: 6016, Comm: "java", Done: true, Verified: true, Detail: "oom_score_adj -1000 → 0"}},
+		[]policy.Action{{Name: "reset-adj", PID: 6016, Comm: "java", Done: true, Verified: true, Detail: "oom_score_adj -1000 → 0"}},
 		"host-1", time.Now())
 }
 

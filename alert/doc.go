@@ -28,8 +28,9 @@
 // number of tasks, origin is the task the protection came from, and the
 // OOM counters and window are 0: no OOM has happened yet.
 //
-// The package depends on watchdog for the incident types only; cmd converts
-// policy results into Actions and wires the Dispatcher in.
+// The package depends on watchdog and policy for the incident's types
+// only (the incident, its origin, the ladder's actions); the report fan-out
+// builds the documents and hands them to the Dispatcher.
 package alert
 
 import (
@@ -43,6 +44,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
@@ -88,19 +90,9 @@ type Names struct {
 	Unit      string
 }
 
-// Action is one rung of the remediation ladder as it ran (cmd converts
-// policy.Result into it, so alert never imports policy).
-type Action struct {
-	Action   string `json:"action"`
-	PID      int    `json:"pid,omitempty"`
-	Comm     string `json:"comm,omitempty"`
-	Done     bool   `json:"done"`
-	Verified bool   `json:"verified"`
-	Detail   string `json:"detail,omitempty"`
-	Error    string `json:"error,omitempty"`
-}
-
-// Candidate is one task of the incident's subtree.
+// Candidate is one task of the incident's subtree, as schema v1 names its
+// fields (adj for oom_score_adj): the trimmed, capped view of a
+// watchdog.Candidate that every document can afford.
 type Candidate struct {
 	PID        int    `json:"pid"`
 	Comm       string `json:"comm"`
@@ -109,40 +101,32 @@ type Candidate struct {
 	Unkillable bool   `json:"unkillable"`
 }
 
-// Origin is the process that leaked OOM protection.
-type Origin struct {
-	PID        int    `json:"pid"`
-	Comm       string `json:"comm"`
-	ParentPID  int    `json:"parent_pid"`
-	ParentComm string `json:"parent_comm"`
-}
-
 // Document is the one alert format: the body of webhooks, the stdin of
 // exec hooks and PagerDuty's custom_details. Fields are only ever added
 // within a schema version.
 type Document struct {
-	Schema          string      `json:"schema"`
-	EventID         string      `json:"event_id"`
-	IncidentID      string      `json:"incident_id"`
-	Type            string      `json:"type"`
-	Status          string      `json:"status"`
-	Severity        string      `json:"severity"`
-	Host            string      `json:"host"`
-	Cgroup          string      `json:"cgroup"`
-	Container       string      `json:"container"`
-	Unit            string      `json:"unit"`
-	LimitBytes      uint64      `json:"limit_bytes"` // 0: no limit of its own
-	UsageBytes      uint64      `json:"usage_bytes"`
-	OOMEvents       uint64      `json:"oom_events"`
-	OOMKills        uint64      `json:"oom_kills"`
-	WindowSeconds   float64     `json:"window_seconds"`
-	Verdict         string      `json:"verdict"`
-	Candidates      []Candidate `json:"candidates"`
-	CandidatesTotal int         `json:"candidates_total"` // before the cap of MaxCandidates
-	Origin          *Origin     `json:"origin"`
-	Actions         []Action    `json:"actions"`
-	StartedAt       string      `json:"started_at"`
-	SentAt          string      `json:"sent_at"`
+	Schema          string           `json:"schema"`
+	EventID         string           `json:"event_id"`
+	IncidentID      string           `json:"incident_id"`
+	Type            string           `json:"type"`
+	Status          string           `json:"status"`
+	Severity        string           `json:"severity"`
+	Host            string           `json:"host"`
+	Cgroup          string           `json:"cgroup"`
+	Container       string           `json:"container"`
+	Unit            string           `json:"unit"`
+	LimitBytes      uint64           `json:"limit_bytes"` // 0: no limit of its own
+	UsageBytes      uint64           `json:"usage_bytes"`
+	OOMEvents       uint64           `json:"oom_events"`
+	OOMKills        uint64           `json:"oom_kills"`
+	WindowSeconds   float64          `json:"window_seconds"`
+	Verdict         string           `json:"verdict"`
+	Candidates      []Candidate      `json:"candidates"`
+	CandidatesTotal int              `json:"candidates_total"` // before the cap of MaxCandidates
+	Origin          *watchdog.Origin `json:"origin"`
+	Actions         []policy.Action  `json:"actions"`
+	StartedAt       string           `json:"started_at"`
+	SentAt          string           `json:"sent_at"`
 }
 
 // NewDocument builds the document for one event of inc. typ is one of the
@@ -150,7 +134,7 @@ type Document struct {
 // process or a cgroup is made valid UTF-8 (invalid bytes become the text
 // \xNN) and capped; JSON encoding escapes the rest, so quotes, newlines,
 // $(...) and backticks reach every sink as inert data.
-func NewDocument(typ string, inc *watchdog.Incident, names Names, actions []Action, host string, now time.Time) Document {
+func NewDocument(typ string, inc *watchdog.Incident, names Names, actions []policy.Action, host string, now time.Time) Document {
 	d := Document{
 		Schema:     Schema,
 		EventID:    newID(),
@@ -160,7 +144,7 @@ func NewDocument(typ string, inc *watchdog.Incident, names Names, actions []Acti
 		Container:  clean(names.Container, maxName),
 		Unit:       clean(names.Unit, maxName),
 		Candidates: []Candidate{},
-		Actions:    []Action{},
+		Actions:    []policy.Action{},
 		SentAt:     now.UTC().Format(time.RFC3339Nano),
 	}
 	if typ == TypeResolved {
@@ -187,9 +171,7 @@ func NewDocument(typ string, inc *watchdog.Incident, names Names, actions []Acti
 			}
 			d.Candidates = append(d.Candidates, Candidate{PID: c.PID, Comm: clean(c.Comm, maxComm), Adj: c.OOMScoreAdj, RSS: c.RSS, Unkillable: c.Unkillable})
 		}
-		if o := inc.Origin; o != nil {
-			d.Origin = &Origin{PID: o.PID, Comm: clean(o.Comm, maxComm), ParentPID: o.ParentPID, ParentComm: clean(o.ParentComm, maxComm)}
-		}
+		d.Origin = cleanOrigin(inc.Origin)
 	}
 	if d.StartedAt == "" {
 		d.StartedAt = d.SentAt
@@ -199,9 +181,9 @@ func NewDocument(typ string, inc *watchdog.Incident, names Names, actions []Acti
 		if i == MaxActions {
 			break
 		}
-		d.Actions = append(d.Actions, Action{
-			Action: clean(a.Action, maxComm), PID: a.PID, Comm: clean(a.Comm, maxComm),
-			Done: a.Done, Verified: a.Verified, Detail: clean(a.Detail, maxText), Error: clean(a.Error, maxText),
+		d.Actions = append(d.Actions, policy.Action{
+			Name: clean(a.Name, maxComm), PID: a.PID, Comm: clean(a.Comm, maxComm),
+			Done: a.Done, Verified: a.Verified, Detail: clean(a.Detail, maxText), Error: clean(a.Error, maxText), Took: a.Took,
 		})
 	}
 	return d
@@ -224,7 +206,7 @@ func NewRiskDocument(r watchdog.Risk, resolved bool, host string, now time.Time)
 		UsageBytes:      r.Usage,
 		Candidates:      []Candidate{},
 		CandidatesTotal: r.Tasks,
-		Actions:         []Action{},
+		Actions:         []policy.Action{},
 		SentAt:          now.UTC().Format(time.RFC3339Nano),
 	}
 	if r.Limit != cgroupfs.Unlimited {
@@ -233,14 +215,23 @@ func NewRiskDocument(r watchdog.Risk, resolved bool, host string, now time.Time)
 	if resolved {
 		d.Status, d.Severity = StatusResolved, SeverityInfo
 	}
-	if o := r.Origin; o != nil {
-		d.Origin = &Origin{PID: o.PID, Comm: clean(o.Comm, maxComm), ParentPID: o.ParentPID, ParentComm: clean(o.ParentComm, maxComm)}
-	}
+	d.Origin = cleanOrigin(r.Origin)
 	d.StartedAt = d.SentAt
 	if !r.Since.IsZero() {
 		d.StartedAt = r.Since.UTC().Format(time.RFC3339Nano)
 	}
 	return d
+}
+
+// cleanOrigin is o with its names cleaned and capped and without its
+// cmdline (a document names the process; the journal keeps its argv).
+func cleanOrigin(o *watchdog.Origin) *watchdog.Origin {
+	if o == nil {
+		return nil
+	}
+	c := *o
+	c.Comm, c.ParentComm, c.Cmdline, c.CmdlineTruncated = clean(o.Comm, maxComm), clean(o.ParentComm, maxComm), nil, false
+	return &c
 }
 
 // riskID is the incident_id of the risk of cgroup on host: stable across
@@ -412,7 +403,7 @@ func (d Document) description() string {
 		fmt.Fprintf(&b, "; protection leaked by %s", d.originText())
 	}
 	for _, a := range d.Actions {
-		fmt.Fprintf(&b, "; %s", oneLine(a.Action))
+		fmt.Fprintf(&b, "; %s", oneLine(a.Name))
 		if a.PID != 0 {
 			fmt.Fprintf(&b, " pid %d (%s)", a.PID, oneLine(a.Comm))
 		}

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
@@ -201,7 +202,7 @@ func ExampleNewDocument() {
 	inc.Candidates = inc.Candidates[:1]
 	inc.Origin.ParentComm = "systemd"
 	doc := NewDocument(TypeRemediated, inc, Names{Container: "web1"},
-		[]Action{{Action: "reset-adj", PID: 6016, Comm: "java", Done: true, Verified: true, Detail: "oom_score_adj -1000 -> 0"}},
+		[]policy.Action{{Name: "reset-adj", PID: 6016, Comm: "java", Done: true, Verified: true, Detail: "oom_score_adj -1000 -> 0"}},
 		"lxc-host-1", time.Date(2026, 11, 27, 10, 0, 1, 0, time.UTC))
 	doc.EventID = "9b2e7c1d-3f4a-4e8b-8c6d-1a2b3c4d5e6f"
 	b, _ := json.MarshalIndent(doc, "", "  ")
@@ -237,8 +238,11 @@ func ExampleNewDocument() {
 	//   "origin": {
 	//     "pid": 900,
 	//     "comm": "sshd",
+	//     "oom_score_adj": -1000,
 	//     "parent_pid": 1,
-	//     "parent_comm": "systemd"
+	//     "parent_comm": "systemd",
+	//     "parent_oom_score_adj": 0,
+	//     "depth": 0
 	//   },
 	//   "actions": [
 	//     {

@@ -62,7 +62,7 @@ func TestIncidentLifecycleOrder(t *testing.T) {
 		}
 	}
 	got := rc.docs[2]
-	if got.EventID != late.EventID || got.Type != TypeRemediationFailed || got.Status != StatusResolved || len(got.Actions) != 1 || got.Actions[0].Action != "reset-adj" {
+	if got.EventID != late.EventID || got.Type != TypeRemediationFailed || got.Status != StatusResolved || len(got.Actions) != 1 || got.Actions[0].Name != "reset-adj" {
 		t.Errorf("late outcome delivered as %s/%s with %d actions, want remediation-failed/resolved with its action", got.Type, got.Status, len(got.Actions))
 	}
 	if s := stat(d, "hook"); s.Sent != uint64(want) || s.Dropped != 0 {

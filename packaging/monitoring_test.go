@@ -123,7 +123,7 @@ func (scrapeRisk) AtRisk() []watchdog.Risk { return []watchdog.Risk{{Cgroup: "/l
 func TestRulesAndDashboardQueryExportedMetrics(t *testing.T) {
 	m := metrics.New("dev", scrapeWD{}, scrapeAlerts{})
 	m.SetRisk(scrapeRisk{})
-	m.IncidentOpened(&watchdog.Incident{ID: "a", Verdict: watchdog.VerdictLoop, Cgroup: "/lxc/web", Started: time.Now()}, time.Millisecond)
+	m.IncidentOpened(&watchdog.Incident{ID: "a", Verdict: watchdog.VerdictLoop, Cgroup: "/lxc/web", Started: time.Now()})
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/metrics")

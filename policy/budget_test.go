@@ -63,28 +63,30 @@ func addFreezable(t testing.TB, cgRoot, cg string) {
 // ladders records finished ladders and the order of the actions done.
 type ladders struct {
 	mu    sync.Mutex
-	done  map[string][]Result // cgroup → the ladder's results
+	done  map[string][]Action // cgroup → the ladder's results
 	acted []string            // cgroups, in the order their actions were done
 }
 
 func watchLadders(p *Policy) *ladders {
-	l := &ladders{done: map[string][]Result{}}
-	p.OnAction = func(inc *watchdog.Incident, r Result) {
-		if r.Done {
+	l := &ladders{done: map[string][]Action{}}
+	p.report = hooks{
+		action: func(inc *watchdog.Incident, r Action) {
+			if r.Done {
+				l.mu.Lock()
+				l.acted = append(l.acted, inc.Cgroup)
+				l.mu.Unlock()
+			}
+		},
+		done: func(inc *watchdog.Incident, rs []Action) {
 			l.mu.Lock()
-			l.acted = append(l.acted, inc.Cgroup)
+			l.done[inc.Cgroup] = rs
 			l.mu.Unlock()
-		}
-	}
-	p.OnDone = func(inc *watchdog.Incident, _ string, rs []Result) {
-		l.mu.Lock()
-		l.done[inc.Cgroup] = rs
-		l.mu.Unlock()
+		},
 	}
 	return l
 }
 
-func (l *ladders) finished(cg string) ([]Result, bool) {
+func (l *ladders) finished(cg string) ([]Action, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	rs, ok := l.done[cg]
@@ -200,7 +202,7 @@ func TestLastDoneBounded(t *testing.T) {
 	clock := newFakeClock()
 	r.p.now = clock.Now
 	done := make(chan struct{}, 1)
-	r.p.OnDone = func(*watchdog.Incident, string, []Result) { done <- struct{}{} }
+	r.p.report = hooks{done: func(*watchdog.Incident, []Action) { done <- struct{}{} }}
 	const n = 1000
 	for i := 0; i < n; i++ {
 		clock.Advance(time.Second)

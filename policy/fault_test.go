@@ -51,7 +51,7 @@ func faultTree(t *testing.T, cgs ...string) cgroupfs.Hierarchy {
 
 // ladderOnce runs the reset-adj ladder for inc with the real /proc (pidfds
 // need it) and returns the results.
-func ladderOnce(t *testing.T, h cgroupfs.Hierarchy, inc *watchdog.Incident) []Result {
+func ladderOnce(t *testing.T, h cgroupfs.Hierarchy, inc *watchdog.Incident) []Action {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -62,10 +62,10 @@ func ladderOnce(t *testing.T, h cgroupfs.Hierarchy, inc *watchdog.Incident) []Re
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan []Result, 1)
-	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { done <- rs }
+	done := make(chan []Action, 1)
+	p.report = hooks{done: func(_ *watchdog.Incident, rs []Action) { done <- rs }}
 	p.Open(inc)
-	var rs []Result
+	var rs []Action
 	select {
 	case rs = <-done:
 	case <-time.After(20 * time.Second):
@@ -112,12 +112,12 @@ func TestFaultTaskExitsBeforeAction(t *testing.T) {
 		t.Fatalf("results %+v: want exactly one reset-adj result for the gone task", rs)
 	}
 	r := rs[0]
-	if r.Rung != ResetAdj || r.PID != pid || r.Done || r.Verified {
+	if r.Name != ResetAdj || r.PID != pid || r.Done || r.Verified {
 		t.Errorf("result %+v: want reset-adj on pid %d, not done, not verified", r, pid)
 	}
 	// ErrGone normally; ErrNotInCgroup if another process already reused the PID.
-	if !strings.Contains(r.Err, procfs.ErrGone.Error()) && !strings.Contains(r.Err, procfs.ErrNotInCgroup.Error()) {
-		t.Errorf("result error %q: want it to say the process is gone", r.Err)
+	if !strings.Contains(r.Error, procfs.ErrGone.Error()) && !strings.Contains(r.Error, procfs.ErrNotInCgroup.Error()) {
+		t.Errorf("result error %q: want it to say the process is gone", r.Error)
 	}
 }
 
@@ -155,7 +155,7 @@ func TestFaultTaskZombieBeforeAction(t *testing.T) {
 	if len(rs) == 0 || rs[0].PID != pid {
 		t.Fatalf("results %+v", rs)
 	}
-	t.Logf("zombie: done=%v verified=%v err=%q detail=%q", rs[0].Done, rs[0].Verified, rs[0].Err, rs[0].Detail)
+	t.Logf("zombie: done=%v verified=%v err=%q detail=%q", rs[0].Done, rs[0].Verified, rs[0].Error, rs[0].Detail)
 	if st := procState(pid); st != "Z" {
 		t.Errorf("zombie pid %d changed state to %q", pid, st)
 	}

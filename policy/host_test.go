@@ -61,7 +61,7 @@ func TestPausedReleasedByRuleHost(t *testing.T) {
 	}
 	inc := &watchdog.Incident{ID: "p", Verdict: watchdog.VerdictPaused, Cgroup: cg, Version: 1}
 	rs := runIncident(t, p, inc)
-	if n := len(rs); n == 0 || !rs[n-1].Verified || rs[n-1].Rung != RaiseLimit {
+	if n := len(rs); n == 0 || !rs[n-1].Verified || rs[n-1].Name != RaiseLimit {
 		t.Fatalf("results %+v, want a verified raise-limit", rs)
 	}
 	if oc, _ := h.OOMControl(cg); oc.UnderOOM || oc.OOMKill != 0 {
@@ -114,11 +114,11 @@ func TestRaiseRevertsExactlyHostV1(t *testing.T) {
 	}
 	inc := &watchdog.Incident{ID: "raise-v1", Verdict: watchdog.VerdictPaused, Cgroup: cg, Version: 1}
 	rs := runIncident(t, p, inc)
-	if len(rs) < 2 || !rs[0].Done || rs[0].Err != "" {
+	if len(rs) < 2 || !rs[0].Done || rs[0].Error != "" {
 		t.Fatalf("results %+v, want raises step by step", rs)
 	}
 	for _, r := range rs {
-		if !r.Done || r.Verified || r.Err != "" {
+		if !r.Done || r.Verified || r.Error != "" {
 			t.Fatalf("result %+v: want a raise done and the task still stalled\nall: %+v", r, rs)
 		}
 	}

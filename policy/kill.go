@@ -17,13 +17,13 @@ import (
 // reset-adj do not protect from kill: an operator who ladders to kill asked
 // for it. A container's monitor is never killed: the largest task is chosen
 // among the others, and a whole subtree holding one is refused.
-func (p *Policy) kill(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) ([]Result, bool) {
+func (p *Policy) kill(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) ([]Action, bool) {
 	start := time.Now()
-	r := Result{Rung: Kill}
+	r := Action{Name: Kill}
 	cands, err := p.insp.Candidates(inc.Cgroup)
 	if err != nil {
-		r.Err = err.Error()
-		return []Result{r}, false
+		r.Error = err.Error()
+		return []Action{r}, false
 	}
 	var targets []watchdog.Candidate
 	for _, c := range cands {
@@ -33,7 +33,7 @@ func (p *Policy) kill(ctx context.Context, log zerolog.Logger, inc *watchdog.Inc
 	}
 	if len(targets) == 0 {
 		r.Detail = "no live task to kill"
-		return []Result{r}, false
+		return []Action{r}, false
 	}
 	if opts.KillMode == KillLargest {
 		targets = targets[:1]
@@ -41,29 +41,29 @@ func (p *Policy) kill(ctx context.Context, log zerolog.Logger, inc *watchdog.Inc
 	}
 	if opts.DryRun {
 		r.Detail = fmt.Sprintf("dry-run: would SIGKILL %d task(s) (%s)", len(targets), opts.KillMode)
-		return []Result{r}, true
+		return []Action{r}, true
 	}
 	if opts.KillMode == KillCgroup {
 		if err := p.protectedInside(inc.Cgroup); err != nil {
-			r.Err = err.Error()
-			return []Result{r}, false
+			r.Error = err.Error()
+			return []Action{r}, false
 		}
 	}
 	if !p.allow(inc.Cgroup, &r) {
-		return []Result{r}, false
+		return []Action{r}, false
 	}
 	base, err := p.progress(inc.Cgroup)
 	if err != nil {
-		r.Err = err.Error()
-		return []Result{r}, false
+		r.Error = err.Error()
+		return []Action{r}, false
 	}
-	p.intend(inc, Result{Rung: Kill, PID: r.PID, Comm: r.Comm, Detail: fmt.Sprintf("SIGKILL to %d task(s) (%s)", len(targets), opts.KillMode)})
+	p.intend(inc, Action{Name: Kill, PID: r.PID, Comm: r.Comm, Detail: fmt.Sprintf("SIGKILL to %d task(s) (%s)", len(targets), opts.KillMode)})
 	killed := 0
 	if opts.KillMode == KillCgroup && p.cg.KillSupported(inc.Cgroup) {
 		// cgroup.kill also catches tasks forking while we kill.
 		if err := p.cg.KillAll(inc.Cgroup); err != nil {
-			r.Err = err.Error()
-			return []Result{r}, false
+			r.Error = err.Error()
+			return []Action{r}, false
 		}
 		killed = len(targets)
 	} else {
@@ -85,7 +85,7 @@ func (p *Policy) kill(ctx context.Context, log zerolog.Logger, inc *watchdog.Inc
 			h.Close()
 		}
 		if err := errors.Join(errs...); err != nil {
-			r.Err = err.Error()
+			r.Error = err.Error()
 		}
 	}
 	// A v1-frozen task stays in the refrigerator with SIGKILL pending:
@@ -99,10 +99,10 @@ func (p *Policy) kill(ctx context.Context, log zerolog.Logger, inc *watchdog.Inc
 	}
 	r.Done = killed > 0
 	if !r.Done {
-		return []Result{r}, false
+		return []Action{r}, false
 	}
 	ok, detail := p.verifyStopped(ctx, inc.Cgroup, base, opts)
-	r.Verified, r.Took = ok, time.Since(start)
+	r.Verified, r.Took = ok, Millis(time.Since(start))
 	r.Detail = fmt.Sprintf("SIGKILL sent to %d task(s); %s", killed, detail)
-	return []Result{r}, ok
+	return []Action{r}, ok
 }

@@ -57,7 +57,7 @@ func TestMonitorNeverTargetHost(t *testing.T) {
 	waitUntil(t, "the monitor's hog to be the largest", func() bool { return rss(monHog.Pid()) > rss(payHog.Pid())+32<<20 })
 
 	cg := "/" + filepath.Base(parent)
-	ladder := func(rungs []string, mode string) []Result {
+	ladder := func(rungs []string, mode string) []Action {
 		t.Helper()
 		opts := DefaultOptions()
 		opts.Ladder, opts.KillMode = rungs, mode
@@ -67,7 +67,7 @@ func TestMonitorNeverTargetHost(t *testing.T) {
 	}
 
 	rs := ladder([]string{Kill}, KillCgroup)
-	if len(rs) != 1 || rs[0].Done || !strings.Contains(rs[0].Err, "container monitor "+cg+"/lxc.monitor.t1") {
+	if len(rs) != 1 || rs[0].Done || !strings.Contains(rs[0].Error, "container monitor "+cg+"/lxc.monitor.t1") {
 		t.Fatalf("cgroup kill results %+v, want it refused for the monitor", rs)
 	}
 

@@ -74,7 +74,7 @@ func writeFake(t *testing.T, p, c string) {
 
 // ladderOn runs opts' ladder for an incident at cg and returns its results;
 // ok is false when no ladder ran.
-func ladderOn(t *testing.T, h cgroupfs.Hierarchy, proc procfs.FS, opts Options, cg string, log zerolog.Logger) (rs []Result, ok bool) {
+func ladderOn(t *testing.T, h cgroupfs.Hierarchy, proc procfs.FS, opts Options, cg string, log zerolog.Logger) (rs []Action, ok bool) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -82,8 +82,8 @@ func ladderOn(t *testing.T, h cgroupfs.Hierarchy, proc procfs.FS, opts Options, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan []Result, 1)
-	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
+	got := make(chan []Action, 1)
+	p.report = hooks{done: func(_ *watchdog.Incident, rs []Action) { got <- rs }}
 	p.Open(&watchdog.Incident{ID: "m", Verdict: watchdog.VerdictLoop, Cgroup: cg, Version: h.Version})
 	p.Wait()
 	select {
@@ -109,7 +109,7 @@ func TestMonitorSubtreeNeverFrozen(t *testing.T) {
 	opts := DefaultOptions()
 	opts.Ladder, opts.FreezeTimeout = []string{Freeze}, time.Second
 	rs, _ := ladderOn(t, h, proc, opts, "/ct", zerolog.Nop())
-	if len(rs) != 1 || rs[0].Done || !strings.Contains(rs[0].Err, "container monitor /ct/lxc.monitor.t1") {
+	if len(rs) != 1 || rs[0].Done || !strings.Contains(rs[0].Error, "container monitor /ct/lxc.monitor.t1") {
 		t.Fatalf("results %+v, want the freeze refused for the monitor", rs)
 	}
 	if b, _ := os.ReadFile(filepath.Join(cgRoot, "ct/cgroup.freeze")); string(b) != "0\n" {

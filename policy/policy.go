@@ -154,20 +154,6 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// Result is the outcome of one action.
-type Result struct {
-	Rung     string        `json:"action"`
-	PID      int           `json:"pid,omitempty"`
-	Comm     string        `json:"comm,omitempty"`
-	Done     bool          `json:"done"`     // the action was carried out (false in dry-run)
-	Verified bool          `json:"verified"` // the loop stopped / the cgroup froze afterwards
-	Err      string        `json:"error,omitempty"`
-	Took     time.Duration `json:"took_ns"`
-	Detail   string        `json:"detail,omitempty"`
-
-	limited bool // refused by the rate limit: nothing was done
-}
-
 // Config configures a Policy.
 type Config struct {
 	CG   cgroupfs.Hierarchy
@@ -189,6 +175,8 @@ type Config struct {
 	// UnitTimeout bounds each call to Units (default 5s): a service manager
 	// that does not answer must not hold a ladder or the reverter.
 	UnitTimeout time.Duration
+	// Report receives every step of every incident (nil: none).
+	Report Reporter
 }
 
 // Policy is a watchdog.Handler that runs the ladder.
@@ -203,28 +191,19 @@ type Policy struct {
 	ctx       context.Context
 	mu        sync.Mutex
 	inflight  map[string]bool
-	open      map[string]chan struct{} // incident id → closed once resolved
-	lastDone  map[string]time.Time     // cgroup → when its last ladder ended; see ended
-	doneSweep int                      // len(lastDone) at which ended next prunes it
+	ladders   map[string]*ladder   // incident id → its running ladder
+	lastDone  map[string]time.Time // cgroup → when its last ladder ended; see ended
+	doneSweep int                  // len(lastDone) at which ended next prunes it
 	wg        sync.WaitGroup
 	budget    *budget
 	frozenMu  sync.Mutex
 	raised    *raiseStore
 	reverting bool
 	unitBusy  chan struct{} // held while a call to cfg.Units runs (unitCall)
+	report    Reporter
 	// now is the clock of the rate limit and the cooldown (a fake one in
 	// tests).
 	now func() time.Time
-
-	// BeforeAction, if set, is called right before each change to the host
-	// (not in dry-run), on the ladder's goroutine: a write-ahead journal
-	// entry. It should return quickly and must not block for long.
-	BeforeAction func(inc *watchdog.Incident, r Result)
-	// OnAction, if set, receives each action's result as soon as it is
-	// known (the journal records it before the ladder ends).
-	OnAction func(inc *watchdog.Incident, r Result)
-	// OnDone, if set, receives every finished ladder (alerts, tests).
-	OnDone func(inc *watchdog.Incident, rule string, results []Result)
 }
 
 // New validates cfg and returns a policy whose ladders stop when ctx ends.
@@ -239,15 +218,19 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Policy, error) {
 	if cfg.UnitTimeout <= 0 {
 		cfg.UnitTimeout = 5 * time.Second
 	}
+	if cfg.Report == nil {
+		cfg.Report = noReport{}
+	}
 	p := &Policy{
 		cfg: cfg, cg: cfg.CG, proc: cfg.Proc, log: log, ctx: ctx, self: os.Getpid(),
 		insp:     watchdog.Inspector{CG: cfg.CG, Proc: cfg.Proc},
 		inflight: make(map[string]bool),
-		open:     make(map[string]chan struct{}),
+		ladders:  make(map[string]*ladder),
 		lastDone: make(map[string]time.Time),
 		budget:   newBudget(cfg.MaxActionsPerMinute, time.Minute),
 		now:      time.Now,
 		unitBusy: make(chan struct{}, 1),
+		report:   cfg.Report,
 	}
 	rs, err := openRaiseStore(cfg.StateDir)
 	var corrupt *corruptStateError
@@ -274,11 +257,12 @@ func (p *Policy) options(cg string) (string, Options) {
 	return "", p.cfg.Options
 }
 
-// Open starts the ladder for a loop, or the paused handler for a v1
-// oom_kill_disable cgroup when a rule asks for it; other verdicts are
-// reported only.
+// Open reports a new incident and starts the ladder for a loop, or the
+// paused handler for a v1 oom_kill_disable cgroup when a rule asks for it;
+// other verdicts are reported only.
 func (p *Policy) Open(inc *watchdog.Incident) {
 	rule, opts := p.options(inc.Cgroup)
+	p.report.Opened(inc, rule)
 	switch {
 	case inc.Verdict == watchdog.VerdictLoop:
 	case inc.Verdict == watchdog.VerdictPaused && opts.PausedAction != "":
@@ -303,25 +287,39 @@ func (p *Policy) Open(inc *watchdog.Incident) {
 		return
 	}
 	p.inflight[inc.Cgroup] = true
-	resolved := make(chan struct{})
-	p.open[inc.ID] = resolved
+	l := &ladder{resolved: make(chan struct{})}
+	p.ladders[inc.ID] = l
 	p.mu.Unlock()
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		res := p.run(p.ctx, log, inc, opts, resolved)
+		res, out := p.run(p.ctx, log, inc, opts, l.resolved)
 		p.mu.Lock()
 		delete(p.inflight, inc.Cgroup)
-		if !limited(res) || slices.ContainsFunc(res, func(r Result) bool { return r.Done }) {
+		if !limited(res) || slices.ContainsFunc(res, func(r Action) bool { return r.Done }) {
 			// A ladder that only waited for the rate limit until the loop
 			// ended changed nothing: no cooldown for the cgroup's next loop.
 			p.ended(inc.Cgroup)
 		}
 		p.mu.Unlock()
-		if p.OnDone != nil {
-			p.OnDone(inc, rule, res)
+		p.report.LadderDone(inc, res, out)
+		// Only now is the incident's resolution reported: after its
+		// ladder's end, never before.
+		p.mu.Lock()
+		delete(p.ladders, inc.ID)
+		why, resolved := l.why, l.isResolved
+		p.mu.Unlock()
+		if resolved {
+			p.report.Resolved(inc, why)
 		}
 	}()
+}
+
+// ladder is the state of one incident's running ladder.
+type ladder struct {
+	resolved   chan struct{} // closed once the incident is resolved
+	isResolved bool
+	why        string
 }
 
 // ended starts cg's cooldown. Called with mu held. lastDone keeps only
@@ -342,14 +340,21 @@ func (p *Policy) ended(cg string) {
 	p.doneSweep = max(64, 2*len(p.lastDone))
 }
 
-// Resolved ends any wait of the incident's ladder for the rate limit.
-func (p *Policy) Resolved(inc *watchdog.Incident, _ string) {
+// Resolved ends any wait of the incident's ladder for the rate limit and
+// reports the resolution: at once, or, while the ladder runs, after its
+// end.
+func (p *Policy) Resolved(inc *watchdog.Incident, why string) {
 	p.mu.Lock()
-	if c, ok := p.open[inc.ID]; ok {
-		close(c)
-		delete(p.open, inc.ID)
+	if l, ok := p.ladders[inc.ID]; ok {
+		if !l.isResolved {
+			l.isResolved, l.why = true, why
+			close(l.resolved)
+		}
+		p.mu.Unlock()
+		return
 	}
 	p.mu.Unlock()
+	p.report.Resolved(inc, why)
 }
 
 // Wait blocks until every running ladder and the reverter have returned
@@ -366,19 +371,17 @@ func (p *Policy) Raised(cg string) bool { return p.raised.get(cg) != nil }
 // loop is not escalated to a harsher rung than its own ladder would reach.
 // The wait ends the ladder if the incident is resolved (closed) or ctx ends
 // first.
-func (p *Policy) run(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options, resolved <-chan struct{}) []Result {
-	var results []Result
-	report := func(rs []Result) {
+func (p *Policy) run(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options, resolved <-chan struct{}) ([]Action, Outcome) {
+	var results []Action
+	report := func(rs []Action) {
 		for _, r := range rs {
 			e := log.Info()
-			if r.Err != "" {
-				e = log.Warn().Str("error", r.Err)
+			if r.Error != "" {
+				e = log.Warn().Str("error", r.Error)
 			}
-			e.Str("event", "action").Str("action", r.Rung).Int("pid", r.PID).Str("comm", r.Comm).
-				Bool("done", r.Done).Bool("verified", r.Verified).Str("detail", r.Detail).Dur("took", r.Took).Msg("action " + r.Rung)
-			if p.OnAction != nil {
-				p.OnAction(inc, r)
-			}
+			e.Str("event", "action").Str("action", r.Name).Int("pid", r.PID).Str("comm", r.Comm).
+				Bool("done", r.Done).Bool("verified", r.Verified).Str("detail", r.Detail).Dur("took", time.Duration(r.Took)).Msg("action " + r.Name)
+			p.report.Action(inc, r)
 		}
 		results = append(results, rs...)
 	}
@@ -388,29 +391,30 @@ func (p *Policy) run(ctx context.Context, log zerolog.Logger, inc *watchdog.Inci
 			report(rs[:len(rs)-1]) // what the rung did before the refusal
 			if !waited {
 				log.Warn().Str("event", "rate_limited").Str("action", rung).Int("max_actions_per_minute", p.cfg.MaxActionsPerMinute).
-					Str("subtree", watchdog.Subtree(inc.Cgroup)).Str("reason", rs[len(rs)-1].Err).
+					Str("subtree", watchdog.Subtree(inc.Cgroup)).Str("reason", rs[len(rs)-1].Error).
 					Msg("rate limit reached: the action waits for its turn")
 			}
 			if !p.awaitToken(ctx, inc.Cgroup, resolved) {
 				results = append(results, rs[len(rs)-1])
-				log.Warn().Str("event", "ladder_done").Str("outcome", "rate-limited").
+				log.Warn().Str("event", "ladder_done").Str("outcome", string(OutcomeRateLimited)).
 					Msg("ladder stopped while its next action waited for the rate limit: the incident ended or oomwatch is stopping")
-				return results
+				return results, OutcomeRateLimited
 			}
 			rs, ended = p.rung(ctx, log, inc, opts, rung)
 			p.budget.release(inc.Cgroup, p.now()) // the token, if the rung did not need it
 		}
 		report(rs)
 		if ended || ctx.Err() != nil {
-			log.Info().Str("event", "ladder_done").Str("outcome", outcome(rs, opts.DryRun)).Msg("ladder finished")
-			return results
+			out := outcome(results, opts.DryRun)
+			log.Info().Str("event", "ladder_done").Str("outcome", string(out)).Msg("ladder finished")
+			return results, out
 		}
 	}
-	log.Error().Str("event", "ladder_done").Str("outcome", "exhausted").Msg("ladder exhausted: the loop goes on; an operator must act")
-	return results
+	log.Error().Str("event", "ladder_done").Str("outcome", string(OutcomeExhausted)).Msg("ladder exhausted: the loop goes on; an operator must act")
+	return results, OutcomeExhausted
 }
 
-func (p *Policy) rung(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options, rung string) ([]Result, bool) {
+func (p *Policy) rung(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options, rung string) ([]Action, bool) {
 	switch rung {
 	case ResetAdj:
 		return p.resetAdj(ctx, log, inc, opts)
@@ -426,7 +430,7 @@ func (p *Policy) rung(ctx context.Context, log zerolog.Logger, inc *watchdog.Inc
 
 // limited reports whether a rung stopped because the rate limit refused its
 // action.
-func limited(rs []Result) bool { return len(rs) > 0 && rs[len(rs)-1].limited }
+func limited(rs []Action) bool { return len(rs) > 0 && rs[len(rs)-1].limited }
 
 // awaitToken queues cg's ladder for a token and waits until it is granted
 // (held for cg's next action), and reports whether the ladder should try
@@ -455,39 +459,34 @@ func (p *Policy) awaitToken(ctx context.Context, cg string, resolved <-chan stru
 	}
 }
 
-// outcome names how a ladder ended from the last rung's results.
-func outcome(rs []Result, dryRun bool) string {
-	switch {
-	case dryRun:
-		return "dry-run"
-	case len(rs) > 0 && rs[len(rs)-1].Rung == Freeze && rs[len(rs)-1].Verified:
-		return "contained"
-	case len(rs) > 0 && rs[len(rs)-1].Verified:
-		return "resolved"
-	}
-	return "aborted"
-}
+// noReport is the Reporter of a policy nobody listens to.
+type noReport struct{}
 
-// intend announces a host change to BeforeAction.
-func (p *Policy) intend(inc *watchdog.Incident, r Result) {
-	if p.BeforeAction != nil {
-		p.BeforeAction(inc, r)
-	}
+func (noReport) Opened(*watchdog.Incident, string)                {}
+func (noReport) Action(*watchdog.Incident, Action)                {}
+func (noReport) LadderDone(*watchdog.Incident, []Action, Outcome) {}
+func (noReport) Resolved(*watchdog.Incident, string)              {}
+
+// intend announces a host change (write-ahead): a SIGKILL of oomwatch
+// right after the change still leaves it in the journal.
+func (p *Policy) intend(inc *watchdog.Incident, a Action) {
+	a.Pending = true
+	p.report.Action(inc, a)
 }
 
 // allow is the rate limit on the host changes of cg's ladder (see budget):
 // it spends the token granted to the ladder's wait, or one of the budget's.
-func (p *Policy) allow(cg string, r *Result) bool {
+func (p *Policy) allow(cg string, r *Action) bool {
 	return p.spend(cg, true, r)
 }
 
 // allowRevert is the rate limit on putting a raised limit of cg back: the
 // same budget, never a token granted to a ladder.
-func (p *Policy) allowRevert(cg string, r *Result) bool {
+func (p *Policy) allowRevert(cg string, r *Action) bool {
 	return p.spend(cg, false, r)
 }
 
-func (p *Policy) spend(cg string, grant bool, r *Result) bool {
+func (p *Policy) spend(cg string, grant bool, r *Action) bool {
 	ok, why := p.budget.take(cg, grant, p.now())
 	if p.budget.capReached() {
 		p.log.Warn().Str("event", "budget_cap").Int("subtrees", maxTracked).
@@ -496,7 +495,7 @@ func (p *Policy) spend(cg string, grant bool, r *Result) bool {
 	if ok {
 		return true
 	}
-	r.Err, r.limited = why, true
+	r.Error, r.limited = why, true
 	return false
 }
 
@@ -586,34 +585,29 @@ func (p *Policy) exempt(c watchdog.Candidate, opts Options) bool {
 	return match(opts.ExemptComm, c.Comm) || match(opts.ExemptCmdline, strings.Join(c.Cmdline, " ")) || match(opts.ExemptCgroup, c.Cgroup)
 }
 
-// progress are the counters verification compares: kills (v2 oom_kill +
-// oom_group_kill; v1 the subtree's oom_kill) and an OOM activity counter
-// (v2 oom; v1 memory.failcnt + memsw.failcnt of the limit holder, which
-// rise on every failed charge retry).
-type progress struct{ ooms, kills uint64 }
-
-func (p *Policy) progress(cg string) (progress, error) {
+// progress reads the counters verification compares: kills and an OOM
+// activity counter. On v2 they are the watchdog's own (memory.events); on
+// v1, where the watchdog counts eventfd wake-ups, the activity counter is
+// memory.failcnt + memsw.failcnt of the limit holder, which rise on every
+// failed charge retry, and kills are the subtree's oom_kill.
+func (p *Policy) progress(cg string) (watchdog.Counters, error) {
 	if p.cg.Version == 2 {
-		ev, err := p.cg.MemoryEvents(cg)
-		if err != nil {
-			return progress{}, err
-		}
-		return progress{ooms: ev.OOM, kills: ev.OOMKill + ev.OOMGroupKill}, nil
+		return watchdog.V2Counters(p.cg, cg)
 	}
 	fc, err := p.cg.Failcnt(cg)
 	if err != nil {
-		return progress{}, err
+		return watchdog.Counters{}, err
 	}
 	kills, err := p.cg.SubtreeOOMKills(cg, 1024)
 	if err != nil {
-		return progress{}, err
+		return watchdog.Counters{}, err
 	}
-	return progress{ooms: fc, kills: kills}, nil
+	return watchdog.Counters{OOM: fc, Kills: kills}, nil
 }
 
 // verifyStopped waits up to VerifyTimeout for a kill, or for the OOM counter
 // to stay flat for QuietFor.
-func (p *Policy) verifyStopped(ctx context.Context, cg string, base progress, opts Options) (bool, string) {
+func (p *Policy) verifyStopped(ctx context.Context, cg string, base watchdog.Counters, opts Options) (bool, string) {
 	deadline := time.Now().Add(opts.VerifyTimeout)
 	last, lastChange := base, time.Now()
 	t := time.NewTicker(opts.Poll)
@@ -632,10 +626,10 @@ func (p *Policy) verifyStopped(ctx context.Context, cg string, base progress, op
 		if err != nil {
 			return false, err.Error()
 		}
-		if cur.kills > base.kills {
-			return true, fmt.Sprintf("kernel killed %d task(s)", cur.kills-base.kills)
+		if cur.Kills > base.Kills {
+			return true, fmt.Sprintf("kernel killed %d task(s)", cur.Kills-base.Kills)
 		}
-		if cur.ooms != last.ooms {
+		if cur.OOM != last.OOM {
 			last, lastChange = cur, now
 		} else if now.Sub(lastChange) >= opts.QuietFor && !p.underOOM(cg) {
 			// v1 oom_kill_disable sleepers make no new OOM attempts while
@@ -643,7 +637,7 @@ func (p *Policy) verifyStopped(ctx context.Context, cg string, base progress, op
 			return true, fmt.Sprintf("no OOM for %v", opts.QuietFor)
 		}
 		if now.After(deadline) {
-			return false, fmt.Sprintf("loop goes on after %v: %d more OOM events, no kill", opts.VerifyTimeout, cur.ooms-base.ooms)
+			return false, fmt.Sprintf("loop goes on after %v: %d more OOM events, no kill", opts.VerifyTimeout, cur.OOM-base.OOM)
 		}
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,7 +93,7 @@ func fakeHost(t testing.TB, comm string) (cgroupfs.Hierarchy, procfs.FS, string,
 	return h, procfs.New(procRoot), cgRoot, procRoot
 }
 
-func runLadder(t *testing.T, opts Options, h cgroupfs.Hierarchy, proc procfs.FS) []Result {
+func runLadder(t *testing.T, opts Options, h cgroupfs.Hierarchy, proc procfs.FS) []Action {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -99,8 +101,8 @@ func runLadder(t *testing.T, opts Options, h cgroupfs.Hierarchy, proc procfs.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan []Result, 1)
-	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
+	got := make(chan []Action, 1)
+	p.report = hooks{done: func(_ *watchdog.Incident, rs []Action) { got <- rs }}
 	inc := &watchdog.Incident{ID: "t", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2}
 	p.Open(inc)
 	p.Open(inc) // a second open while one ladder runs is dropped
@@ -120,7 +122,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	opts := DefaultOptions()
 	opts.DryRun = true
 	rs := runLadder(t, opts, h, proc)
-	if len(rs) != 1 || rs[0].Rung != ResetAdj || rs[0].Done || rs[0].PID != 4242 || !strings.Contains(rs[0].Detail, "dry-run") {
+	if len(rs) != 1 || rs[0].Name != ResetAdj || rs[0].Done || rs[0].PID != 4242 || !strings.Contains(rs[0].Detail, "dry-run") {
 		t.Fatalf("results %+v, want one undone dry-run reset-adj of pid 4242", rs)
 	}
 	if b, _ := os.ReadFile(filepath.Join(procRoot, "4242/oom_score_adj")); string(b) != "-1000\n" {
@@ -137,7 +139,7 @@ func TestExemptTaskEscalatesToFreeze(t *testing.T) {
 	opts.ExemptComm = []string{"containerd-shim*"}
 	opts.FreezeTimeout = time.Second
 	rs := runLadder(t, opts, h, proc)
-	if len(rs) != 1 || rs[0].Rung != Freeze || !rs[0].Done || !rs[0].Verified {
+	if len(rs) != 1 || rs[0].Name != Freeze || !rs[0].Done || !rs[0].Verified {
 		t.Fatalf("results %+v, want a verified freeze", rs)
 	}
 	if b, _ := os.ReadFile(filepath.Join(cgRoot, "ct/cgroup.freeze")); strings.TrimSpace(string(b)) != "1" {
@@ -155,7 +157,7 @@ func TestResetAdjRefusesWithoutPidfd(t *testing.T) {
 	opts := DefaultOptions()
 	opts.Ladder = []string{ResetAdj}
 	rs := runLadder(t, opts, h, proc)
-	if len(rs) != 1 || rs[0].Done || rs[0].Err == "" {
+	if len(rs) != 1 || rs[0].Done || rs[0].Error == "" {
 		t.Fatalf("results %+v, want one refused reset", rs)
 	}
 	if b, _ := os.ReadFile(filepath.Join(procRoot, "4242/oom_score_adj")); string(b) != "-1000\n" {
@@ -164,10 +166,10 @@ func TestResetAdjRefusesWithoutPidfd(t *testing.T) {
 }
 
 func TestOutcome(t *testing.T) {
-	if o := outcome([]Result{{Rung: Freeze, Verified: true}}, false); o != "contained" {
+	if o := outcome([]Action{{Name: Freeze, Verified: true}}, false); o != "contained" {
 		t.Fatal(o)
 	}
-	if o := outcome([]Result{{Rung: ResetAdj, Verified: true}}, false); o != "resolved" {
+	if o := outcome([]Action{{Name: ResetAdj, Verified: true}}, false); o != "resolved" {
 		t.Fatal(o)
 	}
 	if o := outcome(nil, true); o != "dry-run" {
@@ -178,7 +180,7 @@ func TestOutcome(t *testing.T) {
 // spentPolicy is a policy on fakeHost whose rate limit allows one action
 // per period and whose token is spent; finished ladders arrive on the
 // channel.
-func spentPolicy(t *testing.T, opts Options, period time.Duration) (*Policy, chan []Result, string, context.CancelFunc) {
+func spentPolicy(t *testing.T, opts Options, period time.Duration) (*Policy, chan []Action, string, context.CancelFunc) {
 	t.Helper()
 	h, proc, cgRoot, _ := fakeHost(t, "java")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -189,8 +191,8 @@ func spentPolicy(t *testing.T, opts Options, period time.Duration) (*Policy, cha
 	}
 	p.budget = newBudget(1, period)
 	p.budget.take("/ct", false, time.Now())
-	got := make(chan []Result, 1)
-	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
+	got := make(chan []Action, 1)
+	p.report = hooks{done: func(_ *watchdog.Incident, rs []Action) { got <- rs }}
 	return p, got, cgRoot, cancel
 }
 
@@ -205,8 +207,8 @@ func TestRateLimitedRungWaitsNotSkipped(t *testing.T) {
 	inc := &watchdog.Incident{ID: "t", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2}
 	p.Open(inc)
 	rs := <-got
-	if len(rs) != 2 || rs[0].Rung != ResetAdj || rs[0].Err == "" || strings.Contains(rs[0].Err, "rate limited") ||
-		rs[1].Rung != Freeze || !rs[1].Done || !rs[1].Verified {
+	if len(rs) != 2 || rs[0].Name != ResetAdj || rs[0].Error == "" || strings.Contains(rs[0].Error, "rate limited") ||
+		rs[1].Name != Freeze || !rs[1].Done || !rs[1].Verified {
 		t.Fatalf("results %+v, want reset-adj tried (refused without a pidfd), then a verified freeze", rs)
 	}
 	if b, _ := os.ReadFile(filepath.Join(cgRoot, "ct/cgroup.freeze")); strings.TrimSpace(string(b)) != "1" {
@@ -229,13 +231,13 @@ func TestRateLimitedLadderEndsWithIncident(t *testing.T) {
 	p.Open(first)
 	time.Sleep(50 * time.Millisecond) // the ladder is waiting for a token (60 s away)
 	p.Resolved(first, "no OOM")
-	var rs []Result
+	var rs []Action
 	select {
 	case rs = <-got:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the ladder kept waiting after its incident was resolved")
 	}
-	if len(rs) != 1 || rs[0].Done || !strings.Contains(rs[0].Err, "rate limited") {
+	if len(rs) != 1 || rs[0].Done || !strings.Contains(rs[0].Error, "rate limited") {
 		t.Fatalf("results %+v, want one refused freeze", rs)
 	}
 	if b, _ := os.ReadFile(filepath.Join(cgRoot, "ct/cgroup.freeze")); string(b) != "0\n" {
@@ -269,8 +271,8 @@ func TestFrozenCgroupsReportedAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan []Result, 1)
-	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
+	got := make(chan []Action, 1)
+	p.report = hooks{done: func(_ *watchdog.Incident, rs []Action) { got <- rs }}
 	p.Open(&watchdog.Incident{ID: "f1", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2})
 	if rs := <-got; len(rs) != 1 || !rs[0].Verified {
 		t.Fatalf("freeze: %+v", rs)
@@ -317,10 +319,88 @@ func TestFreezeRefusedWhenPID1OutsideNamespace(t *testing.T) {
 	opts.ExemptComm = []string{"containerd-shim*"}
 	opts.FreezeTimeout = time.Second
 	rs := runLadder(t, opts, h, proc)
-	if len(rs) != 1 || rs[0].Rung != Freeze || rs[0].Done || !strings.Contains(rs[0].Err, `PID 1's cgroup reads "/../.."`) {
+	if len(rs) != 1 || rs[0].Name != Freeze || rs[0].Done || !strings.Contains(rs[0].Error, `PID 1's cgroup reads "/../.."`) {
 		t.Fatalf("results %+v, want a refused freeze", rs)
 	}
 	if b, _ := os.ReadFile(filepath.Join(cgRoot, "ct/cgroup.freeze")); string(b) != "0\n" {
 		t.Fatalf("cgroup.freeze changed to %q", b)
 	}
+}
+
+// The reports of one incident come in lifecycle order, whatever the timing:
+// a resolution that arrives while the ladder runs is reported after the
+// ladder's end, never between its actions.
+func TestReportsComeInLifecycleOrder(t *testing.T) {
+	h, proc, _, _ := fakeHost(t, "java")
+	opts := DefaultOptions()
+	opts.Ladder = []string{ResetAdj, Freeze} // reset-adj fails (no such process), freeze succeeds
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := New(ctx, Config{CG: h, Proc: proc, Options: opts}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var steps []string
+	step := func(s string) { mu.Lock(); steps = append(steps, s); mu.Unlock() }
+	resolved := make(chan struct{})
+	var inc *watchdog.Incident
+	p.report = lifecycle{
+		// The resolution arrives while the ladder runs, right before its
+		// freeze.
+		pending: func(a Action) {
+			if a.Name == Freeze {
+				p.Resolved(inc, "no more OOMs")
+			}
+		},
+		hooks: hooks{
+			opened:   func(*watchdog.Incident) { step("opened") },
+			done:     func(*watchdog.Incident, []Action) { step("ladder_done") },
+			resolved: func(_ *watchdog.Incident, why string) { step("resolved: " + why); close(resolved) },
+		},
+		step: step,
+	}
+	inc = &watchdog.Incident{ID: "t", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2}
+	p.Open(inc)
+	select {
+	case <-resolved:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the resolution was never reported")
+	}
+	p.Wait()
+	want := []string{"opened", "action reset-adj", "action pending freeze", "action freeze", "ladder_done", "resolved: no more OOMs"}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(steps, want) {
+		t.Fatalf("steps %q, want %q", steps, want)
+	}
+
+	// An incident without a ladder (stalled) is resolved at once.
+	steps = nil
+	mu.Unlock()
+	resolved = make(chan struct{})
+	stalled := &watchdog.Incident{ID: "s", Verdict: watchdog.VerdictStalled, Cgroup: "/ct", Version: 2}
+	p.Open(stalled)
+	p.Resolved(stalled, "gone")
+	<-resolved
+	mu.Lock()
+	if want := []string{"opened", "resolved: gone"}; !slices.Equal(steps, want) {
+		t.Fatalf("stalled: steps %q, want %q", steps, want)
+	}
+}
+
+// lifecycle records actions, pending ones too.
+type lifecycle struct {
+	hooks
+	step    func(string)
+	pending func(Action)
+}
+
+func (l lifecycle) Action(_ *watchdog.Incident, a Action) {
+	if a.Pending {
+		l.step("action pending " + a.Name)
+		l.pending(a)
+		return
+	}
+	l.step("action " + a.Name)
 }

@@ -59,8 +59,8 @@ func (p *Policy) systemdUnit(ctx context.Context, cg string) string {
 // raiseLimit raises the limit holder's limit by Step up to Ceiling (of the
 // original), verifying after each step, and remembers the original so the
 // reverter can put it back once usage has been well below it for a while.
-func (p *Policy) raiseLimit(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) ([]Result, bool) {
-	var results []Result
+func (p *Policy) raiseLimit(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) ([]Action, bool) {
+	var results []Action
 	for {
 		r, again := p.raiseOnce(ctx, log, inc, opts)
 		results = append(results, r)
@@ -86,17 +86,17 @@ func nextLimits(cur cgroupfs.Limits, step, ceiling uint64) cgroupfs.Limits {
 	return next
 }
 
-func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) (Result, bool) {
+func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) (Action, bool) {
 	start := time.Now()
-	r := Result{Rung: RaiseLimit}
+	r := Action{Name: RaiseLimit}
 	curL, err := p.cg.Limits(inc.Cgroup)
 	if err != nil {
-		r.Err = err.Error()
+		r.Error = err.Error()
 		return r, false
 	}
 	cur := curL.Mem
 	if cur == cgroupfs.Unlimited {
-		r.Err = "no limit to raise"
+		r.Error = "no limit to raise"
 		return r, false
 	}
 	rec := p.raised.get(inc.Cgroup)
@@ -114,7 +114,7 @@ func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdo
 	nextL := nextLimits(curL, opts.RaiseStep.Of(orig), ceiling)
 	next := nextL.Mem
 	if next <= cur {
-		r.Err = fmt.Sprintf("limit %d already at the ceiling %d", cur, ceiling)
+		r.Error = fmt.Sprintf("limit %d already at the ceiling %d", cur, ceiling)
 		return r, false
 	}
 	r.Detail = fmt.Sprintf("limit %d -> %d (original %d, ceiling %d)", cur, next, orig, ceiling)
@@ -133,7 +133,7 @@ func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdo
 	}
 	base, err := p.progress(inc.Cgroup)
 	if err != nil {
-		r.Err = err.Error()
+		r.Error = err.Error()
 		return r, false
 	}
 	// Remember before writing: a crash between the two must still revert.
@@ -144,9 +144,9 @@ func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdo
 	if err := p.raised.put(rec); err != nil {
 		log.Error().Err(err).Msg("cannot persist the raised limit: a restart will not revert it")
 	}
-	p.intend(inc, Result{Rung: RaiseLimit, Detail: fmt.Sprintf("raising the limit %d -> %d (original %d)", cur, next, orig)})
+	p.intend(inc, Action{Name: RaiseLimit, Detail: fmt.Sprintf("raising the limit %d -> %d (original %d)", cur, next, orig)})
 	if err := p.setLimits(ctx, rec, nextL); err != nil {
-		r.Err = err.Error()
+		r.Error = err.Error()
 		// A cgroupfs write is done when it returns and SetLimits leaves the
 		// limits as they were when it fails: if they read so, this step
 		// changed nothing and is forgotten (the whole record on a first
@@ -179,7 +179,7 @@ func (p *Policy) raiseOnce(ctx context.Context, log zerolog.Logger, inc *watchdo
 	log.Warn().Uint64("original_limit", orig).Uint64("new_limit", next).Str("unit", rec.Unit).Msg("raised the memory limit")
 	r.Verified, r.Detail = p.verifyStopped(ctx, inc.Cgroup, base, opts)
 	r.Detail = fmt.Sprintf("limit %d -> %d (original %d, ceiling %d); %s", cur, next, orig, ceiling, r.Detail)
-	r.Took = time.Since(start)
+	r.Took = Millis(time.Since(start))
 	return r, next < ceiling
 }
 
@@ -337,7 +337,7 @@ func (p *Policy) revertDue(now time.Time) {
 		if now.Sub(rec.BelowSince) < rec.Hold {
 			continue
 		}
-		r := Result{Rung: RaiseLimit}
+		r := Action{Name: RaiseLimit}
 		if !p.allowRevert(rec.Cgroup, &r) {
 			continue
 		}

@@ -51,11 +51,11 @@ func TestRaiseLimitPersistsAndReverts(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := New(ctx, Config{CG: h, Proc: proc, Options: opts, StateDir: state}, zerolog.Nop())
 	must(err)
-	got := make(chan []Result, 1)
-	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
+	got := make(chan []Action, 1)
+	p.report = hooks{done: func(_ *watchdog.Incident, rs []Action) { got <- rs }}
 	p.Open(&watchdog.Incident{ID: "i1", Verdict: watchdog.VerdictLoop, Cgroup: "/ct"})
 	rs := <-got
-	if len(rs) != 1 || rs[0].Rung != RaiseLimit || !rs[0].Done || !rs[0].Verified {
+	if len(rs) != 1 || rs[0].Name != RaiseLimit || !rs[0].Done || !rs[0].Verified {
 		t.Fatalf("results %+v", rs)
 	}
 	// 20 MiB + 10% of it.
@@ -199,7 +199,7 @@ func TestRaiseLimitStopsAtUnalignedCeiling(t *testing.T) {
 	opts.VerifyTimeout, opts.QuietFor = 200*time.Millisecond, 100*time.Millisecond
 	keepLooping(t, cgRoot)
 	rs := runLadder(t, opts, h, proc)
-	if len(rs) != 1 || !rs[0].Done || rs[0].Err != "" {
+	if len(rs) != 1 || !rs[0].Done || rs[0].Error != "" {
 		t.Fatalf("results %+v, want one step to the page below the ceiling", rs)
 	}
 	if v := readTrim(t, filepath.Join(cgRoot, "ct/memory.max")); v != "31457280" {

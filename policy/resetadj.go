@@ -16,8 +16,8 @@ import (
 // resetAdj writes ResetTo to the oom_score_adj of the largest non-exempt
 // unkillable task, then waits for a kill or for the OOMs to stop; if the loop
 // goes on it tries the next task, up to MaxResets.
-func (p *Policy) resetAdj(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) ([]Result, bool) {
-	var results []Result
+func (p *Policy) resetAdj(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options) ([]Action, bool) {
+	var results []Action
 	tried := map[int]bool{}
 	for len(tried) < opts.MaxResets {
 		// The first pick uses the tasks the watchdog just inspected: every
@@ -28,7 +28,7 @@ func (p *Policy) resetAdj(ctx context.Context, log zerolog.Logger, inc *watchdog
 			var err error
 			cands, err = p.insp.Candidates(inc.Cgroup)
 			if err != nil {
-				results = append(results, Result{Rung: ResetAdj, Err: err.Error()})
+				results = append(results, Action{Name: ResetAdj, Error: err.Error()})
 				return results, errors.Is(err, cgroupfs.ErrGone)
 			}
 		}
@@ -57,9 +57,9 @@ func (p *Policy) resetAdj(ctx context.Context, log zerolog.Logger, inc *watchdog
 	return results, false
 }
 
-func (p *Policy) resetOne(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, c watchdog.Candidate, opts Options) Result {
+func (p *Policy) resetOne(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, c watchdog.Candidate, opts Options) Action {
 	start := time.Now()
-	r := Result{Rung: ResetAdj, PID: c.PID, Comm: procfs.Safe(c.Comm)}
+	r := Action{Name: ResetAdj, PID: c.PID, Comm: procfs.Safe(c.Comm)}
 	ev := log.With().Int("pid", c.PID).Str("comm", procfs.Safe(c.Comm)).Uint64("rss", c.RSS).Int("oom_score_adj", c.OOMScoreAdj).Logger()
 	if opts.DryRun {
 		r.Detail = fmt.Sprintf("dry-run: would write %d to oom_score_adj", opts.ResetTo)
@@ -73,23 +73,23 @@ func (p *Policy) resetOne(ctx context.Context, log zerolog.Logger, inc *watchdog
 	// can never redirect the write.
 	h, err := p.proc.Open(c.PID, p.inSubtree(inc.Cgroup))
 	if err != nil {
-		r.Err = err.Error()
+		r.Error = err.Error()
 		return r
 	}
 	defer h.Close()
 	base, err := p.progress(inc.Cgroup)
 	if err != nil {
-		r.Err = err.Error()
+		r.Error = err.Error()
 		return r
 	}
-	p.intend(inc, Result{Rung: ResetAdj, PID: c.PID, Comm: r.Comm, Detail: fmt.Sprintf("writing %d to oom_score_adj", opts.ResetTo)})
+	p.intend(inc, Action{Name: ResetAdj, PID: c.PID, Comm: r.Comm, Detail: fmt.Sprintf("writing %d to oom_score_adj", opts.ResetTo)})
 	if err := h.SetOOMScoreAdj(opts.ResetTo); err != nil {
-		r.Err = err.Error()
+		r.Error = err.Error()
 		return r
 	}
 	r.Done = true
 	ev.Warn().Int("new_oom_score_adj", opts.ResetTo).Msg("reset oom_score_adj: the kernel may now kill this task")
 	r.Verified, r.Detail = p.verifyStopped(ctx, inc.Cgroup, base, opts)
-	r.Took = time.Since(start)
+	r.Took = Millis(time.Since(start))
 	return r
 }

@@ -100,8 +100,8 @@ func TestCorruptFrozenFileKeptAside(t *testing.T) {
 	if !strings.Contains(logs.String(), `"event":"state_corrupt"`) || !strings.Contains(logs.String(), frozenFile+".corrupt-") {
 		t.Fatalf("damage not logged:\n%s", logs.String())
 	}
-	got := make(chan []Result, 1)
-	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
+	got := make(chan []Action, 1)
+	p.report = hooks{done: func(_ *watchdog.Incident, rs []Action) { got <- rs }}
 	p.Open(&watchdog.Incident{ID: "f", Verdict: watchdog.VerdictLoop, Cgroup: "/ct", Version: 2})
 	if rs := <-got; len(rs) != 1 || !rs[0].Verified {
 		t.Fatalf("freeze: %+v", rs)

@@ -98,10 +98,10 @@ func unitHost(t *testing.T) (string, func() *Policy, *hungUnits, *testhost.SyncB
 
 // runIncident opens inc on p and returns the ladder's results, failing the
 // test if the ladder does not end.
-func runIncident(t *testing.T, p *Policy, inc *watchdog.Incident) []Result {
+func runIncident(t *testing.T, p *Policy, inc *watchdog.Incident) []Action {
 	t.Helper()
-	got := make(chan []Result, 1)
-	p.OnDone = func(_ *watchdog.Incident, _ string, rs []Result) { got <- rs }
+	got := make(chan []Action, 1)
+	p.report = hooks{done: func(_ *watchdog.Incident, rs []Action) { got <- rs }}
 	p.Open(inc)
 	select {
 	case rs := <-got:
@@ -126,7 +126,7 @@ func TestUnitTimeoutBoundsLadderAndReverter(t *testing.T) {
 	u.hang = "SetMemoryMax"
 	p := start()
 	rs := runIncident(t, p, unitIncident)
-	if len(rs) != 1 || rs[0].Done || !strings.Contains(rs[0].Err, "no answer from systemd within 2s") {
+	if len(rs) != 1 || rs[0].Done || !strings.Contains(rs[0].Error, "no answer from systemd within 2s") {
 		t.Fatalf("results %+v, want the raise to fail after UnitTimeout", rs)
 	}
 	if v := readTrim(t, filepath.Join(dir, "memory.max")); v != "20971520" {

@@ -85,6 +85,9 @@ type Evidence struct {
 	Kills  uint64        `json:"oom_kills"`
 	Limit  uint64        `json:"limit_bytes"` // cgroupfs.Unlimited when none
 	Usage  uint64        `json:"usage_bytes"`
+	// Detection: from the episode's first OOM notification to the batch
+	// that found the incident (0: the first one carried enough OOMs).
+	Detection time.Duration `json:"detection_ns"`
 }
 
 // Incident is one OOM episode of one cgroup.

@@ -71,8 +71,6 @@ type Config struct {
 	// FollowFor is how long the counters of a cgroup with kill-less OOMs
 	// are read every millisecond (v2, see followEvery); 0 means 50 ms.
 	FollowFor time.Duration
-	// Observer, if set, is told about every incident.
-	Observer Observer
 	// RiskHint, if set, is called from the event loop when a cgroup's
 	// would-loop risk may have changed: an OOM killed a task at its limit
 	// (at most once per detection window, as the oom_kill line), or it was
@@ -142,13 +140,6 @@ type Stats struct {
 	// BusySince is when the loop started handling the current batch; zero
 	// while it waits for the kernel. A loop busy for long is stuck.
 	BusySince time.Time
-}
-
-// Observer learns about incidents as they open and close (metrics,
-// history). Calls come from the event loop and must return quickly.
-type Observer interface {
-	IncidentOpened(inc *Incident, detection time.Duration)
-	IncidentResolved(inc *Incident, why string)
 }
 
 // Watchdog is the main loop. Create with New, run with Run.
@@ -223,8 +214,6 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Watchdog, error) {
 	}, nil
 }
 
-// SetObserver sets the observer; call it before Run.
-func (w *Watchdog) SetObserver(o Observer) { w.cfg.Observer = o }
 
 // Reconfigure makes every detector pick up new parameters (after a config
 // reload) at its cgroup's next notification. Safe from any goroutine.
@@ -707,6 +696,16 @@ func (w *Watchdog) forget(c string) {
 // few milliseconds however large its subtree is.
 const subtreeReads = 256
 
+// V2Counters reads cg's counters from its memory.events: oom, and the kills
+// (oom_kill + oom_group_kill).
+func V2Counters(h cgroupfs.Hierarchy, cg string) (Counters, error) {
+	ev, err := h.MemoryEvents(cg)
+	if err != nil {
+		return Counters{}, err
+	}
+	return Counters{OOM: ev.OOM, Kills: ev.OOMKill + ev.OOMGroupKill}, nil
+}
+
 // counters reads cg's counters; v1Count is what the eventfd just reported.
 // On v1 it also returns cg's memory.oom_control (zero on v2).
 //
@@ -718,11 +717,8 @@ const subtreeReads = 256
 // baseline over the same cgroups.
 func (w *Watchdog) counters(cg string, st *cgroupState, v1Count uint64) (Counters, cgroupfs.OOMControl, error) {
 	if w.cfg.CG.Version == 2 {
-		ev, err := w.cfg.CG.MemoryEvents(cg)
-		if err != nil {
-			return Counters{}, cgroupfs.OOMControl{}, err
-		}
-		return Counters{OOM: ev.OOM, Kills: ev.OOMKill + ev.OOMGroupKill}, cgroupfs.OOMControl{}, nil
+		c, err := V2Counters(w.cfg.CG, cg)
+		return c, cgroupfs.OOMControl{}, err
 	}
 	oc, err := w.cfg.CG.OOMControl(cg)
 	if err != nil {
@@ -1134,15 +1130,16 @@ func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Ass
 	st.lastOOM = w.stamp(now)
 	w.open.Add(1)
 	w.incidents.Add(1)
+	det := time.Duration(0)
+	if st.episode != 0 {
+		det = w.since(now, st.episode)
+	}
+	inc.Evidence.Detection = det
 	// The handler first: while the kernel loops every millisecond counts,
 	// and the log line can wait for it.
 	t0 := time.Now()
 	w.h.Open(inc)
 	handlerTook := time.Since(t0)
-	det := time.Duration(0)
-	if st.episode != 0 {
-		det = w.since(now, st.episode)
-	}
 	ev := w.log.Warn().Str("event", "incident").Str("incident", inc.ID).Str("verdict", string(v)).Str("cgroup", cg).
 		Str("container", inc.Container).Str("unit", inc.Unit).
 		Uint64("oom_events", a.OOMs).Uint64("oom_kills", a.Kills).Dur("window", w.cfg.Detector.Window).
@@ -1155,9 +1152,6 @@ func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Ass
 		ev = ev.Int("origin_pid", inc.Origin.PID).Str("origin_comm", procfs.Safe(inc.Origin.Comm)).Int("origin_parent_pid", inc.Origin.ParentPID)
 	}
 	ev.Msg(verdictMessage(v))
-	if w.cfg.Observer != nil {
-		w.cfg.Observer.IncidentOpened(inc, det)
-	}
 }
 
 func verdictMessage(v Verdict) string {
@@ -1200,9 +1194,6 @@ func (w *Watchdog) closeIncident(st *cgroupState, why string) {
 	w.open.Add(-1)
 	w.log.Info().Str("event", "resolved").Str("incident", inc.ID).Str("cgroup", inc.Cgroup).Str("why", why).Msg("incident resolved")
 	w.h.Resolved(inc, why)
-	if w.cfg.Observer != nil {
-		w.cfg.Observer.IncidentResolved(inc, why)
-	}
 }
 
 // newID returns a random incident id. Not crypto/rand: its getrandom(2)

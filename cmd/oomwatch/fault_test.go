@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -23,6 +22,7 @@ import (
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/internal/statusd"
 	"github.com/oomwatch/oomwatch/policy"
+	"github.com/oomwatch/oomwatch/report"
 	"github.com/oomwatch/oomwatch/test/testhost"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
@@ -174,11 +174,11 @@ func TestFaultHostileNamesIncidents(t *testing.T) {
 		if err := j.Append(history.Opened(inc, history.Names{Container: n}, []string{"kernel: " + n})); err != nil {
 			t.Fatal(err)
 		}
-		acts := []history.Action{{Action: "reset-adj", PID: 10 + i, Comm: hostileComms[i], Done: true, Verified: true, Detail: n, Error: ""}}
-		if err := j.Append(history.Actions(inc, acts, "")); err != nil {
+		act := policy.Action{Name: "reset-adj", PID: 10 + i, Comm: hostileComms[i], Done: true, Verified: true, Detail: n}
+		if err := j.Append(history.Step(inc, act)); err != nil {
 			t.Fatal(err)
 		}
-		doc := alert.NewDocument(alert.TypeRemediated, inc, alert.Names{Container: n}, []alert.Action{{Action: "reset-adj", Comm: hostileComms[i], Detail: n}}, "host", time.Now())
+		doc := alert.NewDocument(alert.TypeRemediated, inc, alert.Names{Container: n}, []policy.Action{{Name: "reset-adj", Comm: hostileComms[i], Detail: n}}, "host", time.Now())
 		b, err := json.Marshal(doc)
 		if err != nil {
 			t.Fatal(err)
@@ -281,8 +281,8 @@ func TestFaultConfigWritableByOthersRefused(t *testing.T) {
 	os.Chmod(ok, 0o620)
 	var logs bytes.Buffer
 	f := runFlags{configPath: ok, set: map[string]bool{"config": true}}
-	var disp atomic.Pointer[alert.Dispatcher]
-	reload(zerolog.New(&logs), &f, holder, w, &disp, "")
+	disp := &report.Alerts{}
+	reload(zerolog.New(&logs), &f, holder, w, disp, "")
 	if !holder.Current().TopLevel().Policy.DryRun || !strings.Contains(logs.String(), `"event":"reload_failed"`) || !strings.Contains(logs.String(), "writable by group or other") {
 		t.Errorf("reload of a group-writable file: dry_run now %v, log %s", holder.Current().TopLevel().Policy.DryRun, logs.String())
 	}
@@ -409,9 +409,9 @@ func TestFaultSecretsNotInConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rl bytes.Buffer
-	var disp atomic.Pointer[alert.Dispatcher]
+	disp := &report.Alerts{}
 	rf := runFlags{configPath: cfgPath, set: map[string]bool{"config": true}, opts: policy.DefaultOptions(), params: watchdog.DefaultParams}
-	reload(zerolog.New(&rl), &rf, holder, w, &disp, "")
+	reload(zerolog.New(&rl), &rf, holder, w, disp, "")
 	if !strings.Contains(rl.String(), "reload_failed") {
 		t.Errorf("bad reload not reported: %s", rl.String())
 	}

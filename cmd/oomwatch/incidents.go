@@ -17,6 +17,7 @@ import (
 	"github.com/oomwatch/oomwatch/internal/history"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/internal/statusd"
+	"github.com/oomwatch/oomwatch/policy"
 )
 
 func newIncidentsCmd(stdout io.Writer) *cobra.Command {
@@ -164,12 +165,17 @@ func actionsSummary(inc history.Incident) string {
 		return "-"
 	}
 	var parts []string
-	for _, a := range inc.Actions {
-		s := a.Action
+	for i, a := range inc.Actions {
+		if a.Pending && resultFollows(inc.Actions[i+1:], a) {
+			continue // the announcement; its result is listed
+		}
+		s := a.Name
 		if a.Comm != "" {
 			s += " " + procfs.Safe(a.Comm)
 		}
 		switch {
+		case a.Pending:
+			s += " (started, no result: oomwatch stopped mid-action)"
 		case a.Error != "":
 			s += " ✗"
 		case !a.Done:
@@ -181,9 +187,20 @@ func actionsSummary(inc history.Incident) string {
 	}
 	out := strings.Join(parts, ", ")
 	if inc.Outcome != "" {
-		out += " → " + inc.Outcome
+		out += " → " + string(inc.Outcome)
 	}
 	return out
+}
+
+// resultFollows says whether the result of the announced action a is among
+// later.
+func resultFollows(later []policy.Action, a policy.Action) bool {
+	for _, b := range later {
+		if !b.Pending && b.Name == a.Name && b.PID == a.PID {
+			return true
+		}
+	}
+	return false
 }
 
 func state(inc history.Incident, now time.Time) string {

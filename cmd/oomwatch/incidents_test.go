@@ -13,6 +13,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/history"
 	"github.com/oomwatch/oomwatch/internal/statusd"
+	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
@@ -37,7 +38,9 @@ func TestIncidentsCmd(t *testing.T) {
 	open := &watchdog.Incident{ID: "cccc", Verdict: watchdog.VerdictLoop, Cgroup: "/a", Started: t0.Add(20 * time.Minute), Evidence: watchdog.Evidence{OOMs: 9}}
 	for _, r := range []history.Record{
 		history.Opened(loop, history.Names{Container: "web1"}, []string{"Out of memory and no killable processes..."}),
-		history.Actions(loop, []history.Action{{Action: "reset-adj", PID: 6016, Comm: "java", Done: true, Verified: true}}, ""),
+		history.Step(loop, policy.Action{Name: "reset-adj", PID: 6016, Comm: "java", Pending: true}),
+		history.Step(loop, policy.Action{Name: "reset-adj", PID: 6016, Comm: "java", Done: true, Verified: true}),
+		history.LadderDone(loop, policy.OutcomeResolved),
 		history.Resolved(loop, "no OOM for 2s", nil),
 		history.Opened(stall, history.Names{}, nil),
 		history.Opened(open, history.Names{}, nil),

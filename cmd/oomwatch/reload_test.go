@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/oomwatch/oomwatch/alert"
+	"github.com/oomwatch/oomwatch/report"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
@@ -89,7 +90,7 @@ func TestReloadDuringDelivery(t *testing.T) {
 	f := runFlags{configPath: p, set: map[string]bool{"config": true}}
 	holder, acfg, w := reloadable(t, &f)
 	log := zerolog.New(zerolog.NewTestWriter(t))
-	var disp atomic.Pointer[alert.Dispatcher]
+	disp := &report.Alerts{}
 	d, err := newDispatcher(acfg, state, log)
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +137,7 @@ func TestReloadDuringDelivery(t *testing.T) {
 	if err := os.WriteFile(p, []byte(conf("new")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	reload(log, &f, holder, w, &disp, state)
+	reload(log, &f, holder, w, disp, state)
 	if files, _ := filepath.Glob(filepath.Join(spoolDir, "*.json")); len(files) != 2 {
 		t.Errorf("spool after the reload: %v, want both documents still there", files)
 	}

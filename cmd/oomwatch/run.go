@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,7 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomwatch/oomwatch/alert"
-	"github.com/oomwatch/oomwatch/internal/cgnames"
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/internal/history"
@@ -31,6 +29,7 @@ import (
 	"github.com/oomwatch/oomwatch/internal/rootowned"
 	"github.com/oomwatch/oomwatch/internal/statusd"
 	"github.com/oomwatch/oomwatch/policy"
+	"github.com/oomwatch/oomwatch/report"
 	"github.com/oomwatch/oomwatch/systemd"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
@@ -331,7 +330,7 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 	tracker := statusd.NewTracker()
 
 	host, _ := os.Hostname()
-	var disp atomic.Pointer[alert.Dispatcher]
+	disp := &report.Alerts{}
 	if d, err := newDispatcher(acfg, g.StateDir, log); err != nil {
 		return err
 	} else if d != nil {
@@ -355,8 +354,12 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 	// D-Bus API, so systemd does not put the old value back.
 	units := &systemd.Units{}
 	defer units.Close()
+	fan := &report.Fanout{Host: host, Alerts: disp, Status: tracker, Journal: hist}
+	if klog != nil {
+		fan.Kernel = klog
+	}
 	pol, err := policy.New(ctx, policy.Config{CG: h, Proc: proc, Options: topOpts, Settings: settings,
-		StateDir: g.StateDir, MaxActionsPerMinute: g.MaxActionsPerMinute, Units: units}, log.With().Str("component", "policy").Logger())
+		StateDir: g.StateDir, MaxActionsPerMinute: g.MaxActionsPerMinute, Units: units, Report: fan}, log.With().Str("component", "policy").Logger())
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
@@ -404,14 +407,12 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 		wcfg.Tick = func() { _ = sd.Ping(status()) }
 		wcfg.TickEvery = every
 	}
-	hd := &handler{pol: pol, alerts: &disp, host: host, log: log, hist: hist, klog: klog, track: tracker}
-	w, err = watchdog.New(wcfg, hd, log.With().Str("component", "watchdog").Logger())
+	w, err = watchdog.New(wcfg, pol, log.With().Str("component", "watchdog").Logger())
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	riskAlerts := riskAlerts{alerts: &disp, host: host}
 	risk = &watchdog.RiskMonitor{List: w, Insp: watchdog.Inspector{CG: h, Proc: proc}, Every: f.riskEvery,
-		Events: riskAlerts, Log: log.With().Str("component", "risk").Logger()}
+		Events: fan, Log: log.With().Str("component", "risk").Logger()}
 	if sock != nil {
 		sdone := make(chan struct{})
 		go func() {
@@ -423,7 +424,7 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 					Roots:   statusd.Roots{Memory: h.Root, Freezer: h.Freezer, Proc: f.roots.procRoot},
 					Watched: st.Watched, OOMs: st.OOMs, Kills: st.Kills, Incidents: st.Incidents, LastEvent: st.LastEvent,
 					KernelLog: klogState, Journal: journalState, StateDir: g.StateDir}
-				for _, a := range (dispStats{&disp}).Stats() {
+				for _, a := range disp.Stats() {
 					s.Alerts = append(s.Alerts, statusd.SinkQueue{Name: a.Name, Kind: a.Kind, Queued: a.QueueDepth, Sent: a.Sent, Failed: a.Failed, Dropped: a.Dropped})
 				}
 				tracker.Fill(&s)
@@ -443,17 +444,11 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 		}()
 		defer func() { <-sdone }() // Serve returns once ctx is cancelled
 	}
-	m := metrics.New(version, w, dispStats{&disp})
+	m := metrics.New(version, w, disp)
 	if f.riskEvery > 0 {
 		m.SetRisk(risk)
 	}
-	w.SetObserver(m)
-	pol.BeforeAction = hd.intent
-	pol.OnAction = hd.acted
-	pol.OnDone = func(inc *watchdog.Incident, rule string, rs []policy.Result) {
-		m.LadderDone(inc, rs, time.Now())
-		hd.ladderDone(inc, rule, rs)
-	}
+	fan.Metrics = m // before Run: no incident is reported yet
 	if g.MetricsListen != "" {
 		addr, err := m.Serve(ctx, g.MetricsListen)
 		if err != nil {
@@ -474,12 +469,12 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 			case <-hup:
 			}
 			_ = sd.Reloading()
-			reload(log, &f, holder, w, &disp, g.StateDir)
+			reload(log, &f, holder, w, disp, g.StateDir)
 			if f.riskEvery > 0 {
 				// A sink that just opted in learns of the risks found
 				// before; the others have each episode already.
 				for _, r := range risk.AtRisk() {
-					riskAlerts.RiskFound(r)
+					fan.RiskFound(r)
 				}
 			}
 			_ = sd.Ready(status())
@@ -510,7 +505,7 @@ func configName(c *config.Config) string {
 	return c.Path
 }
 
-func reload(log zerolog.Logger, f *runFlags, holder *config.Holder, w *watchdog.Watchdog, disp *atomic.Pointer[alert.Dispatcher], stateDir string) {
+func reload(log zerolog.Logger, f *runFlags, holder *config.Holder, w *watchdog.Watchdog, disp *report.Alerts, stateDir string) {
 	path := f.configPath
 	cfg, acfg, err := f.loadConfig(func() (*config.Config, error) {
 		return config.LoadWith(path, config.LoadOptions{Explicit: f.set["config"], RequireRootOwned: os.Geteuid() == 0})
@@ -600,134 +595,6 @@ func kernelRelease() string {
 		return ""
 	}
 	return unix.ByteSliceToString(u.Release[:])
-}
-
-// dispStats reads the current dispatcher's stats (none without sinks).
-type dispStats struct {
-	p *atomic.Pointer[alert.Dispatcher]
-}
-
-func (d dispStats) Stats() []alert.SinkStats {
-	if x := d.p.Load(); x != nil {
-		return x.Stats()
-	}
-	return nil
-}
-
-// riskAlerts sends the risk monitor's findings to the sinks that opted in
-// (risk: true); Send never blocks the sweep.
-type riskAlerts struct {
-	alerts *atomic.Pointer[alert.Dispatcher]
-	host   string
-}
-
-func (a riskAlerts) RiskFound(r watchdog.Risk) { a.send(r, false) }
-
-func (a riskAlerts) RiskGone(r watchdog.Risk, _ string) { a.send(r, true) }
-
-func (a riskAlerts) send(r watchdog.Risk, resolved bool) {
-	if d := a.alerts.Load(); d != nil {
-		d.Send(alert.NewRiskDocument(r, resolved, a.host, time.Now()))
-	}
-}
-
-// handler sits between the watchdog and the policy: it sends the alert for
-// each step of an incident and hands loops to the ladder.
-type handler struct {
-	pol    *policy.Policy
-	alerts *atomic.Pointer[alert.Dispatcher]
-	host   string
-	log    zerolog.Logger
-	hist   *history.Async   // nil without a state directory
-	klog   *kmsg.Reader     // nil when /dev/kmsg cannot be read
-	track  *statusd.Tracker // for oomwatch status
-}
-
-func (h *handler) evidence(cg string, since time.Time) []string {
-	if h.klog == nil {
-		return nil
-	}
-	return h.klog.Evidence(cg, since)
-}
-
-func (h *handler) send(typ string, inc *watchdog.Incident, rs []policy.Result) {
-	d := h.alerts.Load()
-	if d == nil {
-		return
-	}
-	n := cgnames.Parse(inc.Cgroup)
-	var acts []alert.Action
-	for _, r := range rs {
-		acts = append(acts, alert.Action{Action: r.Rung, PID: r.PID, Comm: r.Comm, Done: r.Done, Verified: r.Verified, Detail: r.Detail, Error: r.Err})
-	}
-	d.Send(alert.NewDocument(typ, inc, alert.Names{Container: n.Container, Unit: n.Unit}, acts, h.host, time.Now()))
-}
-
-func (h *handler) Open(inc *watchdog.Incident) {
-	h.send(alert.TypeDetected, inc, nil)
-	n := cgnames.Parse(inc.Cgroup)
-	h.track.Opened(statusd.OpenIncident{ID: inc.ID, Cgroup: inc.Cgroup, Container: n.Container, Verdict: string(inc.Verdict), Since: inc.Started})
-	if h.hist != nil {
-		// No kernel-log lookup here: draining a kmsg flood can take long,
-		// and the write-ahead entry of the first action waits behind this
-		// record. The resolved record carries the kernel's lines.
-		rec := history.Opened(inc, history.Names{Container: n.Container, Unit: n.Unit}, nil)
-		h.hist.Append(func() history.Record { return rec })
-	}
-	h.pol.Open(inc)
-}
-
-func (h *handler) Resolved(inc *watchdog.Incident, why string) {
-	h.send(alert.TypeResolved, inc, nil)
-	h.track.Resolved(inc.ID)
-	if h.hist != nil {
-		rec, since := history.Resolved(inc, why, nil), inc.Started.Add(-2*inc.Evidence.Window)
-		h.hist.Append(func() history.Record { rec.KernelLog = h.evidence(rec.Cgroup, since); return rec })
-	}
-	h.pol.Resolved(inc, why)
-}
-
-// intent journals an action before it changes the host (write-ahead, at
-// most 500 ms of waiting for the disk): a SIGKILL right after the change
-// still leaves it in the journal.
-func (h *handler) intent(inc *watchdog.Incident, r policy.Result) {
-	if h.hist == nil {
-		return
-	}
-	rec := history.Actions(inc, []history.Action{{Action: r.Rung, PID: r.PID, Comm: r.Comm, Detail: "started: " + r.Detail}}, "")
-	rec.Outcome = "" // a step, not the ladder's end
-	h.hist.AppendWait(func() history.Record { return rec }, 500*time.Millisecond)
-}
-
-// acted records one action as soon as it is known: a crash mid-ladder
-// still leaves it in the journal.
-func (h *handler) acted(inc *watchdog.Incident, r policy.Result) {
-	a := history.Action{Action: r.Rung, PID: r.PID, Comm: r.Comm, Done: r.Done, Verified: r.Verified, Detail: r.Detail, Error: r.Err, TookMS: r.Took.Milliseconds()}
-	h.track.Acted(statusd.Action{Time: time.Now(), Incident: inc.ID, Cgroup: inc.Cgroup, Action: r.Rung, PID: r.PID, Comm: r.Comm, Done: r.Done, Verified: r.Verified, Detail: r.Detail, Error: r.Err})
-	if h.hist != nil {
-		rec := history.Actions(inc, []history.Action{a}, "")
-		rec.Outcome = "" // a step, not the ladder's end
-		h.hist.Append(func() history.Record { return rec })
-	}
-}
-
-func (h *handler) ladderDone(inc *watchdog.Incident, _ string, rs []policy.Result) {
-	if h.hist != nil {
-		acts := make([]history.Action, 0, len(rs))
-		for _, r := range rs {
-			acts = append(acts, history.Action{Action: r.Rung, Done: r.Done, Verified: r.Verified})
-		}
-		rec := history.Actions(inc, nil, history.Outcome(acts))
-		h.hist.Append(func() history.Record { return rec })
-	}
-	typ := alert.TypeRemediationFailed
-	if n := len(rs); n > 0 && rs[n-1].Verified {
-		typ = alert.TypeRemediated
-	}
-	if n := len(rs); n > 0 && !rs[n-1].Done && rs[n-1].Err == "" {
-		typ = alert.TypeDetected // dry-run: nothing was done
-	}
-	h.send(typ, inc, rs)
 }
 
 var startTime = time.Now()

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/policy"
+	"github.com/oomwatch/oomwatch/report"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
@@ -207,18 +207,18 @@ func TestReloadKeepsOldConfigOnError(t *testing.T) {
 	p := writeConfig(t, "rules:\n  - name: first\n    dry_run: true\n")
 	f := runFlags{configPath: p, set: map[string]bool{"config": true}}
 	holder, _, w := reloadable(t, &f)
-	var disp atomic.Pointer[alert.Dispatcher]
+	disp := &report.Alerts{}
 	if err := os.WriteFile(p, []byte("rules:\n  - name: second\n    ladder: [reboot]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	reload(zerolog.Nop(), &f, holder, w, &disp, "")
+	reload(zerolog.Nop(), &f, holder, w, disp, "")
 	if got := holder.Current().RuleNames(); len(got) != 1 || got[0] != "first" {
 		t.Fatalf("bad reload replaced the config: rules %v", got)
 	}
 	if err := os.WriteFile(p, []byte("rules:\n  - name: second\n    ladder: [kill]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	reload(zerolog.Nop(), &f, holder, w, &disp, "")
+	reload(zerolog.Nop(), &f, holder, w, disp, "")
 	if got := holder.Current().RuleNames(); len(got) != 1 || got[0] != "second" {
 		t.Fatalf("good reload not applied: rules %v", got)
 	}

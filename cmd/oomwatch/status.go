@@ -180,7 +180,7 @@ func printStatus(w io.Writer, st statusd.Status, now time.Time) {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  TIME\tACTION\tTARGET\tRESULT\tCGROUP")
 		for _, a := range st.RecentActions {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", a.Time.Local().Format(time.TimeOnly), a.Action, target(a.PID, a.Comm), result(a.Done, a.Verified, a.Error), procfs.Safe(a.Cgroup))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", a.Time.Local().Format(time.TimeOnly), a.Name, target(a.PID, a.Comm), result(a.Done, a.Verified, a.Error), procfs.Safe(a.Cgroup))
 		}
 		tw.Flush()
 	}

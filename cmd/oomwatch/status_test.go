@@ -49,7 +49,7 @@ func TestStatusCmd(t *testing.T) {
 				Roots: statusd.Roots{Memory: "/sys/fs/cgroup", Proc: "/proc"}, Watched: 812, OOMs: 900, Kills: 1, Incidents: 2,
 				LastEvent:     now.Add(-2 * time.Second),
 				OpenIncidents: []statusd.OpenIncident{{ID: "25423c849e15960f", Cgroup: "/lxc.payload.web1", Container: "web1", Verdict: "loop", Since: now.Add(-5 * time.Second)}},
-				RecentActions: []statusd.Action{{Time: now, Incident: "25423c849e15960f", Cgroup: "/lxc.payload.web1", Action: "reset-adj", PID: 6016, Comm: "java\x1b[2J", Done: true, Verified: false}},
+				RecentActions: []statusd.Action{{Time: now, Incident: "25423c849e15960f", Cgroup: "/lxc.payload.web1", Action: policy.Action{Name: "reset-adj", PID: 6016, Comm: "java\x1b[2J", Done: true, Verified: false}}},
 				Alerts:        []statusd.SinkQueue{{Name: "ops", Kind: "webhook", Queued: 3, Sent: 10}},
 				KernelLog:     "reading /dev/kmsg",
 			}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/oomwatch/oomwatch/policy"
 )
 
 // The journal is read back by `oomwatch incidents` after crashes, full disks
@@ -21,7 +23,8 @@ func FuzzRead(f *testing.F) {
 	for _, r := range []Record{
 		Start("v1.2.3", 4242),
 		Opened(a, Names{Container: "web1", Unit: "init.scope"}, kernel),
-		Actions(a, []Action{{Action: "reset-adj", PID: 6016, Comm: "java", Done: true, Verified: true}}, "resolved"),
+		Step(a, policy.Action{Name: "reset-adj", PID: 6016, Comm: "java", Done: true, Verified: true}),
+		LadderDone(a, policy.OutcomeResolved),
 		Resolved(a, "no OOM for 2s", kernel),
 		Opened(b, Names{}, nil),
 		Start("v1.2.4", 4343),

@@ -20,6 +20,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/oomwatch/oomwatch/policy"
+	"github.com/oomwatch/oomwatch/watchdog"
 )
 
 // FileName is the journal's name in the state directory.
@@ -44,34 +47,6 @@ const (
 	TypeStart = "daemon_start"
 )
 
-// Origin is the process that leaked the OOM protection.
-type Origin struct {
-	PID        int    `json:"pid"`
-	Comm       string `json:"comm"`
-	ParentPID  int    `json:"parent_pid,omitempty"`
-	ParentComm string `json:"parent_comm,omitempty"`
-}
-
-// Candidate is one task of the incident's subtree.
-type Candidate struct {
-	PID  int    `json:"pid"`
-	Comm string `json:"comm"`
-	Adj  int    `json:"oom_score_adj"`
-	RSS  uint64 `json:"rss_bytes"`
-}
-
-// Action is one rung's result (policy.Result, without importing policy).
-type Action struct {
-	Action   string `json:"action"`
-	PID      int    `json:"pid,omitempty"`
-	Comm     string `json:"comm,omitempty"`
-	Done     bool   `json:"done"`
-	Verified bool   `json:"verified"`
-	Detail   string `json:"detail,omitempty"`
-	Error    string `json:"error,omitempty"`
-	TookMS   int64  `json:"took_ms,omitempty"`
-}
-
 // Record is one line of the journal.
 type Record struct {
 	Type string    `json:"type"`
@@ -79,23 +54,23 @@ type Record struct {
 	ID   string    `json:"id,omitempty"`
 
 	// opened
-	Verdict    string      `json:"verdict,omitempty"`
-	Cgroup     string      `json:"cgroup,omitempty"`
-	Container  string      `json:"container,omitempty"`
-	Unit       string      `json:"unit,omitempty"`
-	Rule       string      `json:"rule,omitempty"`
-	Started    time.Time   `json:"started,omitzero"`
-	WindowMS   int64       `json:"window_ms,omitempty"`
-	OOMEvents  uint64      `json:"oom_events,omitempty"`
-	OOMKills   uint64      `json:"oom_kills,omitempty"`
-	Limit      uint64      `json:"limit_bytes,omitempty"` // ^uint64(0): no limit
-	Usage      uint64      `json:"usage_bytes,omitempty"`
-	Origin     *Origin     `json:"origin,omitempty"`
-	Candidates []Candidate `json:"candidates,omitempty"`
+	Verdict    string               `json:"verdict,omitempty"`
+	Cgroup     string               `json:"cgroup,omitempty"`
+	Container  string               `json:"container,omitempty"`
+	Unit       string               `json:"unit,omitempty"`
+	Rule       string               `json:"rule,omitempty"`
+	Started    time.Time            `json:"started,omitzero"`
+	WindowMS   int64                `json:"window_ms,omitempty"`
+	OOMEvents  uint64               `json:"oom_events,omitempty"`
+	OOMKills   uint64               `json:"oom_kills,omitempty"`
+	Limit      uint64               `json:"limit_bytes,omitempty"` // ^uint64(0): no limit
+	Usage      uint64               `json:"usage_bytes,omitempty"`
+	Origin     *watchdog.Origin     `json:"origin,omitempty"`
+	Candidates []watchdog.Candidate `json:"candidates,omitempty"` // the largest MaxCandidates, without their origins
 
 	// actions
-	Actions []Action `json:"actions,omitempty"`
-	Outcome string   `json:"outcome,omitempty"`
+	Actions []policy.Action `json:"actions,omitempty"` // one per record: the announcement (pending) or the result of one action
+	Outcome policy.Outcome  `json:"outcome,omitempty"` // the record of the ladder's end: how it ended
 
 	// resolved
 	Why string `json:"why,omitempty"`
@@ -314,22 +289,22 @@ func (j *Journal) Close() error {
 
 // Incident is an incident as the journal tells it: its records merged.
 type Incident struct {
-	ID         string      `json:"id"`
-	Verdict    string      `json:"verdict,omitempty"`
-	Cgroup     string      `json:"cgroup,omitempty"`
-	Container  string      `json:"container,omitempty"`
-	Unit       string      `json:"unit,omitempty"`
-	Rule       string      `json:"rule,omitempty"`
-	Started    time.Time   `json:"started,omitzero"`
-	WindowMS   int64       `json:"window_ms,omitempty"`
-	OOMEvents  uint64      `json:"oom_events"`
-	OOMKills   uint64      `json:"oom_kills"`
-	Limit      uint64      `json:"limit_bytes,omitempty"`
-	Usage      uint64      `json:"usage_bytes,omitempty"`
-	Origin     *Origin     `json:"origin,omitempty"`
-	Candidates []Candidate `json:"candidates,omitempty"`
-	Actions    []Action    `json:"actions,omitempty"`
-	Outcome    string      `json:"outcome,omitempty"`
+	ID         string               `json:"id"`
+	Verdict    string               `json:"verdict,omitempty"`
+	Cgroup     string               `json:"cgroup,omitempty"`
+	Container  string               `json:"container,omitempty"`
+	Unit       string               `json:"unit,omitempty"`
+	Rule       string               `json:"rule,omitempty"`
+	Started    time.Time            `json:"started,omitzero"`
+	WindowMS   int64                `json:"window_ms,omitempty"`
+	OOMEvents  uint64               `json:"oom_events"`
+	OOMKills   uint64               `json:"oom_kills"`
+	Limit      uint64               `json:"limit_bytes,omitempty"`
+	Usage      uint64               `json:"usage_bytes,omitempty"`
+	Origin     *watchdog.Origin     `json:"origin,omitempty"`
+	Candidates []watchdog.Candidate `json:"candidates,omitempty"` // the largest MaxCandidates, without their origins
+	Actions    []policy.Action      `json:"actions,omitempty"`
+	Outcome    policy.Outcome       `json:"outcome,omitempty"`
 	// State: "open", "resolved", or "abandoned" (the daemon restarted
 	// before it resolved).
 	State      string    `json:"state"`

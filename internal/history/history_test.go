@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
@@ -41,7 +42,8 @@ func TestRoundTripAndMerge(t *testing.T) {
 		Start("v1", 10),
 		Opened(a, Names{Container: "web1", Unit: "lxc@web1.service"}, []string{"Out of memory and no killable processes..."}),
 		Opened(b, Names{}, nil),
-		Actions(a, []Action{{Action: "reset-adj", PID: 6016, Comm: "java", Done: true, Verified: true, Detail: "oom_score_adj -1000 → 0"}}, ""),
+		Step(a, policy.Action{Name: "reset-adj", PID: 6016, Comm: "java", Done: true, Verified: true, Detail: "oom_score_adj -1000 → 0"}),
+		LadderDone(a, policy.OutcomeResolved),
 		Resolved(a, "no OOM for 2s", []string{"Out of memory and no killable processes...", "Memory cgroup out of memory: Killed process 6016 (java)"}),
 	}
 	for _, r := range recs {
@@ -63,7 +65,7 @@ func TestRoundTripAndMerge(t *testing.T) {
 	ia := incs[1]
 	if ia.State != StateResolved || ia.Why != "no OOM for 2s" || ia.Outcome != "resolved" || len(ia.Actions) != 1 ||
 		ia.Container != "web1" || ia.OOMEvents != 312 || ia.Origin == nil || ia.Origin.Comm != "sshd" ||
-		len(ia.Candidates) != MaxCandidates || ia.Candidates[0].Adj != -1000 || len(ia.KernelLog) != 2 || !ia.Started.Equal(t0) {
+		len(ia.Candidates) != MaxCandidates || ia.Candidates[0].OOMScoreAdj != -1000 || len(ia.KernelLog) != 2 || !ia.Started.Equal(t0) {
 		t.Errorf("merged: %+v", ia)
 	}
 	if incs[0].State != StateOpen {
@@ -205,7 +207,7 @@ func TestConcurrentAppend(t *testing.T) {
 			defer wg.Done()
 			for i := range 25 {
 				inc := incident(string(rune('a'+g))+string(rune('a'+i)), t0)
-				if err := j.Append(Actions(inc, []Action{{Action: "freeze", Done: true, Verified: true}}, "")); err != nil {
+				if err := j.Append(Step(inc, policy.Action{Name: "freeze", Done: true, Verified: true})); err != nil {
 					t.Error(err)
 				}
 			}
@@ -226,24 +228,5 @@ func TestEncodeTrims(t *testing.T) {
 	b, err := encode(Opened(inc, Names{}, log))
 	if err != nil || len(b) >= MaxRecord {
 		t.Fatalf("%d bytes, %v", len(b), err)
-	}
-}
-
-func TestOutcome(t *testing.T) {
-	tests := []struct {
-		acts []Action
-		want string
-	}{
-		{nil, "none"},
-		{[]Action{{Action: "reset-adj"}}, "dry-run"},
-		{[]Action{{Action: "reset-adj", Done: true, Verified: true}}, "resolved"},
-		{[]Action{{Action: "reset-adj", Done: true}, {Action: "freeze", Done: true, Verified: true}}, "contained"},
-		{[]Action{{Action: "reset-adj", Error: "gone"}}, "unresolved"},
-		{[]Action{{Action: "reset-adj", Done: true}, {Action: "freeze", Done: true}}, "unresolved"},
-	}
-	for _, tt := range tests {
-		if got := Outcome(tt.acts); got != tt.want {
-			t.Errorf("Outcome(%+v) = %q, want %q", tt.acts, got, tt.want)
-		}
 	}
 }

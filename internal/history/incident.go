@@ -3,6 +3,7 @@ package history
 import (
 	"time"
 
+	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
@@ -23,26 +24,28 @@ func Opened(inc *watchdog.Incident, n Names, kernelLog []string) Record {
 		WindowMS:  inc.Evidence.Window.Milliseconds(),
 		OOMEvents: inc.Evidence.OOMs, OOMKills: inc.Evidence.Kills,
 		Limit: inc.Evidence.Limit, Usage: inc.Evidence.Usage, KernelLog: kernelLog,
-	}
-	if o := inc.Origin; o != nil {
-		r.Origin = &Origin{PID: o.PID, Comm: o.Comm, ParentPID: o.ParentPID, ParentComm: o.ParentComm}
+		Origin: inc.Origin,
 	}
 	for i, c := range inc.Candidates { // sorted by RSS, largest first
 		if i == MaxCandidates {
 			break
 		}
-		r.Candidates = append(r.Candidates, Candidate{PID: c.PID, Comm: c.Comm, Adj: c.OOMScoreAdj, RSS: c.RSS})
+		c.Origin = nil // the incident's origin is recorded once
+		r.Candidates = append(r.Candidates, c)
 	}
 	return r
 }
 
-// Actions is the record of a finished ladder. outcome "" is computed with
-// Outcome.
-func Actions(inc *watchdog.Incident, acts []Action, outcome string) Record {
-	if outcome == "" {
-		outcome = Outcome(acts)
-	}
-	return Record{Type: TypeActions, Time: time.Now(), ID: inc.ID, Cgroup: inc.Cgroup, Started: inc.Started, Actions: acts, Outcome: outcome}
+// Step is the record of one action of a ladder: its announcement before
+// it changes the host (a.Pending), or its result.
+func Step(inc *watchdog.Incident, a policy.Action) Record {
+	return Record{Type: TypeActions, Time: time.Now(), ID: inc.ID, Cgroup: inc.Cgroup, Started: inc.Started, Actions: []policy.Action{a}}
+}
+
+// LadderDone is the record of a ladder's end: how it ended (its actions
+// have their own records).
+func LadderDone(inc *watchdog.Incident, out policy.Outcome) Record {
+	return Record{Type: TypeActions, Time: time.Now(), ID: inc.ID, Cgroup: inc.Cgroup, Started: inc.Started, Outcome: out}
 }
 
 // Resolved is the record of an incident's end.
@@ -53,30 +56,4 @@ func Resolved(inc *watchdog.Incident, why string, kernelLog []string) Record {
 // Start is the record of a daemon start.
 func Start(version string, pid int) Record {
 	return Record{Type: TypeStart, Time: time.Now(), Version: version, PID: pid}
-}
-
-// Outcome names how a ladder ended from its results, as the daemon's
-// ladder_done log event does: dry-run (nothing done, no error), contained
-// (the last verified rung froze the cgroup), resolved (the last rung
-// verified), none (no action), else unresolved.
-func Outcome(acts []Action) string {
-	if len(acts) == 0 {
-		return "none"
-	}
-	dry := true
-	for _, a := range acts {
-		if a.Done || a.Error != "" {
-			dry = false
-		}
-	}
-	last := acts[len(acts)-1]
-	switch {
-	case dry:
-		return "dry-run"
-	case last.Verified && last.Action == "freeze":
-		return "contained"
-	case last.Verified:
-		return "resolved"
-	}
-	return "unresolved"
 }

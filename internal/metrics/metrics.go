@@ -42,7 +42,7 @@ type RiskStats interface{ AtRisk() []watchdog.Risk }
 // AlertStats is what the metrics read from the alert dispatcher.
 type AlertStats interface{ Stats() []alert.SinkStats }
 
-// Metrics implements watchdog.Observer and records ladder results.
+// Metrics records incidents and ladder results (told by the report fan-out).
 type Metrics struct {
 	reg    *prometheus.Registry
 	wd     WatchdogStats
@@ -104,19 +104,19 @@ func (m *Metrics) SetRisk(r RiskStats) { m.risk = r }
 // Registry is the private registry (tests, promlint).
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// IncidentOpened implements watchdog.Observer.
-func (m *Metrics) IncidentOpened(inc *watchdog.Incident, detection time.Duration) {
+// IncidentOpened records a new incident.
+func (m *Metrics) IncidentOpened(inc *watchdog.Incident) {
 	m.incidents.WithLabelValues(string(inc.Verdict)).Inc()
 	// 0 is a real value: the first notification already carried enough
 	// OOM events to decide.
-	m.detection.Observe(detection.Seconds())
+	m.detection.Observe(inc.Evidence.Detection.Seconds())
 	m.mu.Lock()
 	m.open[inc.ID] = inc
 	m.mu.Unlock()
 }
 
-// IncidentResolved implements watchdog.Observer.
-func (m *Metrics) IncidentResolved(inc *watchdog.Incident, _ string) {
+// IncidentResolved forgets a resolved incident.
+func (m *Metrics) IncidentResolved(inc *watchdog.Incident) {
 	m.mu.Lock()
 	delete(m.open, inc.ID)
 	m.mu.Unlock()
@@ -126,9 +126,9 @@ func (m *Metrics) IncidentResolved(inc *watchdog.Incident, _ string) {
 var actionResults = []string{"verified", "unverified", "failed", "dry_run"}
 
 // actionResult is r's result label.
-func actionResult(r policy.Result) string {
+func actionResult(r policy.Action) string {
 	switch {
-	case r.Err != "":
+	case r.Error != "":
 		return "failed"
 	case !r.Done:
 		return "dry_run"
@@ -138,12 +138,13 @@ func actionResult(r policy.Result) string {
 	return "unverified"
 }
 
-// LadderDone records a ladder's results.
-func (m *Metrics) LadderDone(inc *watchdog.Incident, results []policy.Result, end time.Time) {
-	for _, r := range results {
-		m.actions.WithLabelValues(r.Rung, actionResult(r)).Inc()
+// LadderDone records a ladder's actions and, when it ended the loop, how
+// long after the incident opened.
+func (m *Metrics) LadderDone(inc *watchdog.Incident, acts []policy.Action, out policy.Outcome, end time.Time) {
+	for _, a := range acts {
+		m.actions.WithLabelValues(a.Name, actionResult(a)).Inc()
 	}
-	if n := len(results); n > 0 && results[n-1].Verified && results[n-1].Done {
+	if out.Remediated() {
 		m.remediation.Observe(end.Sub(inc.Started).Seconds())
 	}
 }

@@ -36,8 +36,9 @@ func TestMetricsValuesAndLint(t *testing.T) {
 	m := New("v1.2.3", wd, fakeAlerts{})
 	inc := &watchdog.Incident{ID: "a", Verdict: watchdog.VerdictLoop, Cgroup: "/lxc/web1", Started: time.Now().Add(-200 * time.Millisecond),
 		Evidence: watchdog.Evidence{OOMs: 40}}
-	m.IncidentOpened(inc, 15*time.Millisecond)
-	m.LadderDone(inc, []policy.Result{{Rung: policy.ResetAdj, Done: true, Verified: true}}, time.Now())
+	inc.Evidence.Detection = 15 * time.Millisecond
+	m.IncidentOpened(inc)
+	m.LadderDone(inc, []policy.Action{{Name: policy.ResetAdj, Done: true, Verified: true}}, policy.OutcomeResolved, time.Now())
 
 	mfs, err := m.Registry().Gather()
 	if err != nil {
@@ -95,7 +96,7 @@ oomwatch_alert_queue_depth{kind="alertmanager",sink="am"} 2
 	if n := testutil.CollectAndCount(m.remediation); n != 1 {
 		t.Fatalf("remediation histogram series %d", n)
 	}
-	m.IncidentResolved(inc, "quiet")
+	m.IncidentResolved(inc)
 	if n, _ := testutil.GatherAndCount(m.Registry(), "oomwatch_cgroup_incident_open"); n != 0 {
 		t.Fatalf("resolved incident still exported: %d series", n)
 	}
@@ -118,7 +119,7 @@ func TestActionSeriesExportedBeforeFirstAction(t *testing.T) {
 func TestCardinalityBounded(t *testing.T) {
 	m := New("dev", &fakeWD{}, nil)
 	for i := 0; i < 5*MaxCgroupSeries; i++ {
-		m.IncidentOpened(&watchdog.Incident{ID: fmt.Sprint(i), Verdict: watchdog.VerdictLoop, Cgroup: fmt.Sprintf("/c%d", i), Started: time.Now()}, 0)
+		m.IncidentOpened(&watchdog.Incident{ID: fmt.Sprint(i), Verdict: watchdog.VerdictLoop, Cgroup: fmt.Sprintf("/c%d", i), Started: time.Now()})
 	}
 	if n, _ := testutil.GatherAndCount(m.Registry(), "oomwatch_cgroup_incident_open"); n != MaxCgroupSeries {
 		t.Fatalf("%d per-cgroup series, want the cap %d", n, MaxCgroupSeries)
@@ -166,7 +167,7 @@ func TestServeAndHealthz(t *testing.T) {
 func TestHostileCgroupLabels(t *testing.T) {
 	m := New("dev", &fakeWD{}, nil)
 	for i, cg := range []string{"/lxc.payload.web1/bad\xff\xfeutf8", "/nl\nforged_metric 1", `/q"uo'te\`, "/esc\x1b[31m"} {
-		m.IncidentOpened(&watchdog.Incident{ID: fmt.Sprint(i), Verdict: watchdog.VerdictLoop, Cgroup: cg, Started: time.Now().Add(time.Duration(i))}, 0)
+		m.IncidentOpened(&watchdog.Incident{ID: fmt.Sprint(i), Verdict: watchdog.VerdictLoop, Cgroup: cg, Started: time.Now().Add(time.Duration(i))})
 	}
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
@@ -77,18 +78,12 @@ type OpenIncident struct {
 	Since     time.Time `json:"since"`
 }
 
-// Action is one remediation step.
+// Action is one action of a ladder, with when and where it ran.
 type Action struct {
 	Time     time.Time `json:"time"`
 	Incident string    `json:"incident"`
 	Cgroup   string    `json:"cgroup"`
-	Action   string    `json:"action"`
-	PID      int       `json:"pid,omitempty"`
-	Comm     string    `json:"comm,omitempty"`
-	Done     bool      `json:"done"`
-	Verified bool      `json:"verified"`
-	Detail   string    `json:"detail,omitempty"`
-	Error    string    `json:"error,omitempty"`
+	policy.Action
 }
 
 // SinkQueue is one alert sink's queue.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/oomwatch/oomwatch/policy"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -58,7 +60,7 @@ func TestRoundTrip(t *testing.T) {
 	tr.Opened(OpenIncident{ID: "c", Cgroup: "/c", Verdict: "loop", Since: t0})
 	tr.Resolved("c")
 	for i := range 25 {
-		tr.Acted(Action{Incident: "a", Action: "reset-adj", PID: i})
+		tr.Acted(Action{Incident: "a", Action: policy.Action{Name: "reset-adj", PID: i}})
 	}
 	stop := serve(t, path, func(Request) Status {
 		s := Status{Version: "test", PID: os.Getpid(), Watched: 7, Layout: "unified", Alerts: []SinkQueue{{Name: "pd", Kind: "pagerduty", Queued: 2}}}

@@ -57,20 +57,19 @@ func staleIncident(cg *Cgroup, version int, cands []watchdog.Candidate) *watchdo
 
 // runLadder runs the policy's ladder for inc on the VM's real hierarchy and
 // returns its results; the policy's log goes to the test log.
-func runLadder(t testing.TB, inc *watchdog.Incident, opts policy.Options) []policy.Result {
+func runLadder(t testing.TB, inc *watchdog.Incident, opts policy.Options) []policy.Action {
 	t.Helper()
 	h, proc := hostCG(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logw := zerolog.TestWriter{T: t}
-	p, err := policy.New(ctx, policy.Config{CG: h, Proc: proc, Options: opts, StateDir: t.TempDir()}, zerolog.New(logw))
+	done := make(chan []policy.Action, 1)
+	p, err := policy.New(ctx, policy.Config{CG: h, Proc: proc, Options: opts, StateDir: t.TempDir(), Report: ladderEnd(done)}, zerolog.New(logw))
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan []policy.Result, 1)
-	p.OnDone = func(_ *watchdog.Incident, _ string, rs []policy.Result) { done <- rs }
 	p.Open(inc)
-	var rs []policy.Result
+	var rs []policy.Action
 	select {
 	case rs = <-done:
 	case <-time.After(60 * time.Second):
@@ -255,3 +254,13 @@ func oomwatch(t testing.TB, e Env, args ...string) (string, string, int) {
 	}
 	return out.String(), errb.String(), code
 }
+
+// ladderEnd is a policy.Reporter that passes on the ladder's actions.
+type ladderEnd chan []policy.Action
+
+func (ladderEnd) Opened(*watchdog.Incident, string)        {}
+func (ladderEnd) Action(*watchdog.Incident, policy.Action) {}
+func (l ladderEnd) LadderDone(_ *watchdog.Incident, acts []policy.Action, _ policy.Outcome) {
+	l <- acts
+}
+func (ladderEnd) Resolved(*watchdog.Incident, string) {}

@@ -33,7 +33,7 @@ func findCand(t *testing.T, cands []watchdog.Candidate, pid int) watchdog.Candid
 }
 
 // noLanding checks that no result of the ladder changed anything.
-func noLanding(t *testing.T, rs []policy.Result, pid int, wantErr string) {
+func noLanding(t *testing.T, rs []policy.Action, pid int, wantErr string) {
 	t.Helper()
 	if len(rs) == 0 {
 		t.Fatalf("ladder returned no result: want a refused %s on pid %d", policy.ResetAdj, pid)
@@ -44,7 +44,7 @@ func noLanding(t *testing.T, rs []policy.Result, pid int, wantErr string) {
 		}
 	}
 	r := rs[0]
-	if r.Rung != policy.ResetAdj || r.PID != pid || !strings.Contains(r.Err, wantErr) {
+	if r.Name != policy.ResetAdj || r.PID != pid || !strings.Contains(r.Error, wantErr) {
 		t.Errorf("first result %+v: want reset-adj on pid %d refused with %q", r, pid, wantErr)
 	}
 }
@@ -131,7 +131,7 @@ func TestFaultPIDReuse(t *testing.T) {
 	// The kill rung re-inspects: the looping cgroup is empty now.
 	var killed bool
 	for _, r := range rs {
-		if r.Rung == policy.Kill && r.Done {
+		if r.Name == policy.Kill && r.Done {
 			killed = true
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/oomwatch/oomwatch/eventfd"
 	"github.com/oomwatch/oomwatch/internal/cgnames"
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/internal/procfs"
 )
 
 // Discovery and arming: which cgroups are watched (the walk, the caps per
@@ -343,4 +344,19 @@ func (w *Watchdog) forget(c string) {
 			delete(w.capped, top)
 		}
 	}
+}
+
+// OwnCgroup is the cgroup of process pid (oomwatch itself) on h, as a list
+// for Config.Ignore (empty when it cannot be told, or it is the root).
+func OwnCgroup(proc procfs.FS, h cgroupfs.Hierarchy, pid int) []string {
+	lines, err := proc.Cgroups(pid)
+	if err != nil {
+		return nil
+	}
+	for _, l := range lines {
+		if h.InCgroup(l.Path, l.ID, l.Controllers, l.Path) && l.Path != "/" && !strings.HasPrefix(l.Path, "/..") {
+			return []string{l.Path}
+		}
+	}
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
@@ -52,10 +53,7 @@ func TestDaemonSendsAlerts(t *testing.T) {
 	if err := os.WriteFile(conf, fmt.Appendf(nil, "alerts:\n  webhook:\n    - name: hook\n      url: %s\n", srv.URL), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f := runFlags{roots: rootFlags{cgroupRoot: cg, procRoot: proc}, configPath: conf,
-		opts: policy.DefaultOptions(), params: watchdog.DefaultParams, stateDir: t.TempDir(),
-		statusSocket: filepath.Join(t.TempDir(), "s.sock"),
-		set:          map[string]bool{"config": true, "state-dir": true, "metrics-listen": true}}
+	f := runFlags{roots: rootFlags{cgroupRoot: cg, procRoot: proc}, configPath: conf, statusSocket: filepath.Join(t.TempDir(), "s.sock"), Overrides: config.Overrides{StateDir: t.TempDir(), Policy: policy.DefaultOptions(), Detector: watchdog.DefaultParams, Set: map[string]bool{"config": true, "state-dir": true, "metrics-listen": true}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, zerolog.Nop(), f) }()

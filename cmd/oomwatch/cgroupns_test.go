@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/watchdog"
@@ -57,8 +58,7 @@ func TestRunRefusesPrivateCgroupNamespace(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			var logs bytes.Buffer
-			f := runFlags{roots: rootFlags{cgroupRoot: fakeTree(t), procRoot: privateProcs(t, tc.links)}, configPath: "/nonexistent/oomwatch.yaml",
-				opts: policy.DefaultOptions(), params: watchdog.DefaultParams, set: map[string]bool{"state-dir": true, "metrics-listen": true, "status-socket": true}}
+			f := runFlags{roots: rootFlags{cgroupRoot: fakeTree(t), procRoot: privateProcs(t, tc.links)}, configPath: "/nonexistent/oomwatch.yaml", Overrides: config.Overrides{Policy: policy.DefaultOptions(), Detector: watchdog.DefaultParams, Set: map[string]bool{"state-dir": true, "metrics-listen": true, "status-socket": true}}}
 			err := run(ctx, zerolog.New(&logs), f)
 			var ee *exitError
 			if !errors.As(err, &ee) || ee.code != exitConfig {

@@ -280,7 +280,7 @@ func TestFaultConfigWritableByOthersRefused(t *testing.T) {
 	}
 	os.Chmod(ok, 0o620)
 	var logs bytes.Buffer
-	f := runFlags{configPath: ok, set: map[string]bool{"config": true}}
+	f := runFlags{configPath: ok, Overrides: config.Overrides{Set: map[string]bool{"config": true}}}
 	disp := &report.Alerts{}
 	reload(zerolog.New(&logs), &f, holder, w, disp, "")
 	if !holder.Current().TopLevel().Policy.DryRun || !strings.Contains(logs.String(), `"event":"reload_failed"`) || !strings.Contains(logs.String(), "writable by group or other") {
@@ -308,9 +308,7 @@ func TestFaultSecretsNeverShown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var logs testhost.SyncBuf
-	f := runFlags{roots: rootFlags{cgroupRoot: fakeTree(t), procRoot: fakeProcs(t)}, configPath: cfgPath, level: "debug",
-		opts: policy.DefaultOptions(), params: watchdog.DefaultParams, stateDir: t.TempDir(), statusSocket: sock,
-		set: map[string]bool{"config": true, "state-dir": true, "metrics-listen": true}}
+	f := runFlags{roots: rootFlags{cgroupRoot: fakeTree(t), procRoot: fakeProcs(t)}, configPath: cfgPath, level: "debug", statusSocket: sock, Overrides: config.Overrides{StateDir: t.TempDir(), Policy: policy.DefaultOptions(), Detector: watchdog.DefaultParams, Set: map[string]bool{"config": true, "state-dir": true, "metrics-listen": true}}}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, zerolog.New(&logs).Level(zerolog.DebugLevel), f) }()
 	var st statusd.Status
@@ -410,7 +408,7 @@ func TestFaultSecretsNotInConfigErrors(t *testing.T) {
 	}
 	var rl bytes.Buffer
 	disp := &report.Alerts{}
-	rf := runFlags{configPath: cfgPath, set: map[string]bool{"config": true}, opts: policy.DefaultOptions(), params: watchdog.DefaultParams}
+	rf := runFlags{configPath: cfgPath, Overrides: config.Overrides{Set: map[string]bool{"config": true}, Policy: policy.DefaultOptions(), Detector: watchdog.DefaultParams}}
 	reload(zerolog.New(&rl), &rf, holder, w, disp, "")
 	if !strings.Contains(rl.String(), "reload_failed") {
 		t.Errorf("bad reload not reported: %s", rl.String())

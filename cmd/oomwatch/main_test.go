@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
@@ -154,10 +155,7 @@ func TestRunStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	var logs bytes.Buffer
-	f := runFlags{roots: rootFlags{cgroupRoot: fakeTree(t), procRoot: fakeProcs(t)}, configPath: "/nonexistent/oomwatch.yaml",
-		opts: policy.DefaultOptions(), params: watchdog.DefaultParams, stateDir: t.TempDir(),
-		statusSocket: filepath.Join(t.TempDir(), "oomwatch.sock"),
-		set:          map[string]bool{"state-dir": true, "metrics-listen": true}}
+	f := runFlags{roots: rootFlags{cgroupRoot: fakeTree(t), procRoot: fakeProcs(t)}, configPath: "/nonexistent/oomwatch.yaml", statusSocket: filepath.Join(t.TempDir(), "oomwatch.sock"), Overrides: config.Overrides{StateDir: t.TempDir(), Policy: policy.DefaultOptions(), Detector: watchdog.DefaultParams, Set: map[string]bool{"state-dir": true, "metrics-listen": true}}}
 	err := run(ctx, zerolog.New(&logs), f)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, logs.String())

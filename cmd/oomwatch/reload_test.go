@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/oomwatch/oomwatch/alert"
+	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/report"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
@@ -87,7 +88,7 @@ func TestReloadDuringDelivery(t *testing.T) {
 	}
 	p := writeConfig(t, conf("old"))
 	state := t.TempDir()
-	f := runFlags{configPath: p, set: map[string]bool{"config": true}}
+	f := runFlags{configPath: p, Overrides: config.Overrides{Set: map[string]bool{"config": true}}}
 	holder, acfg, w := reloadable(t, &f)
 	log := zerolog.New(zerolog.NewTestWriter(t))
 	disp := &report.Alerts{}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -17,10 +16,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/sys/unix"
 
 	"github.com/oomwatch/oomwatch/alert"
-	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/internal/history"
 	"github.com/oomwatch/oomwatch/internal/kmsg"
@@ -37,22 +34,17 @@ import (
 // runFlags are the command-line settings of run. Flags given explicitly
 // override the config file (for every rule); the others leave it alone.
 type runFlags struct {
-	roots      rootFlags
-	configPath string
-	level      string
-	set        map[string]bool // flags given on the command line
+	roots            rootFlags
+	configPath       string
+	level            string
+	config.Overrides // Set: the flags given on the command line
 
-	opts                                            policy.Options
-	params                                          watchdog.Params
-	ladder, exemptComm, exemptCmdline, exemptCgroup listFlag
-	maxCgroups, maxPerSubtree, maxActions           int
-	stateDir, metricsListen                         string
-	statusSocket                                    string
-	riskEvery                                       time.Duration
+	statusSocket string
+	riskEvery    time.Duration
 }
 
 func newRunCmd(stderr io.Writer) *cobra.Command {
-	f := runFlags{opts: policy.DefaultOptions(), params: watchdog.DefaultParams}
+	f := runFlags{Overrides: config.Overrides{Policy: policy.DefaultOptions(), Detector: watchdog.DefaultParams}}
 	c := &cobra.Command{
 		Use:   "run [flags]",
 		Short: "watch every memory cgroup and break OOM loops (the daemon)",
@@ -65,8 +57,8 @@ Exit status: 0 stopped by SIGINT/SIGTERM, 1 error, 64 usage (a bad flag),
 namespace it cannot leave (the unit does not restart on either).`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			f.set = map[string]bool{}
-			c.Flags().Visit(func(fl *pflag.Flag) { f.set[fl.Name] = true })
+			f.Set = map[string]bool{}
+			c.Flags().Visit(func(fl *pflag.Flag) { f.Set[fl.Name] = true })
 			return runMain(stderr, f)
 		},
 	}
@@ -79,25 +71,25 @@ func (f *runFlags) register(c *cobra.Command) {
 	f.roots.register(c)
 	fs.StringVar(&f.configPath, "config", config.DefaultPath, "config file (a missing file at the default path means built-in defaults)")
 	fs.StringVar(&f.level, "log-level", "info", "debug, info, warn or error")
-	fs.BoolVar(&f.opts.DryRun, "dry-run", false, "detect and report loops, change nothing")
-	fs.Var(&f.ladder, "ladder", "remediation rungs in order: reset-adj, raise-limit, freeze, kill (default reset-adj,freeze)")
-	fs.Var(&f.exemptComm, "exempt-comm", "never reset tasks whose comm matches this glob (repeatable, comma-separated)")
-	fs.Var(&f.exemptCmdline, "exempt-cmdline", "never reset tasks whose space-joined cmdline matches this glob (repeatable, comma-separated)")
-	fs.Var(&f.exemptCgroup, "exempt-cgroup", "never reset tasks whose cgroup path matches this glob (repeatable, comma-separated)")
-	fs.IntVar(&f.opts.ResetTo, "reset-to", f.opts.ResetTo, "oom_score_adj written by reset-adj")
-	fs.DurationVar(&f.params.Window, "window", f.params.Window, "detection window")
-	fs.Uint64Var(&f.params.MinOOMs, "min-ooms", f.params.MinOOMs, "kill-less OOM events within the window that make a loop")
-	fs.DurationVar(&f.opts.VerifyTimeout, "verify-timeout", f.opts.VerifyTimeout, "time each rung gets to end the loop before escalating")
-	fs.DurationVar(&f.opts.FreezeTimeout, "freeze-timeout", f.opts.FreezeTimeout, "bound on waiting for a cgroup to freeze")
-	fs.StringVar(&f.opts.KillMode, "kill-mode", f.opts.KillMode, "kill rung: largest (one task) or cgroup (every task)")
-	fs.DurationVar(&f.opts.Cooldown, "cooldown", f.opts.Cooldown, "no new ladder for a cgroup this soon after one ended")
-	fs.StringVar(&f.opts.PausedAction, "paused-action", "", "act as the userspace OOM handler of v1 oom_kill_disable cgroups: raise-limit or kill (default: report only)")
-	fs.DurationVar(&f.opts.RevertHold, "revert-hold", f.opts.RevertHold, "raise-limit: revert after usage stayed below the original limit minus the margin this long")
-	fs.IntVar(&f.maxCgroups, "max-cgroups", watchdog.DefaultMaxCgroups, "bound on the number of cgroups watched")
-	fs.IntVar(&f.maxPerSubtree, "max-per-subtree", watchdog.DefaultMaxPerSubtree, "bound on the cgroups watched in one container (or, outside containers, one top-level cgroup); at most --max-cgroups")
-	fs.StringVar(&f.stateDir, "state-dir", config.DefaultStateDir, "where raised limits, the incident journal and spooled alerts survive restarts (\"\": memory only)")
-	fs.IntVar(&f.maxActions, "max-actions-per-minute", 30, "global bound on changes to the host")
-	fs.StringVar(&f.metricsListen, "metrics-listen", "127.0.0.1:9731", "Prometheus /metrics and /healthz address (\"\": off)")
+	fs.BoolVar(&f.Policy.DryRun, "dry-run", false, "detect and report loops, change nothing")
+	fs.Var((*listFlag)(&f.Ladder), "ladder", "remediation rungs in order: reset-adj, raise-limit, freeze, kill (default reset-adj,freeze)")
+	fs.Var((*listFlag)(&f.ExemptComm), "exempt-comm", "never reset tasks whose comm matches this glob (repeatable, comma-separated)")
+	fs.Var((*listFlag)(&f.ExemptCmdline), "exempt-cmdline", "never reset tasks whose space-joined cmdline matches this glob (repeatable, comma-separated)")
+	fs.Var((*listFlag)(&f.ExemptCgroup), "exempt-cgroup", "never reset tasks whose cgroup path matches this glob (repeatable, comma-separated)")
+	fs.IntVar(&f.Policy.ResetTo, "reset-to", f.Policy.ResetTo, "oom_score_adj written by reset-adj")
+	fs.DurationVar(&f.Detector.Window, "window", f.Detector.Window, "detection window")
+	fs.Uint64Var(&f.Detector.MinOOMs, "min-ooms", f.Detector.MinOOMs, "kill-less OOM events within the window that make a loop")
+	fs.DurationVar(&f.Policy.VerifyTimeout, "verify-timeout", f.Policy.VerifyTimeout, "time each rung gets to end the loop before escalating")
+	fs.DurationVar(&f.Policy.FreezeTimeout, "freeze-timeout", f.Policy.FreezeTimeout, "bound on waiting for a cgroup to freeze")
+	fs.StringVar(&f.Policy.KillMode, "kill-mode", f.Policy.KillMode, "kill rung: largest (one task) or cgroup (every task)")
+	fs.DurationVar(&f.Policy.Cooldown, "cooldown", f.Policy.Cooldown, "no new ladder for a cgroup this soon after one ended")
+	fs.StringVar(&f.Policy.PausedAction, "paused-action", "", "act as the userspace OOM handler of v1 oom_kill_disable cgroups: raise-limit or kill (default: report only)")
+	fs.DurationVar(&f.Policy.RevertHold, "revert-hold", f.Policy.RevertHold, "raise-limit: revert after usage stayed below the original limit minus the margin this long")
+	fs.IntVar(&f.MaxCgroups, "max-cgroups", watchdog.DefaultMaxCgroups, "bound on the number of cgroups watched")
+	fs.IntVar(&f.MaxPerSubtree, "max-per-subtree", watchdog.DefaultMaxPerSubtree, "bound on the cgroups watched in one container (or, outside containers, one top-level cgroup); at most --max-cgroups")
+	fs.StringVar(&f.StateDir, "state-dir", config.DefaultStateDir, "where raised limits, the incident journal and spooled alerts survive restarts (\"\": memory only)")
+	fs.IntVar(&f.MaxActions, "max-actions-per-minute", 30, "global bound on changes to the host")
+	fs.StringVar(&f.MetricsListen, "metrics-listen", "127.0.0.1:9731", "Prometheus /metrics and /healthz address (\"\": off)")
 	fs.StringVar(&f.statusSocket, "status-socket", statusd.DefaultSocket, "unix socket for oomwatch status (\"\": off)")
 	fs.DurationVar(&f.riskEvery, "risk-every", watchdog.DefaultRiskEvery, "how often to re-check where an OOM would loop (every task unkillable under a limit); 0: never")
 	fileFlags(c, "config", "status-socket")
@@ -130,80 +122,8 @@ func runMain(stderr io.Writer, f runFlags) error {
 	return run(ctx, log, f)
 }
 
-// apply lays the explicitly given flags over a rule's resolved settings.
-func (f *runFlags) apply(p watchdog.Params, o policy.Options) (watchdog.Params, policy.Options) {
-	if f.set["window"] {
-		p.Window = f.params.Window
-	}
-	if f.set["min-ooms"] {
-		p.MinOOMs = f.params.MinOOMs
-	}
-	set := map[string]func(){
-		"dry-run":        func() { o.DryRun = f.opts.DryRun },
-		"ladder":         func() { o.Ladder = f.ladder },
-		"exempt-comm":    func() { o.ExemptComm = f.exemptComm },
-		"exempt-cmdline": func() { o.ExemptCmdline = f.exemptCmdline },
-		"exempt-cgroup":  func() { o.ExemptCgroup = f.exemptCgroup },
-		"reset-to":       func() { o.ResetTo = f.opts.ResetTo },
-		"verify-timeout": func() { o.VerifyTimeout = f.opts.VerifyTimeout },
-		"freeze-timeout": func() { o.FreezeTimeout = f.opts.FreezeTimeout },
-		"kill-mode":      func() { o.KillMode = f.opts.KillMode },
-		"cooldown":       func() { o.Cooldown = f.opts.Cooldown },
-		"paused-action":  func() { o.PausedAction = f.opts.PausedAction },
-		"revert-hold":    func() { o.RevertHold = f.opts.RevertHold },
-	}
-	for name, fn := range set {
-		if f.set[name] {
-			fn()
-		}
-	}
-	return p, o
-}
-
-func (f *runFlags) global(g config.Global) config.Global {
-	if f.set["max-cgroups"] {
-		g.MaxCgroups = f.maxCgroups
-	}
-	if f.set["max-per-subtree"] {
-		g.MaxPerSubtree = f.maxPerSubtree
-	}
-	if f.set["state-dir"] {
-		g.StateDir = f.stateDir
-	}
-	if f.set["max-actions-per-minute"] {
-		g.MaxActionsPerMinute = f.maxActions
-	}
-	if f.set["metrics-listen"] {
-		g.MetricsListen = f.metricsListen
-	}
-	return g
-}
-
 // logTimeFormat is RFC 3339 with milliseconds, in UTC or local offset.
 const logTimeFormat = "2006-01-02T15:04:05.000Z07:00"
-
-// checkCaps checks an explicit --max-per-subtree against the global cap
-// it is a part of (--max-cgroups or the file's max_cgroups), as the config
-// file's max_per_subtree is checked against max_cgroups. Without the flag
-// there is nothing to check: the file's value was checked when it was read,
-// and a --max-cgroups below it only bounds it further.
-func (f *runFlags) checkCaps(g config.Global) error {
-	if !f.set["max-per-subtree"] {
-		return nil
-	}
-	g = f.global(g)
-	if g.MaxPerSubtree < 1 {
-		return fmt.Errorf("--max-per-subtree %d: want at least 1", g.MaxPerSubtree)
-	}
-	limit := g.MaxCgroups
-	if limit <= 0 {
-		limit = watchdog.DefaultMaxCgroups
-	}
-	if g.MaxPerSubtree > limit {
-		return fmt.Errorf("--max-per-subtree %d is more than the %d cgroups watched in all: lower it, or raise --max-cgroups (or max_cgroups in the config file)", g.MaxPerSubtree, limit)
-	}
-	return nil
-}
 
 // loadConfig reads the config and checks that the flags laid over it still
 // make valid settings.
@@ -212,15 +132,7 @@ func (f *runFlags) loadConfig(load func() (*config.Config, error)) (*config.Conf
 	if err != nil {
 		return nil, alert.Config{}, configErr(err)
 	}
-	// The file was valid on its own: what fails now is a flag laid over it.
-	p, o := f.apply(cfg.TopLevel().Detector, cfg.TopLevel().Policy)
-	if err := p.Validate(); err != nil {
-		return nil, alert.Config{}, &exitError{code: exitUsage, err: err}
-	}
-	if err := o.Validate(); err != nil {
-		return nil, alert.Config{}, &exitError{code: exitUsage, err: err}
-	}
-	if err := f.checkCaps(cfg.Global()); err != nil {
+	if err := f.Check(cfg); err != nil {
 		return nil, alert.Config{}, &exitError{code: exitUsage, err: err}
 	}
 	ac, err := alertConfig(cfg)
@@ -265,13 +177,13 @@ func alertConfig(cfg *config.Config) (alert.Config, error) {
 }
 
 func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
-	explicit := f.set["config"]
+	explicit := f.Set["config"]
 	cfg, acfg, err := f.loadConfig(func() (*config.Config, error) { return config.Load(f.configPath, explicit) })
 	if err != nil {
 		return err
 	}
 	holder := config.NewHolder(cfg, config.LoadOptions{Explicit: explicit, RequireRootOwned: os.Geteuid() == 0})
-	g := f.global(cfg.Global())
+	g := f.Global(cfg.Global())
 
 	// Before anything reads a cgroup path or starts a goroutine: this may
 	// re-execute the process.
@@ -346,10 +258,10 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 
 	settings := func(cg string) (string, policy.Options) {
 		r := holder.Current().For(cg)
-		_, o := f.apply(r.Detector, r.Policy)
+		_, o := f.Apply(r.Detector, r.Policy)
 		return r.Rule, o
 	}
-	topParams, topOpts := f.apply(cfg.TopLevel().Detector, cfg.TopLevel().Policy)
+	topParams, topOpts := f.Apply(cfg.TopLevel().Detector, cfg.TopLevel().Policy)
 	// Limits of systemd units (.service, .scope) change through systemd's
 	// D-Bus API, so systemd does not put the old value back.
 	units := &systemd.Units{}
@@ -378,15 +290,15 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 	}
 	wcfg := watchdog.Config{
 		CG: h, Proc: proc, Detector: topParams, MaxCgroups: g.MaxCgroups, MaxPerSubtree: g.MaxPerSubtree,
-		Ignore:             ownCgroup(proc, h),
-		ForcedChargeKernel: watchdog.KernelForcesCharge(kernelRelease()),
+		Ignore:             watchdog.OwnCgroup(proc, h, os.Getpid()),
+		ForcedChargeKernel: watchdog.KernelForcesCharge(proc.KernelRelease()),
 		ParamsFor: func(cg string) watchdog.Params {
 			r := holder.Current().For(cg)
-			p, _ := f.apply(r.Detector, r.Policy)
+			p, _ := f.Apply(r.Detector, r.Policy)
 			return p
 		},
 		Ready: func(n int) {
-			if event, msg := viewWarning(h, n); msg != "" {
+			if event, msg := h.ViewWarning(n); msg != "" {
 				log.Warn().Str("event", event).Str("hierarchy", h.String()).Msg(msg)
 			}
 			if err := sd.Ready(status()); err != nil {
@@ -414,33 +326,18 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 	risk = &watchdog.RiskMonitor{List: w, Insp: watchdog.Inspector{CG: h, Proc: proc}, Every: f.riskEvery,
 		Events: fan, Log: log.With().Str("component", "risk").Logger()}
 	if sock != nil {
+		answer := &report.Status{Watchdog: w, CG: h, Raised: pol, Alerts: disp, Tracker: tracker,
+			Base: statusd.Status{Version: version, PID: os.Getpid(), Started: startTime, DryRun: topOpts.DryRun, Ladder: topOpts.Ladder,
+				CgroupVersion: h.Version, Layout: h.Layout, Hierarchy: h.String(),
+				Roots:     statusd.Roots{Memory: h.Root, Freezer: h.Freezer, Proc: f.roots.procRoot},
+				KernelLog: klogState, Journal: journalState, StateDir: g.StateDir}}
+		if f.riskEvery > 0 {
+			answer.Risk = risk
+		}
 		sdone := make(chan struct{})
 		go func() {
 			defer close(sdone)
-			_ = sock.Serve(ctx, func(req statusd.Request) statusd.Status {
-				st := w.Stats()
-				s := statusd.Status{Version: version, PID: os.Getpid(), Started: startTime, DryRun: topOpts.DryRun, Ladder: topOpts.Ladder,
-					CgroupVersion: h.Version, Layout: h.Layout, Hierarchy: h.String(),
-					Roots:   statusd.Roots{Memory: h.Root, Freezer: h.Freezer, Proc: f.roots.procRoot},
-					Watched: st.Watched, OOMs: st.OOMs, Kills: st.Kills, Incidents: st.Incidents, LastEvent: st.LastEvent,
-					KernelLog: klogState, Journal: journalState, StateDir: g.StateDir}
-				for _, a := range disp.Stats() {
-					s.Alerts = append(s.Alerts, statusd.SinkQueue{Name: a.Name, Kind: a.Kind, Queued: a.QueueDepth, Sent: a.Sent, Failed: a.Failed, Dropped: a.Dropped})
-				}
-				tracker.Fill(&s)
-				f := watchdog.StatusFilter{AtRisk: req.AtRisk, Max: req.Rows}
-				if req.Cgroups != "" {
-					m, err := config.Matcher(req.Cgroups)
-					if err != nil {
-						return s // the client checks the glob before it asks
-					}
-					f.Match = m
-				}
-				qctx, cancel := context.WithTimeout(ctx, statusd.DefaultTimeout/2)
-				defer cancel()
-				s.CgroupSummary, s.Cgroups, _ = watchdog.StatusReport(qctx, w, h, risk, pol, f)
-				return s
-			})
+			_ = sock.Serve(ctx, func(req statusd.Request) statusd.Status { return answer.Answer(ctx, req) })
 		}()
 		defer func() { <-sdone }() // Serve returns once ctx is cancelled
 	}
@@ -508,7 +405,7 @@ func configName(c *config.Config) string {
 func reload(log zerolog.Logger, f *runFlags, holder *config.Holder, w *watchdog.Watchdog, disp *report.Alerts, stateDir string) {
 	path := f.configPath
 	cfg, acfg, err := f.loadConfig(func() (*config.Config, error) {
-		return config.LoadWith(path, config.LoadOptions{Explicit: f.set["config"], RequireRootOwned: os.Geteuid() == 0})
+		return config.LoadWith(path, config.LoadOptions{Explicit: f.Set["config"], RequireRootOwned: os.Geteuid() == 0})
 	})
 	if err != nil {
 		log.Error().Str("event", "reload_failed").Err(err).Msg("config reload failed: the old config stays in force")
@@ -555,46 +452,6 @@ func describeHost(log zerolog.Logger, chosen string) {
 		ev = ev.Str("own_cgroup", own)
 	}
 	ev.Msg("cgroup layout")
-}
-
-// viewWarning says, once every watch is armed (n cgroups, the root
-// included), why oomwatch may have nothing to watch: on cgroup v2 a root
-// whose cgroup.subtree_control lacks "memory" (a host without systemd, a
-// fresh VM: no cgroup has a memory limit, so none can loop, until +memory is
-// enabled; oomwatch picks the cgroups up then), else a view of the root
-// alone (a container without the host's /sys/fs/cgroup).
-func viewWarning(h cgroupfs.Hierarchy, n int) (event, msg string) {
-	if on, err := h.MemoryEnabledBelow("/"); err == nil && !on {
-		ctl := filepath.Join(h.Root, "cgroup.subtree_control")
-		return "memory_not_enabled", fmt.Sprintf("the memory controller is not enabled below the cgroup root (%s has no \"memory\"): no cgroup has a memory limit, so no OOM loop can happen yet. oomwatch watches the cgroups' OOM counters as soon as it is enabled (echo +memory > %s; systemd does this at boot)", ctl, ctl)
-	}
-	if n <= 1 {
-		return "limited_view", "only the root cgroup is visible: nothing to watch. In a container, mount the host's /sys/fs/cgroup read-write and share the host's cgroup and PID namespaces"
-	}
-	return "", ""
-}
-
-// ownCgroup is oomwatch's own cgroup on the watched hierarchy, as a list
-// for watchdog.Config.Ignore (empty when it cannot be told).
-func ownCgroup(proc procfs.FS, h cgroupfs.Hierarchy) []string {
-	lines, err := proc.Cgroups(os.Getpid())
-	if err != nil {
-		return nil
-	}
-	for _, l := range lines {
-		if h.InCgroup(l.Path, l.ID, l.Controllers, l.Path) && l.Path != "/" && !strings.HasPrefix(l.Path, "/..") {
-			return []string{l.Path}
-		}
-	}
-	return nil
-}
-
-func kernelRelease() string {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return ""
-	}
-	return unix.ByteSliceToString(u.Release[:])
 }
 
 var startTime = time.Now()

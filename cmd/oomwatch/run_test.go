@@ -42,7 +42,7 @@ func TestAlertsSectionDecodesStrictly(t *testing.T) {
       command: ["/bin/true"]
       timeout: 30s
 `)
-	f := runFlags{set: map[string]bool{}}
+	f := runFlags{Overrides: config.Overrides{Set: map[string]bool{}}}
 	_, ac, err := f.loadConfig(func() (*config.Config, error) { return config.LoadWith(good, config.LoadOptions{Explicit: true}) })
 	if err != nil || len(ac.Alertmanager) != 1 || len(ac.Exec) != 1 {
 		t.Fatalf("good alerts: %+v, %v", ac, err)
@@ -60,18 +60,18 @@ func TestFlagsOverrideConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := runFlags{opts: policy.DefaultOptions(), params: watchdog.DefaultParams, set: map[string]bool{"dry-run": true}}
-	f.opts.DryRun = true
+	f := runFlags{Overrides: config.Overrides{Policy: policy.DefaultOptions(), Detector: watchdog.DefaultParams, Set: map[string]bool{"dry-run": true}}}
+	f.Policy.DryRun = true
 	r := cfg.For("/web/a")
-	_, o := f.apply(r.Detector, r.Policy)
+	_, o := f.Apply(r.Detector, r.Policy)
 	if !o.DryRun || len(o.Ladder) != 1 || o.Ladder[0] != policy.Freeze {
 		t.Fatalf("--dry-run must override every rule and leave the rule's ladder: %+v", o)
 	}
-	f.set["ladder"], f.ladder = true, listFlag{"kill"}
+	f.Set["ladder"], f.Ladder = true, []string{"kill"}
 	if _, _, err := f.loadConfig(func() (*config.Config, error) { return cfg, nil }); err != nil {
 		t.Fatal(err)
 	}
-	f.ladder = listFlag{"reboot"}
+	f.Ladder = []string{"reboot"}
 	if _, _, err := f.loadConfig(func() (*config.Config, error) { return cfg, nil }); err == nil || !strings.Contains(err.Error(), "reboot") {
 		t.Fatalf("bad --ladder over a good config: %v", err)
 	}
@@ -99,16 +99,16 @@ func TestCapFlagsOverrideConfig(t *testing.T) {
 		{"other flags", map[string]bool{"dry-run": true, "state-dir": true}, 5, 5, 1000, 100},
 	}
 	for _, tt := range tests {
-		f := runFlags{opts: policy.DefaultOptions(), params: watchdog.DefaultParams, set: tt.set, maxCgroups: tt.maxCgroups, maxPerSubtree: tt.perSub}
+		f := runFlags{Overrides: config.Overrides{Policy: policy.DefaultOptions(), Detector: watchdog.DefaultParams, Set: tt.set, MaxCgroups: tt.maxCgroups, MaxPerSubtree: tt.perSub}}
 		if _, _, err := f.loadConfig(func() (*config.Config, error) { return cfg, nil }); err != nil {
 			t.Errorf("%s: %v", tt.name, err)
 			continue
 		}
-		if g := f.global(cfg.Global()); g.MaxCgroups != tt.wantMax || g.MaxPerSubtree != tt.wantSub {
+		if g := f.Global(cfg.Global()); g.MaxCgroups != tt.wantMax || g.MaxPerSubtree != tt.wantSub {
 			t.Errorf("%s: max cgroups %d, per subtree %d: want %d and %d", tt.name, g.MaxCgroups, g.MaxPerSubtree, tt.wantMax, tt.wantSub)
 		}
 	}
-	if g := (&runFlags{set: map[string]bool{}}).global(config.Defaults().Global()); g.MaxPerSubtree != watchdog.DefaultMaxPerSubtree {
+	if g := (&runFlags{Overrides: config.Overrides{Set: map[string]bool{}}}).Global(config.Defaults().Global()); g.MaxPerSubtree != watchdog.DefaultMaxPerSubtree {
 		t.Errorf("no file, no flag: per subtree %d, want watchdog.DefaultMaxPerSubtree", g.MaxPerSubtree)
 	}
 }
@@ -129,15 +129,15 @@ func TestMaxPerSubtreeFlagIsChecked(t *testing.T) {
 		{[]string{"--max-per-subtree", "1000"}, ""},
 	}
 	for _, tt := range tests {
-		f := runFlags{opts: policy.DefaultOptions(), params: watchdog.DefaultParams}
+		f := runFlags{Overrides: config.Overrides{Policy: policy.DefaultOptions(), Detector: watchdog.DefaultParams}}
 		c := &cobra.Command{Use: "run"}
 		f.register(c)
 		fs := c.Flags()
 		if err := fs.Parse(tt.args); err != nil {
 			t.Fatal(err)
 		}
-		f.set = map[string]bool{}
-		fs.Visit(func(fl *pflag.Flag) { f.set[fl.Name] = true })
+		f.Set = map[string]bool{}
+		fs.Visit(func(fl *pflag.Flag) { f.Set[fl.Name] = true })
 		_, _, err := f.loadConfig(func() (*config.Config, error) { return config.LoadWith(p, config.LoadOptions{Explicit: true}) })
 		var ee *exitError
 		switch {
@@ -187,8 +187,7 @@ func TestMaxPerSubtreeReachesTheWatchdog(t *testing.T) {
 				}
 			}
 			var logs bytes.Buffer
-			f := runFlags{roots: rootFlags{cgroupRoot: cg, procRoot: fakeProcs(t)}, configPath: writeConfig(t, tt.file),
-				opts: policy.DefaultOptions(), params: watchdog.DefaultParams, set: set, maxPerSubtree: tt.flag}
+			f := runFlags{roots: rootFlags{cgroupRoot: cg, procRoot: fakeProcs(t)}, configPath: writeConfig(t, tt.file), Overrides: config.Overrides{Policy: policy.DefaultOptions(), Detector: watchdog.DefaultParams, Set: set, MaxPerSubtree: tt.flag}}
 			if err := run(ctx, zerolog.New(&logs), f); err != nil {
 				t.Fatalf("run: %v\n%s", err, logs.String())
 			}
@@ -205,7 +204,7 @@ func TestMaxPerSubtreeReachesTheWatchdog(t *testing.T) {
 // A reload with a bad file keeps the config in force (what SIGHUP does).
 func TestReloadKeepsOldConfigOnError(t *testing.T) {
 	p := writeConfig(t, "rules:\n  - name: first\n    dry_run: true\n")
-	f := runFlags{configPath: p, set: map[string]bool{"config": true}}
+	f := runFlags{configPath: p, Overrides: config.Overrides{Set: map[string]bool{"config": true}}}
 	holder, _, w := reloadable(t, &f)
 	disp := &report.Alerts{}
 	if err := os.WriteFile(p, []byte("rules:\n  - name: second\n    ladder: [reboot]\n"), 0o644); err != nil {
@@ -246,45 +245,3 @@ type nopHandler struct{}
 
 func (nopHandler) Open(*watchdog.Incident)             {}
 func (nopHandler) Resolved(*watchdog.Incident, string) {}
-
-// TestViewWarning: what `run` says at start-up when it may have nothing to
-// watch. A v2 root without +memory in cgroup.subtree_control (a VM or host
-// without systemd) is named as such, with the command that enables it,
-// rather than blamed on a container's view; a v2 root with memory enabled
-// but no children, or a v1 root alone, is a limited view.
-func TestViewWarning(t *testing.T) {
-	v2 := func(subtree string, kids ...string) cgroupfs.Hierarchy {
-		root := t.TempDir()
-		if err := os.WriteFile(filepath.Join(root, "cgroup.subtree_control"), []byte(subtree), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		for _, k := range kids {
-			if err := os.Mkdir(filepath.Join(root, k), 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return cgroupfs.Hierarchy{Version: 2, Root: root}
-	}
-	for _, c := range []struct {
-		name  string
-		h     cgroupfs.Hierarchy
-		n     int
-		event string
-	}{
-		{"v2 memory not enabled, root only", v2(""), 1, "memory_not_enabled"},
-		{"v2 memory not enabled, children", v2("cpu pids\n", "a", "b"), 3, "memory_not_enabled"},
-		{"v2 memory enabled, root only", v2("cpu memory pids\n"), 1, "limited_view"},
-		{"v2 memory enabled, children", v2("memory\n", "a"), 2, ""},
-		{"v2 no subtree_control readable", cgroupfs.Hierarchy{Version: 2, Root: t.TempDir()}, 1, "limited_view"},
-		{"v1 root only", cgroupfs.Hierarchy{Version: 1, Root: t.TempDir()}, 1, "limited_view"},
-		{"v1 children", cgroupfs.Hierarchy{Version: 1, Root: t.TempDir()}, 4, ""},
-	} {
-		event, msg := viewWarning(c.h, c.n)
-		if event != c.event || (event == "") != (msg == "") {
-			t.Errorf("%s: event %q, message %q; want event %q", c.name, event, msg, c.event)
-		}
-		if event == "memory_not_enabled" && !strings.Contains(msg, "echo +memory > "+filepath.Join(c.h.Root, "cgroup.subtree_control")) {
-			t.Errorf("%s: the message does not say how to enable it: %q", c.name, msg)
-		}
-	}
-}

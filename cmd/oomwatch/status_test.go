@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/internal/statusd"
 	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/test/testhost"
@@ -120,9 +121,7 @@ func TestStatusListsWatchedCgroupsAndRisk(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	f := runFlags{roots: rootFlags{cgroupRoot: tree, procRoot: fakeProcs(t)}, level: "debug",
-		opts: policy.DefaultOptions(), params: watchdog.DefaultParams, statusSocket: sock, riskEvery: time.Hour,
-		set: map[string]bool{"state-dir": true, "metrics-listen": true}}
+	f := runFlags{roots: rootFlags{cgroupRoot: tree, procRoot: fakeProcs(t)}, level: "debug", statusSocket: sock, riskEvery: time.Hour, Overrides: config.Overrides{Policy: policy.DefaultOptions(), Detector: watchdog.DefaultParams, Set: map[string]bool{"state-dir": true, "metrics-listen": true}}}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, zerolog.New(&logs), f) }()
 	var out string

@@ -11,6 +11,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -70,6 +72,19 @@ func New(root string) FS { return FS{root: filepath.Clean(root)} }
 
 // Root returns the proc root.
 func (fsys FS) Root() string { return fsys.root }
+
+// KernelRelease is the running kernel's release (sys/kernel/osrelease,
+// "6.1.0-56-cloud-amd64"), "" when it cannot be read.
+func (fsys FS) KernelRelease() string {
+	f, err := os.Open(filepath.Join(fsys.root, "sys/kernel/osrelease"))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b := make([]byte, 256)
+	n, _ := io.ReadFull(f, b)
+	return strings.TrimSpace(string(b[:n]))
+}
 
 // Proc is a snapshot of one process.
 type Proc struct {

@@ -486,3 +486,22 @@ func TestOrigin(t *testing.T) {
 		}
 	}
 }
+
+func TestKernelReleaseReadsOsrelease(t *testing.T) {
+	root := t.TempDir()
+	if got := New(root).KernelRelease(); got != "" {
+		t.Errorf("no osrelease: %q, want \"\"", got)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "sys/kernel"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "sys/kernel/osrelease"), []byte("5.15.0-91-generic\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := New(root).KernelRelease(); got != "5.15.0-91-generic" {
+		t.Errorf("%q, want 5.15.0-91-generic", got)
+	}
+	if got := New("/proc").KernelRelease(); got == "" {
+		t.Error("the host's /proc/sys/kernel/osrelease read as empty")
+	}
+}

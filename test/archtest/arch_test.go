@@ -59,7 +59,7 @@ var allowed = map[string][]string{
 	"internal/statusd":   {"policy", "watchdog"},
 	"internal/metrics":   {"alert", "policy", "watchdog", "internal/procfs"},
 	"internal/config":    {"policy", "watchdog", "internal/cgnames", "internal/rootowned"},
-	"report":             {"alert", "policy", "watchdog", "internal/history", "internal/metrics", "internal/statusd"},
+	"report":             {"alert", "policy", "watchdog", "internal/cgroupfs", "internal/config", "internal/history", "internal/metrics", "internal/statusd"},
 	"cmd/oomwatch": {"alert", "eventfd", "policy", "report", "systemd", "watchdog", "internal/cgnames", "internal/cgroupfs",
 		"internal/config", "internal/history", "internal/kmsg", "internal/metrics", "internal/procfs", "internal/rootowned", "internal/statusd"},
 }

@@ -12,7 +12,7 @@ type ChargeSample struct {
 }
 
 // ForcedCharge reports whether a cgroup shows the 4.19–5.15 "forced charge"
-// (KERNEL.md §1.3): the kernel found nothing to kill (29ef680ae7c2: out of
+// (mm/memcontrol.c before 5.16): the kernel found nothing to kill (29ef680ae7c2: out of
 // memory → OOM_FAILED → goto force) and charged the page over the limit
 // instead of looping, so usage sits above the limit after kill-less OOMs.
 // Over is by how many bytes. It is pure.

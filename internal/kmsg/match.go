@@ -9,7 +9,7 @@ import (
 type Kind string
 
 // The lines the OOM killer prints. Formats are quoted from the kernels named
-// (KERNEL.md §2); 4.19+ lines are unchanged up to 6.18.
+// (mm/oom_kill.c, mm/memcontrol.c); 4.19+ lines are unchanged up to 6.18.
 const (
 	// "COMM invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=-1000"
 	// — first line of every dump_header (4.19+: once per OOM attempt).

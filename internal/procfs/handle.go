@@ -14,7 +14,7 @@ import (
 // Handle is a verified reference to one live (or zombie) process: a pidfd
 // plus an O_PATH directory fd of /proc/PID that both refer to the same
 // process, so reads and writes through it can never reach a process that
-// later got the same PID. [KERNEL.md §6; procps-ng #207]
+// later got the same PID (pidfd_open(2); the PID-reuse race of procps-ng #207).
 //
 // A Handle requires the FS root to be the real proc filesystem of our own
 // pid namespace (normally "/proc"): pidfd_open resolves PIDs in the caller's

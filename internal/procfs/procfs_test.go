@@ -101,7 +101,7 @@ func (p fakeProc) write(t *testing.T, root string) {
 
 func strp(s string) *string { return &s }
 
-// sshdTree is the incident from KERNEL.md §7: an sshd that kept -1000 across a
+// sshdTree is the classic inherited-protection incident: an sshd that kept -1000 across a
 // SIGHUP re-exec passed it to a login shell and from there to a JVM.
 func sshdTree(t *testing.T) string {
 	root := t.TempDir()

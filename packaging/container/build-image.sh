@@ -3,7 +3,7 @@
 # config and CA certificates (HTTPS alert sinks), nothing else. No registry,
 # no Dockerfile, no Docker engine: buildah writes the layer itself and
 # runs nothing (no buildah run, so no network namespace or iptables changes;
-# see /work/shared/LXC-SIDECAR.md, part A).
+# see packaging/container/README.md).
 #
 #   packaging/container/build-image.sh OUTDIR
 #

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Install what the sidecar image and its host test need on Debian 12
-# (/work/shared/LXC-SIDECAR.md, part A): podman, buildah and runc.
+# (packaging/container/README.md): podman, buildah and runc.
 #
 #   packaging/container/install-podman.sh
 #

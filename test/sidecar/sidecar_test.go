@@ -1,5 +1,5 @@
 // Package sidecar tests the oomwatch container image as a privileged podman
-// sidecar on this host (/work/shared/LXC-SIDECAR.md, part A): built by
+// sidecar on this host (packaging/container/README.md): built by
 // packaging/container/build-image.sh, run with the host's PID and cgroup
 // namespaces and /sys/fs/cgroup mounted read-write, it must receive real v1
 // OOM events from host cgroups it did not create.
@@ -499,7 +499,7 @@ func TestSidecar(t *testing.T) {
 		if !ok {
 			// The eventfd fires before the kernel counts the kill; the
 			// watchdog re-reads v1 counters after settleV1 to see it.
-			t.Errorf("the single OOM kill in %s was not logged as a kill (LXC-SIDECAR.md pitfall A6)", one.rel)
+			t.Errorf("the single OOM kill in %s was not logged as a kill (the v1 eventfd fires before the kernel counts the kill)", one.rel)
 		}
 	})
 

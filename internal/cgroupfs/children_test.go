@@ -104,9 +104,36 @@ func TestReadIntoLongFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, short := range []bool{true, false} {
-		b, err := readInto(f, make([]byte, 0, 1024), short)
+		b, err := readInto(f, make([]byte, 0, 1024), short, 0)
 		if err != nil || string(b) != want {
 			t.Errorf("shortIsEnd=%v: read %d bytes, %v; want %d", short, len(b), err, len(want))
 		}
+	}
+}
+
+// A cgroup.procs far larger than any inspection needs (a tenant that forked
+// hundreds of thousands of tasks) is read up to MaxProcsRead, ending at a
+// whole line: the first PIDs, never a torn one, and never the whole file.
+func TestProcsReadIsBounded(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "big"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	total := 0
+	for pid := 1000000; b.Len() < 3*MaxProcsRead; pid++ {
+		fmt.Fprintf(&b, "%d\n", pid)
+		total++
+	}
+	if err := os.WriteFile(filepath.Join(root, "big", "cgroup.procs"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := Hierarchy{Version: 2, Root: root}
+	pids, err := h.Procs("/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := MaxProcsRead / len("1000000\n"); len(pids) != want || pids[0] != 1000000 || pids[len(pids)-1] != 1000000+want-1 {
+		t.Fatalf("%d PIDs (%d..%d) of %d, want the first %d", len(pids), pids[0], pids[len(pids)-1], total, want)
 	}
 }

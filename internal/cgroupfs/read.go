@@ -1,6 +1,7 @@
 package cgroupfs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -33,7 +34,11 @@ func readAs[T any](h Hierarchy, cg, file string, parse func([]byte) (T, error)) 
 	// renders it whole, and a read that leaves room has reached its end.
 	// cgroup.procs is rendered a record at a time and a page at most per
 	// read, so a short read there is not the end.
-	b, err := readInto(h.file(cg, file), (*bp)[:0], file != fileCgroupProcs)
+	limit := 0
+	if file == fileCgroupProcs {
+		limit = MaxProcsRead
+	}
+	b, err := readInto(h.file(cg, file), (*bp)[:0], file != fileCgroupProcs, limit)
 	defer func() {
 		if cap(b) <= maxPooledRead {
 			*bp = b[:0]
@@ -47,10 +52,16 @@ func readAs[T any](h Hierarchy, cg, file string, parse func([]byte) (T, error)) 
 	return parse(b)
 }
 
+// MaxProcsRead bounds what one read of cgroup.procs takes in: the first
+// ~100,000 PIDs of a cgroup (7 digits and a newline each), far more than an
+// inspection looks at (4096 tasks), however many tasks a tenant forks.
+const MaxProcsRead = 1 << 20
+
 // readInto appends the whole file at path to b. With shortIsEnd, a read
 // that does not fill the room given is taken as the end of the file (one
-// system call less: no read that only finds EOF).
-func readInto(path string, b []byte, shortIsEnd bool) ([]byte, error) {
+// system call less: no read that only finds EOF). limit > 0 stops after
+// that many bytes, at the end of the last whole line.
+func readInto(path string, b []byte, shortIsEnd bool, limit int) ([]byte, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return b, &fs.PathError{Op: "open", Path: path, Err: err}
@@ -60,7 +71,17 @@ func readInto(path string, b []byte, shortIsEnd bool) ([]byte, error) {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
 		}
-		n, err := unix.Read(fd, b[len(b):cap(b)])
+		room := b[len(b):cap(b)]
+		if limit > 0 && len(b)+len(room) > limit {
+			room = room[:max(limit-len(b), 0)]
+			if len(room) == 0 {
+				if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+					b = b[:i+1]
+				}
+				return b, nil
+			}
+		}
+		n, err := unix.Read(fd, room)
 		if err == unix.EINTR {
 			continue
 		}
@@ -70,7 +91,7 @@ func readInto(path string, b []byte, shortIsEnd bool) ([]byte, error) {
 		if n == 0 {
 			return b, nil
 		}
-		full := len(b)+n == cap(b)
+		full := n == len(room)
 		b = b[:len(b)+n]
 		if shortIsEnd && !full {
 			return b, nil

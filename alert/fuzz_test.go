@@ -113,7 +113,7 @@ func FuzzSpoolLoad(f *testing.F) {
 		if err := os.WriteFile(path, body, 0o600); err != nil {
 			t.Skip(err) // a name the filesystem refuses
 		}
-		got := sp.load()
+		got, _ := sp.load(0)
 		if len(got) > 1 {
 			t.Fatalf("%d documents from one file", len(got))
 		}

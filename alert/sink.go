@@ -352,8 +352,16 @@ func (s *sink) replay() {
 	if s.spool == nil {
 		return
 	}
-	maxAge := s.delivery().MaxAge
-	for _, e := range s.spool.load() {
+	dl := s.delivery()
+	maxAge := dl.MaxAge
+	// The queue holds QueueSize: more spooled documents than that would be
+	// dropped as they are pushed; they are not even read.
+	loaded, dropped := s.spool.load(dl.QueueSize)
+	if dropped > 0 {
+		s.dropped.Add(uint64(dropped))
+		s.log.Warn().Int("dropped", dropped).Int("queue_size", dl.QueueSize).Msg("alert spool holds more documents than the queue: the oldest dropped")
+	}
+	for _, e := range loaded {
 		if age := time.Since(e.queued); age > maxAge {
 			s.dropped.Add(1)
 			s.log.Warn().Str("event_id", e.doc.EventID).Dur("age", age).Msg("spooled alert too old: dropped")

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -104,17 +105,27 @@ type spooled struct {
 	doc    Document
 }
 
-// load returns the spooled documents, oldest first. Leftover temp files
-// (a crash mid-write) and unreadable files are removed.
-func (sp *spool) load() []spooled {
+// maxSpooledDoc bounds one spooled file: a document is a few KiB (its
+// strings are capped), so anything larger is not one of ours.
+const maxSpooledDoc = 1 << 20
+
+// load returns the newest max spooled documents, oldest first; the older
+// ones are removed and counted in dropped (the queue could not hold them
+// anyway). Leftover temp files (a crash mid-write), unreadable files and
+// files over maxSpooledDoc are removed.
+func (sp *spool) load(max int) (out []spooled, dropped int) {
 	ents, err := os.ReadDir(sp.dir)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			sp.report(err)
 		}
-		return nil
+		return nil, 0
 	}
-	var out []spooled
+	type cand struct {
+		path string
+		n    int64
+	}
+	var cands []cand
 	for _, e := range ents {
 		path := filepath.Join(sp.dir, e.Name())
 		if strings.HasPrefix(e.Name(), ".tmp-") {
@@ -126,7 +137,19 @@ func (sp *spool) load() []spooled {
 		if !ok || perr != nil || !strings.HasSuffix(e.Name(), ".json") || !e.Type().IsRegular() {
 			continue // not ours
 		}
-		body, err := os.ReadFile(path)
+		cands = append(cands, cand{path, n})
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].path < cands[j].path })
+	if max > 0 && len(cands) > max {
+		for _, c := range cands[:len(cands)-max] {
+			os.Remove(c.path)
+		}
+		dropped = len(cands) - max
+		cands = cands[len(cands)-max:]
+	}
+	for _, c := range cands {
+		path, n := c.path, c.n
+		body, err := readBounded(path, maxSpooledDoc)
 		var doc Document
 		if err == nil {
 			err = json.Unmarshal(body, &doc)
@@ -141,6 +164,19 @@ func (sp *spool) load() []spooled {
 		}
 		out = append(out, spooled{path: path, queued: time.Unix(0, n), doc: doc})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
-	return out
+	return out, dropped
+}
+
+// readBounded reads the file at path, refusing one over max bytes.
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(b)) > max {
+		err = fmt.Errorf("larger than %d bytes: not a spooled document", max)
+	}
+	return b, err
 }

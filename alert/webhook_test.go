@@ -1,10 +1,13 @@
 package alert
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +21,7 @@ import (
 	"time"
 
 	"github.com/oomwatch/oomwatch/test/testhost"
+	"github.com/rs/zerolog"
 )
 
 const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" // the Standard Webhooks spec's example secret
@@ -422,6 +426,44 @@ func TestRetryAfter(t *testing.T) {
 	} {
 		if got := retryAfter(in, now); got != want {
 			t.Errorf("retryAfter(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+// A spool that holds more documents than the queue (an outage longer than
+// the queue, a state dir copied in) is read only as far as the queue can
+// hold: the newest QueueSize documents, the older ones removed and counted
+// as dropped; a file too large to be a document is removed unread.
+func TestSpoolLoadIsBoundedByTheQueue(t *testing.T) {
+	sp := newSpool(t.TempDir(), "s", zerolog.Nop())
+	var paths []string
+	for i := 0; i < 10; i++ {
+		b, err := json.Marshal(testDoc(TypeDetected, fmt.Sprintf("inc%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := sp.write(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	big := filepath.Join(sp.dir, fmt.Sprintf("%020d-%010d.json", time.Now().UnixNano(), 999))
+	if err := os.WriteFile(big, bytes.Repeat([]byte(" "), maxSpooledDoc+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, dropped := sp.load(4)
+	if dropped != 7 || len(got) != 3 {
+		t.Fatalf("loaded %d, dropped %d: want the newest 4 files (3 documents and the oversized file), 7 dropped", len(got), dropped)
+	}
+	for i, e := range got {
+		if want := fmt.Sprintf("inc%d", 7+i); e.doc.IncidentID != want {
+			t.Errorf("document %d is %s, want %s", i, e.doc.IncidentID, want)
+		}
+	}
+	for _, p := range append(paths[:7:7], big) {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still spooled: %v", p, err)
 		}
 	}
 }

@@ -212,6 +212,7 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 	if w.cfg.CG.Version == 2 {
 		w.follow(now, cg, a)
 	}
+	w.preInspect(now, cg, a)
 	// A v1 OOM at a cgroup notifies its descendants too, and they inherit
 	// oom_kill_disable at mkdir and share its under_oom: the paused cgroup
 	// is the outermost one (parents are notified first), not each of them.
@@ -292,8 +293,7 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 		st.stalled = false
 		return
 	}
-	t0 := time.Now()
-	cands, err := w.insp.Candidates(cg)
+	cands, inspection, err := w.candidates(now, cg)
 	if errors.Is(err, cgroupfs.ErrGone) {
 		w.drop(cg)
 		return
@@ -302,7 +302,6 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 		w.log.Warn().Err(err).Str("cgroup", cg).Msg("cannot inspect tasks")
 		return
 	}
-	inspection := time.Since(t0)
 	v := Classify(cands)
 	if v == VerdictStalled && w.cfg.CG.Version == 1 && !st.stalled {
 		// The v1 eventfd fires before the kernel counts the kill it is
@@ -329,4 +328,57 @@ func (w *Watchdog) suspect(now time.Time, cg string) {
 		}
 	}
 	w.openIncident(now, cg, st, a, v, cands, lim, use, inspection)
+}
+
+// preInspection is what an inspection read ahead of the verdict (see
+// preInspect).
+type preInspection struct {
+	at    stamp
+	cands []Candidate
+	took  time.Duration
+}
+
+// preInspect reads the tasks of a limit holder at its first kill-less OOM,
+// before the detector has the evidence of a loop (MinOOMs). A loop's next
+// OOMs come every few milliseconds, and reading the tasks takes about as
+// long: read while they arrive, the inspection no longer delays the
+// verdict, and the loop costs fewer OOM attempts before it is broken. One
+// read per cgroup and window; a kill on the way (the kernel coped) makes
+// the verdict Killed and the read is dropped unused.
+func (w *Watchdog) preInspect(now time.Time, cg string, a Assessment) {
+	if a.OOMs == 0 || a.Kills > 0 {
+		delete(w.pre, cg) // quiet, or the kernel coped
+		return
+	}
+	if a.Signal != Quiet {
+		return // the evidence is complete: suspect reads the tasks if none were read ahead
+	}
+	if p, ok := w.pre[cg]; ok && w.since(now, p.at) <= w.cfg.Detector.Window {
+		return
+	}
+	if lim, err := w.cfg.CG.Limit(cg); err != nil || lim == cgroupfs.Unlimited {
+		return // no limit of its own: not where an OOM is charged
+	}
+	t0 := time.Now()
+	cands, err := w.insp.Candidates(cg)
+	if err != nil {
+		delete(w.pre, cg)
+		return
+	}
+	w.pre[cg] = preInspection{at: w.stamp(now), cands: cands, took: time.Since(t0)}
+}
+
+// candidates are cg's tasks for a verdict: those read ahead by preInspect
+// within the window, else read now. inspection is how long the verdict
+// waited for them (0 when they were read ahead).
+func (w *Watchdog) candidates(now time.Time, cg string) (cands []Candidate, inspection time.Duration, err error) {
+	if p, ok := w.pre[cg]; ok {
+		delete(w.pre, cg)
+		if w.since(now, p.at) <= w.cfg.Detector.Window {
+			return p.cands, 0, nil
+		}
+	}
+	t0 := time.Now()
+	cands, err = w.insp.Candidates(cg)
+	return cands, time.Since(t0), err
 }

@@ -323,6 +323,7 @@ func (w *Watchdog) forget(c string) {
 	delete(w.cgroups, c)
 	delete(w.rechecks, c)
 	delete(w.follows, c)
+	delete(w.pre, c)
 	delete(w.kids, c)
 	if p, ok := cgroupfs.Parent(c); ok {
 		// Swap with the last child: O(1) at any number of siblings.

@@ -164,10 +164,11 @@ type Watchdog struct {
 	lastEvent, busy   atomic.Int64  // unix nanoseconds; 0 = never / idle
 	gen               atomic.Uint64 // bumped by Reconfigure
 	rechecks          map[string]bool
-	rechecksLeft      bool             // recheckDue stopped at its budget with due rechecks left
-	follows           map[string]stamp // v2: kill-less OOMs under way, read until then (see followEvery)
-	lastFollow        stamp            // when followDue last read them
-	pending           []string         // v2 cgroups armed at start-up whose baseline is not read yet
+	rechecksLeft      bool                     // recheckDue stopped at its budget with due rechecks left
+	follows           map[string]stamp         // v2: kill-less OOMs under way, read until then (see followEvery)
+	pre               map[string]preInspection // tasks read at a limit holder's first kill-less OOM (see preInspect)
+	lastFollow        stamp                    // when followDue last read them
+	pending           []string                 // v2 cgroups armed at start-up whose baseline is not read yet
 
 	running  atomic.Pointer[eventfd.Poller] // set while Run's loop runs (Watched pokes it)
 	listReqs chan chan []Watched            // Watched calls waiting for the loop
@@ -200,6 +201,7 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Watchdog, error) {
 		opened:   make(map[string]*cgroupState),
 		rechecks: make(map[string]bool),
 		follows:  make(map[string]stamp),
+		pre:      make(map[string]preInspection),
 		capped:   make(map[string]bool),
 		listReqs: make(chan chan []Watched, 16),
 	}, nil

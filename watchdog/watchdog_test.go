@@ -555,7 +555,14 @@ func TestWatchdogFollowsKilllessOOMs(t *testing.T) {
 	m, err := unix.Mmap(int(f.Fd()), 0, len(events(0)), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	must(t, err)
 	defer unix.Munmap(m)
+	// The writes above notify more than once (truncate, write): let the
+	// loop take them all before counting what comes after.
 	events0 := w.Stats().Events
+	for settled := time.Now(); time.Since(settled) < 100*time.Millisecond; time.Sleep(5 * time.Millisecond) {
+		if ev := w.Stats().Events; ev != events0 {
+			events0, settled = ev, time.Now()
+		}
+	}
 	copy(m, events(5))
 	rec.waitFor(t, "a loop found without a notification", func() bool { return len(rec.opened) == 1 })
 	if inc := rec.opened[0]; inc.Verdict != VerdictLoop || inc.Cgroup != "/web1" || inc.Evidence.OOMs < 3 {
@@ -653,5 +660,38 @@ func TestWatchedListsCgroupsWithOpenIncident(t *testing.T) {
 	must(t, <-done)
 	if _, err := w.Watched(context.Background()); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Watched after Run: %v, want ErrNotRunning", err)
+	}
+}
+
+// The tasks of a limit holder are read at its first kill-less OOM, while
+// the loop's next OOMs arrive, not after the detector has its evidence:
+// the verdict does not wait for them. Here the only task is gone by the
+// time the evidence is complete, and the incident still names it, as read
+// at the first OOM.
+func TestWatchdogReadsTasksAtTheFirstKilllessOOM(t *testing.T) {
+	cgRoot, procRoot := t.TempDir(), t.TempDir()
+	writeV2Root(t, cgRoot)
+	writeProc(t, procRoot, 1, 0, "init", 0, 1000)
+	writeProc(t, procRoot, 100, 1, "java", -1000, 900000)
+	writeCgroup(t, cgRoot, "web1", "20971520", 100)
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	h.AnyFS = true
+	rec := newRecorder()
+	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: Params{Window: time.Minute, MinOOMs: 3},
+		ResolveAfter: time.Minute, FollowFor: time.Minute}, rec, zerolog.Nop())
+	must(t, err)
+	startRun(t, w)
+	rec.waitFor(t, "2 cgroups watched", func() bool { return w.Stats().Watched == 2 })
+	waitBaselines(t, w)
+
+	setEvents(t, cgRoot, "web1", 1, 0, 1)
+	rec.waitFor(t, "the first OOM counted", func() bool { return w.Stats().OOMs == 1 })
+	must(t, os.RemoveAll(filepath.Join(procRoot, "100")))
+	setEvents(t, cgRoot, "web1", 4, 0, 4)
+	rec.waitFor(t, "the loop", func() bool { return len(rec.opened) == 1 })
+	inc := rec.opened[0]
+	if inc.Verdict != VerdictLoop || len(inc.Candidates) != 1 || inc.Candidates[0].PID != 100 {
+		t.Fatalf("incident %s with candidates %+v: want the loop of java (pid 100), read at the first OOM", inc.Verdict, inc.Candidates)
 	}
 }

@@ -78,6 +78,11 @@ type Options struct {
 
 	KillMode string // kill: largest or cgroup (default largest)
 
+	// StopUnitLadder replaces Ladder for a cgroup whose systemd unit has
+	// OOMPolicy=stop: there the kill that reset-adj lets the kernel make
+	// stops the whole unit. Empty: Ladder, with a warning.
+	StopUnitLadder []string
+
 	Cooldown time.Duration // no new ladder for a cgroup this soon after one ended (default 30s)
 	// PausedAction makes oomwatch the userspace OOM handler of v1 cgroups
 	// with oom_kill_disable=1: "" (report only), raise-limit or kill.
@@ -101,15 +106,11 @@ func (o Options) Validate() error {
 	if len(o.Ladder) == 0 {
 		return errors.New("ladder is empty: name at least one of " + strings.Join(Rungs, ", "))
 	}
-	seen := map[string]bool{}
-	for _, r := range o.Ladder {
-		if !slices.Contains(Rungs, r) {
-			return fmt.Errorf("unknown ladder rung %q: known rungs are %s", r, strings.Join(Rungs, ", "))
-		}
-		if seen[r] {
-			return fmt.Errorf("ladder rung %q appears twice", r)
-		}
-		seen[r] = true
+	if err := validLadder(o.Ladder); err != nil {
+		return err
+	}
+	if err := validLadder(o.StopUnitLadder); err != nil {
+		return fmt.Errorf("OOMPolicy=stop ladder: %w", err)
 	}
 	if o.ResetTo < -999 || o.ResetTo > 1000 {
 		return fmt.Errorf("reset value %d: want -999..1000 (-1000 would keep the task unkillable)", o.ResetTo)
@@ -150,6 +151,21 @@ func (o Options) Validate() error {
 	}
 	if o.PausedAction != "" && o.PausedAction != RaiseLimit && o.PausedAction != Kill {
 		return fmt.Errorf("paused action %q: want \"\" (report only), %s or %s", o.PausedAction, RaiseLimit, Kill)
+	}
+	return nil
+}
+
+// validLadder checks that every rung is known and named once.
+func validLadder(l []string) error {
+	seen := map[string]bool{}
+	for _, r := range l {
+		if !slices.Contains(Rungs, r) {
+			return fmt.Errorf("unknown ladder rung %q: known rungs are %s", r, strings.Join(Rungs, ", "))
+		}
+		if seen[r] {
+			return fmt.Errorf("ladder rung %q appears twice", r)
+		}
+		seen[r] = true
 	}
 	return nil
 }
@@ -373,7 +389,23 @@ func (p *Policy) Raised(cg string) bool { return p.raised.get(cg) != nil }
 // first.
 func (p *Policy) run(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options, resolved <-chan struct{}) ([]Action, Outcome) {
 	var results []Action
+	note := ""
+	if unit, stop := p.stopsOnOOM(ctx, inc.Cgroup); stop {
+		note = unit + " has OOMPolicy=stop: a kill in it stops the whole unit"
+		e := log.Warn().Str("event", "oom_policy_stop").Str("unit", unit)
+		if len(opts.StopUnitLadder) > 0 {
+			opts.Ladder = opts.StopUnitLadder
+			e = e.Strs("ladder", opts.Ladder)
+			note += "; the rule's ladder for such units runs"
+		}
+		e.Msg(note)
+	}
 	report := func(rs []Action) {
+		for i := range rs {
+			if note != "" {
+				rs[i].Detail = strings.TrimPrefix(rs[i].Detail+"; "+note, "; ")
+			}
+		}
 		for _, r := range rs {
 			e := log.Info()
 			if r.Error != "" {
@@ -412,6 +444,25 @@ func (p *Policy) run(ctx context.Context, log zerolog.Logger, inc *watchdog.Inci
 	}
 	log.Error().Str("event", "ladder_done").Str("outcome", string(OutcomeExhausted)).Msg("ladder exhausted: the loop goes on; an operator must act")
 	return results, OutcomeExhausted
+}
+
+// stopsOnOOM says whether cg is a systemd unit whose OOMPolicy is stop, and
+// which. A service manager that cannot be asked counts as no.
+func (p *Policy) stopsOnOOM(ctx context.Context, cg string) (string, bool) {
+	unit := p.systemdUnit(ctx, cg)
+	if unit == "" {
+		return "", false
+	}
+	var pol string
+	err := p.unitCall(ctx, func(ctx context.Context) (err error) {
+		pol, err = p.cfg.Units.OOMPolicy(ctx, unit)
+		return err
+	})
+	if err != nil {
+		p.log.Warn().Err(err).Str("unit", unit).Msg("cannot ask systemd for the unit's OOMPolicy")
+		return unit, false
+	}
+	return unit, pol == "stop"
 }
 
 func (p *Policy) rung(ctx context.Context, log zerolog.Logger, inc *watchdog.Incident, opts Options, rung string) ([]Action, bool) {

@@ -28,6 +28,8 @@ type UnitLimiter interface {
 	// systemd does not manage it.
 	UnitForCgroup(ctx context.Context, cgroup string) (string, error)
 	SetMemoryMax(ctx context.Context, unit string, bytes uint64) error
+	// OOMPolicy is the unit's OOMPolicy= ("" when it has none).
+	OOMPolicy(ctx context.Context, unit string) (string, error)
 }
 
 // systemdUnit returns the systemd unit that owns v2 cgroup cg, or "" when

@@ -21,8 +21,9 @@ import (
 // D-Bus peer that never replies, or a client that ignores its context).
 // SetMemoryMax then writes memory.max as systemd would, late.
 type hungUnits struct {
-	hang    string // "UnitForCgroup" or "SetMemoryMax"
-	memMax  string // the unit's memory.max
+	hang      string // "UnitForCgroup", "SetMemoryMax" or "OOMPolicy"
+	memMax    string // the unit's memory.max
+	oomPolicy string // the unit's OOMPolicy (default continue)
 	release chan struct{}
 	once    sync.Once
 
@@ -50,6 +51,14 @@ func (u *hungUnits) UnitForCgroup(_ context.Context, cg string) (string, error) 
 func (u *hungUnits) SetMemoryMax(_ context.Context, _ string, v uint64) error {
 	u.call("SetMemoryMax")
 	return os.WriteFile(u.memMax, []byte(strconv.FormatUint(v, 10)+"\n"), 0o644)
+}
+
+func (u *hungUnits) OOMPolicy(context.Context, string) (string, error) {
+	u.call("OOMPolicy")
+	if u.oomPolicy == "" {
+		return "continue", nil
+	}
+	return u.oomPolicy, nil
 }
 
 func (u *hungUnits) count(name string) int {
@@ -173,4 +182,43 @@ func TestUnitTimeoutBoundsUnitLookup(t *testing.T) {
 	}
 	cancel()
 	p.Wait()
+}
+
+// A unit with OOMPolicy=stop: the kill reset-adj lets the kernel make stops
+// the whole unit. The ladder says so in every action and in a warning, and
+// a rule's StopUnitLadder (here freeze) runs instead of the ladder; without
+// one the ladder runs as it is. A unit with OOMPolicy=continue is not
+// mentioned.
+func TestOOMPolicyStopUnitIsNamedAndGetsItsOwnLadder(t *testing.T) {
+	for _, tc := range []struct {
+		name, policy string
+		stopLadder   []string
+		want         string // the rung that runs
+		note         bool
+	}{
+		{"stop with a ladder for it", "stop", []string{Freeze}, Freeze, true},
+		{"stop without", "stop", nil, ResetAdj, true},
+		{"continue", "continue", []string{Freeze}, ResetAdj, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, start, u, logs, _ := unitHost(t)
+			u.oomPolicy = tc.policy
+			p := start()
+			p.cfg.Options.Ladder = []string{ResetAdj}
+			p.cfg.Options.StopUnitLadder = tc.stopLadder
+			p.cfg.Options.MaxResets = 1
+			rs := runIncident(t, p, unitIncident)
+			if len(rs) == 0 || rs[0].Name != tc.want {
+				t.Fatalf("actions %+v: want %s first", rs, tc.want)
+			}
+			for _, r := range rs {
+				if got := strings.Contains(r.Detail, "app.service has OOMPolicy=stop"); got != tc.note {
+					t.Errorf("action %s detail %q: mentions OOMPolicy=stop %v, want %v", r.Name, r.Detail, got, tc.note)
+				}
+			}
+			if got := strings.Contains(logs.String(), `"event":"oom_policy_stop"`); got != tc.note {
+				t.Errorf("oom_policy_stop logged %v, want %v:\n%s", got, tc.note, logs.String())
+			}
+		})
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
@@ -74,6 +75,44 @@ func (u *Units) UnitForCgroup(ctx context.Context, cgroup string) (string, error
 		return nil
 	})
 	return id, err
+}
+
+// OOMPolicy returns unit's OOMPolicy= ("continue", "stop", "kill"): what
+// systemd does to the whole unit when the kernel OOM-kills one of its
+// tasks. "" when the unit type has none (a scope before systemd 253).
+func (u *Units) OOMPolicy(ctx context.Context, unit string) (string, error) {
+	iface := "org.freedesktop.systemd1.Service"
+	if strings.HasSuffix(unit, ".scope") {
+		iface = "org.freedesktop.systemd1.Scope"
+	}
+	var policy string
+	err := u.do(ctx, func(_ *sddbus.Conn, raw *godbus.Conn) error {
+		var v godbus.Variant
+		err := raw.Object("org.freedesktop.systemd1", godbus.ObjectPath("/org/freedesktop/systemd1/unit/"+sddbus.PathBusEscape(unit))).CallWithContext(ctx,
+			"org.freedesktop.DBus.Properties.Get", 0, iface, "OOMPolicy").Store(&v)
+		if isUnknownProperty(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		s, ok := v.Value().(string)
+		if !ok {
+			return fmt.Errorf("unit %s: OOMPolicy is %s, not a string", unit, v.Signature())
+		}
+		policy = s
+		return nil
+	})
+	return policy, err
+}
+
+// isUnknownProperty: the unit's interface has no such property.
+func isUnknownProperty(err error) bool {
+	var v godbus.Error
+	if errors.As(err, &v) {
+		return v.Name == "org.freedesktop.DBus.Error.UnknownProperty" || v.Name == "org.freedesktop.DBus.Error.InvalidArgs"
+	}
+	return false
 }
 
 func isNoSuchUnit(err error) bool {

@@ -424,17 +424,9 @@ func (b *builder) checkSettings(s *SettingsDoc) {
 		if len(l.v) == 0 {
 			ps.at(l.at, "name at least one rung: "+rungList, "empty ladder")
 		}
-		seen := map[string]bool{}
-		for i, r := range l.v {
-			switch {
-			case !slices.Contains(policy.Rungs, r):
-				ps.at(l.ats[i], "use "+rungList, "unknown ladder rung %s", quoteBounded(r))
-			case seen[r]:
-				ps.at(l.ats[i], "name each rung once", "ladder rung %s appears twice", quoteBounded(r))
-			}
-			seen[r] = true
-		}
+		b.checkRungs(l)
 	}
+	b.checkRungs(s.StopUnitLadder)
 	if v := s.ResetAdj.Value; v.set && (v.v < -999 || v.v > 1000) {
 		ps.at(v.at, "use -999 to 1000 (0, the kernel's default, is usual; -1000 would keep the task unkillable)", "reset value %d is out of range", v.v)
 	}
@@ -468,6 +460,20 @@ func (b *builder) checkSettings(s *SettingsDoc) {
 	}
 	if v := s.Paused.Action; v.set && v.v != "" && v.v != policy.RaiseLimit && v.v != policy.Kill {
 		ps.at(v.at, `use "" (report only), raise-limit or kill`, "unknown paused action %s", quoteBounded(v.v))
+	}
+}
+
+// checkRungs checks that every rung of a ladder is known and named once.
+func (b *builder) checkRungs(l strList) {
+	seen := map[string]bool{}
+	for i, r := range l.v {
+		switch {
+		case !slices.Contains(policy.Rungs, r):
+			b.ps.at(l.ats[i], "use "+rungList, "unknown ladder rung %s", quoteBounded(r))
+		case seen[r]:
+			b.ps.at(l.ats[i], "name each rung once", "ladder rung %s appears twice", quoteBounded(r))
+		}
+		seen[r] = true
 	}
 }
 
@@ -546,6 +552,7 @@ func apply(base settings, d *SettingsDoc) settings {
 	if d.Ladder.set {
 		s.pol.Ladder = slices.Clone(d.Ladder.v)
 	}
+	setList(&s.pol.StopUnitLadder, d.StopUnitLadder)
 	if v := d.ResetAdj.Value; v.set {
 		s.pol.ResetTo = int(v.v)
 	}

@@ -41,6 +41,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{`f.yaml:3:1: duplicate key "dry_run" (first at line 1, column 1) — keep only one of them`}},
 		{"unknown rung", "rules:\n  - name: a\n  - name: b\n  - name: c\n    ladder:\n      - reset-adj\n      - reboot\n",
 			[]string{`f.yaml:7:9: rules[2].ladder[1]: unknown ladder rung "reboot" — use reset-adj, raise-limit, freeze, kill`}},
+		{"unknown rung for OOMPolicy=stop units", "oom_policy_stop_ladder: [freeze, stop]\n",
+			[]string{`f.yaml:1:34: oom_policy_stop_ladder[1]: unknown ladder rung "stop" — use reset-adj, raise-limit, freeze, kill`}},
 		{"duplicate rung", "ladder: [reset-adj, freeze, reset-adj]\n",
 			[]string{`f.yaml:1:29: ladder[2]: ladder rung "reset-adj" appears twice — name each rung once`}},
 		{"empty ladder", "ladder: []\n",
@@ -643,4 +645,20 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A rule's ladder for systemd units with OOMPolicy=stop reaches the
+// policy's options; where it is not set it stays empty (the ladder runs).
+func TestStopUnitLadderFromARule(t *testing.T) {
+	src := "rules:\n  - name: services\n    match: {unit: \"*.service\"}\n    oom_policy_stop_ladder: [freeze, kill]\n"
+	c, err := Parse("f.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.For("/system.slice/app.service").Policy.StopUnitLadder; !reflect.DeepEqual(got, []string{policy.Freeze, policy.Kill}) {
+		t.Errorf("rule: %v", got)
+	}
+	if got := c.TopLevel().Policy.StopUnitLadder; len(got) != 0 {
+		t.Errorf("top level: %v, want none", got)
+	}
 }

@@ -33,16 +33,18 @@ type fileDoc struct {
 
 // SettingsDoc is what both the top level and a rule may set.
 type SettingsDoc struct {
-	DryRun     boolVal       `yaml:"dry_run"`
-	Detector   detectorDoc   `yaml:"detector"`
-	Ladder     strList       `yaml:"ladder"`
-	ResetAdj   resetAdjDoc   `yaml:"reset_adj"`
-	Exempt     exemptDoc     `yaml:"exempt"`
-	RaiseLimit raiseLimitDoc `yaml:"raise_limit"`
-	Freeze     freezeDoc     `yaml:"freeze"`
-	Kill       killDoc       `yaml:"kill"`
-	Verify     verifyDoc     `yaml:"verify"`
-	Paused     pausedDoc     `yaml:"paused"`
+	DryRun   boolVal     `yaml:"dry_run"`
+	Detector detectorDoc `yaml:"detector"`
+	Ladder   strList     `yaml:"ladder"`
+	// StopUnitLadder: the ladder for systemd units with OOMPolicy=stop.
+	StopUnitLadder strList       `yaml:"oom_policy_stop_ladder"`
+	ResetAdj       resetAdjDoc   `yaml:"reset_adj"`
+	Exempt         exemptDoc     `yaml:"exempt"`
+	RaiseLimit     raiseLimitDoc `yaml:"raise_limit"`
+	Freeze         freezeDoc     `yaml:"freeze"`
+	Kill           killDoc       `yaml:"kill"`
+	Verify         verifyDoc     `yaml:"verify"`
+	Paused         pausedDoc     `yaml:"paused"`
 }
 
 type ruleDoc struct {

@@ -9,11 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Daemon is a running oomwatch whose JSON log lines (stderr) are collected.
@@ -59,6 +62,10 @@ func StartDaemonWait(t testing.TB, e Env, ready time.Duration, args ...string) *
 		t.Fatalf("start %s: %v", e.Daemon, err)
 	}
 	w.Close()
+	// As the shipped unit runs it (Nice=-10): the looping hog and the
+	// kernel's reclaim must not decide when the daemon gets the CPU.
+	// Threads started before this call keep nice 0: set it on each.
+	setNice(t, cmd.Process.Pid, daemonNice)
 	d := &Daemon{Pid: cmd.Process.Pid, Args: args, cmd: cmd, done: make(chan struct{}), drained: make(chan struct{})}
 	d.cond = sync.NewCond(&d.mu)
 	go func() {
@@ -303,4 +310,27 @@ func (c *Cgroup) OOMActivity(t testing.TB) int64 {
 		return k.Failcnt
 	}
 	return k.OOM
+}
+
+// daemonNice is the Nice= of systemd/oomwatch.service.
+const daemonNice = -10
+
+// setNice sets the nice value of every thread of pid (nice is per thread on
+// Linux; the Go runtime may have started some already).
+func setNice(t testing.TB, pid, nice int) {
+	t.Helper()
+	tids, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Logf("nice %d for pid %d: %v", nice, pid, err)
+		return
+	}
+	for _, e := range tids {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil {
+			t.Logf("nice %d for thread %d of pid %d: %v", nice, tid, pid, err)
+		}
+	}
 }

@@ -209,6 +209,9 @@ func (w *Watchdog) arm(cg, capKey string, inCtr bool) error {
 		// the watch is live now and readBaselines reads it right after.
 		st.baseLate = true
 		w.pending = append(w.pending, cg)
+		// Stored with the cgroup, not after arming: Stats never shows a
+		// cgroup as watched whose baseline is still unread as read.
+		w.baselining.Store(int64(len(w.pending)))
 	}
 	return nil
 }

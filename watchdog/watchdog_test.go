@@ -460,6 +460,47 @@ func TestWatchdogIgnoresOwnCgroup(t *testing.T) {
 // armed. Old OOMs in memory.events (here: 40 kill-less ones in every
 // cgroup, a loop if they counted) must never count as new, whether a
 // notification comes before or after the deferred read.
+// TestStatsNeverShowWatchedCgroupsAsBaselined: while the start-up walk arms
+// cgroups, Stats must count their unread baselines. Tests (and status) take
+// Baselining == 0 with cgroups watched as "every baseline read"; a counter
+// stored only after the walk showed 0 during it, so a counter change made
+// then was taken as the baseline and a loop went unseen.
+func TestStatsNeverShowWatchedCgroupsAsBaselined(t *testing.T) {
+	cgRoot, procRoot := t.TempDir(), t.TempDir()
+	writeV2Root(t, cgRoot)
+	const n = 2000
+	for i := 0; i < n; i++ {
+		writeCgroup(t, cgRoot, fmt.Sprintf("c%d", i), "20971520")
+	}
+	h, err := cgroupfs.Open(cgRoot, "")
+	must(t, err)
+	h.AnyFS = true
+	var logs testhost.SyncBuf
+	w, err := New(Config{CG: h, Proc: procfs.New(procRoot), Detector: DefaultParams, ResolveAfter: 300 * time.Millisecond},
+		newRecorder(), zerolog.New(&logs).Level(zerolog.DebugLevel))
+	must(t, err)
+	startRun(t, w)
+	zeroAt, done := 0, false
+	for deadline := time.Now().Add(20 * time.Second); !done; {
+		if time.Now().After(deadline) {
+			t.Fatal("baselines not read after 20s")
+		}
+		// Read before the sample: once logged, every baseline is read
+		// and the sample must say so.
+		done = strings.Contains(logs.String(), `"event":"baselines_read"`)
+		st := w.Stats()
+		switch {
+		case st.Baselining > 0 && zeroAt != 0:
+			t.Fatalf("Stats showed %d cgroups watched and no baseline unread, then %d baselines unread", zeroAt, st.Baselining)
+		case st.Watched >= 3 && st.Baselining == 0 && zeroAt == 0:
+			zeroAt = st.Watched
+		}
+	}
+	if zeroAt == 0 {
+		t.Fatal("every baseline read, and Stats still counts some unread")
+	}
+}
+
 func TestWatchdogDeferredBaselines(t *testing.T) {
 	cgRoot, procRoot := t.TempDir(), t.TempDir()
 	writeV2Root(t, cgRoot)

@@ -12,11 +12,13 @@ import (
 // The VM benchmarks' results as benchrow rows, for make bench's one table
 // (test/benchrow/benchtable).
 
-// Issue 7's loop-break targets: median ≤ 50 ms and ≤ 30 OOM events, p95 ≤ 150 ms.
+// The loop-break targets are kernel OOM attempts until the loop is broken
+// (the detector confirms a loop at its third): p50 ≤ 5 and p95 ≤ 10. The
+// milliseconds are printed too, but under TCG they are mostly the emulated
+// kernel's time, so they carry no target.
 const (
-	targetLoopP50 = 50
-	targetLoopP95 = 150
-	targetOOMsP50 = 30
+	targetOOMsP50 = 5
+	targetOOMsP95 = 10
 )
 
 func loopScenario(combo string) string { return combo + " VM (TCG)" }
@@ -33,14 +35,15 @@ func loopRows(bench string, all []benchSample) []benchrow.Row {
 				Metric: metric, Value: v, Unit: unit, Bench: bench}
 		}
 		own := g.method == benchrow.Oomwatch
-		lp50, lp95 := row("loop p50", pct(g.ms, 50), "ms"), row("loop p95", pct(g.ms, 95), "ms")
+		lp50, lp95 := row("loop p50 (TCG)", pct(g.ms, 50), "ms"), row("loop p95 (TCG)", pct(g.ms, 95), "ms")
 		kp50, cp50 := row("OOM events p50 (kmsg)", pct(g.km, 50), ""), row("OOM events p50 (counter)", pct(g.co, 50), "")
+		kp95, cp95 := row("OOM events p95 (kmsg)", pct(g.km, 95), ""), row("OOM events p95 (counter)", pct(g.co, 95), "")
 		if own {
-			lp50, lp95 = lp50.AtMost(targetLoopP50), lp95.AtMost(targetLoopP95)
 			kp50, cp50 = kp50.AtMost(targetOOMsP50), cp50.AtMost(targetOOMsP50)
+			kp95, cp95 = kp95.AtMost(targetOOMsP95), cp95.AtMost(targetOOMsP95)
 		}
 		out = append(out, row("loops", float64(len(g.ms)), ""), row("loops with error", float64(g.errs), ""),
-			lp50, lp95, kp50, row("OOM events p95 (kmsg)", pct(g.km, 95), ""), cp50, row("OOM events p95 (counter)", pct(g.co, 95), ""))
+			lp50, lp95, kp50, kp95, cp50, cp95)
 		if p50[g.combo] == nil {
 			p50[g.combo] = map[string]float64{}
 		}
@@ -127,9 +130,10 @@ func TestLoopRows(t *testing.T) {
 		met string
 	}{
 		"oomwatch/loops": {10, ""}, "oomwatch/loops with error": {1, ""},
-		"oomwatch/loop p50": {50, benchrow.Yes}, "oomwatch/loop p95": {100, benchrow.Yes},
+		"oomwatch/loop p50 (TCG)": {50, ""}, "oomwatch/loop p95 (TCG)": {100, ""},
 		"oomwatch/OOM events p50 (kmsg)": {5, benchrow.Yes}, "oomwatch/OOM events p50 (counter)": {5, benchrow.Yes},
-		"naive-1s/loop p50": {805, ""}, "naive-1s/OOM events p50 (kmsg)": {105, ""},
+		"oomwatch/OOM events p95 (kmsg)": {10, benchrow.Yes}, "oomwatch/OOM events p95 (counter)": {10, benchrow.Yes},
+		"naive-1s/loop p50 (TCG)": {805, ""}, "naive-1s/OOM events p50 (kmsg)": {105, ""},
 		"oomwatch/loop p50: naive-1s ÷ oomwatch": {16.1, ""},
 	} {
 		r, ok := got[k]

@@ -406,3 +406,95 @@ func TestV2CgroupEventsModified(t *testing.T) {
 	p.Unwatch(key)
 	wantStats(t, p, 1, 0)
 }
+
+// TestV2PollFileWakesAtTheNotification: a polled cgroup2 file reports each
+// kernfs notification by itself — no directory watch, no pin, no read of
+// the fd — and with a directory watch as well the change is still
+// reported once, not again when the workqueue's inotify event follows.
+func TestV2PollFileWakesAtTheNotification(t *testing.T) {
+	requireRoot(t)
+	mnt := cgroupMount(t, "cgroup2", "")
+	if mnt == "" {
+		testtier.Require(t, testtier.Host, "no cgroup2 mount in /proc/self/mountinfo")
+	}
+	p := newPoller(t)
+	cg := mkTestCgroup(t, mnt)
+	events := filepath.Join(cg, "cgroup.events")
+	const key = "v2:polled"
+	if err := p.PollFile(key, events); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PollFile(key, events); err != nil {
+		t.Errorf("polling the same file again: %v, want a no-op", err)
+	}
+	if err := p.PollFile(key, filepath.Join(cg, "cgroup.procs")); err == nil {
+		t.Error("a second file polled under the same key")
+	}
+	if n := p.Polled(); n != 1 {
+		t.Errorf("Polled() = %d, want 1", n)
+	}
+	wantStats(t, p, 0, 0)
+	// A fresh fd has read nothing: at most one report right away.
+	if evs := collect(t, p, 100*time.Millisecond); countKind(evs, key, eventfd.Modified) > 1 {
+		t.Errorf("fresh polled file reported %d times: %+v", countKind(evs, key, eventfd.Modified), evs)
+	}
+
+	// Each of populated 0 → 1 and 1 → 0 is its own notification, and each
+	// must wake the (edge-triggered, never read) fd again.
+	populate := func(what string) {
+		t.Helper()
+		sleep := exec.Command("sleep", "0.3")
+		if err := sleep.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sleep.Process.Kill(); _ = sleep.Wait() })
+		writeFile(t, filepath.Join(cg, "cgroup.procs"), strconv.Itoa(sleep.Process.Pid))
+		evs := waitFor(t, p, eventDeadline, what+": populated", is(key, eventfd.Modified, "cgroup.events"))
+		_ = sleep.Wait()
+		evs = append(evs, waitFor(t, p, eventDeadline, what+": unpopulated", is(key, eventfd.Modified, "cgroup.events"))...)
+		// The workqueue's inotify events, if a directory watch has them,
+		// arrive within this.
+		evs = append(evs, collect(t, p, 300*time.Millisecond)...)
+		n := 0
+		for _, ev := range evs {
+			if is(key, eventfd.Modified, "cgroup.events")(ev) {
+				n++
+			}
+		}
+		if n != 2 {
+			t.Errorf("%s: two notifications reported %d times: %+v", what, n, evs)
+		}
+	}
+	populate("polled only")
+	if err := p.WatchDir(key, cg); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PinFile(key, events); err != nil {
+		t.Fatal(err)
+	}
+	populate("polled and watched")
+
+	p.Unwatch(key)
+	if n := p.Polled(); n != 0 {
+		t.Errorf("Polled() after Unwatch = %d, want 0", n)
+	}
+	wantStats(t, p, 0, 0)
+}
+
+// TestPollFileOnARegularFileIsUnsupported: outside kernfs (a test's fake
+// hierarchy on tmpfs) a file has no poll of its own; the caller falls back
+// to the directory watch.
+func TestPollFileOnARegularFileIsUnsupported(t *testing.T) {
+	p := newPoller(t)
+	f := filepath.Join(t.TempDir(), "memory.events")
+	writeFile(t, f, "oom 0\n")
+	if err := p.PollFile("k", f); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("PollFile on tmpfs = %v, want ErrUnsupported", err)
+	}
+	if err := p.PollFile("k", f+".missing"); !errors.Is(err, eventfd.ErrGone) {
+		t.Errorf("PollFile on a missing file = %v, want ErrGone", err)
+	}
+	if n := p.Polled(); n != 0 {
+		t.Errorf("Polled() = %d, want 0", n)
+	}
+}

@@ -5,16 +5,19 @@
 //
 // # Design
 //
-// A Poller owns exactly three long-lived descriptors plus one per v1 memory
+// A Poller owns exactly four long-lived descriptors plus one per memory
 // cgroup:
 //
 //   - an epoll instance that everything else is registered with;
 //   - one inotify instance for all directory watches (WatchDir);
 //   - one eventfd per v1 memory cgroup, registered on memory.oom_control via
 //     cgroup.event_control (WatchV1OOM);
+//   - one open memory.events per v2 memory cgroup, edge-triggered for
+//     EPOLLPRI and never read (PollFile);
 //   - one internal "wake" eventfd that Close signals, so that a Wait blocked in
-//     epoll_wait(-1) returns ErrClosed at once. (Checking a flag between waits
-//     is not enough: shutdown could hang forever on an idle host.)
+//     epoll_wait(-1) returns ErrClosed at once (checking a flag between waits
+//     is not enough: shutdown could hang forever on an idle host), and a
+//     "poke" eventfd that makes Wait return early (Poke).
 //
 // Descriptors are closed only after Wait has returned, never under a running
 // epoll_wait.
@@ -32,7 +35,11 @@
 // FS_MODIFY|FS_EVENT_ON_CHILD to the watchers of its parent directory. A
 // directory watch with IN_MODIFY therefore sees "memory.events" and
 // "cgroup.events" change without a watch per file, which matters at 10,000
-// cgroups (fs.inotify.max_user_watches). cgroup_file_notify() is rate limited
+// cgroups (fs.inotify.max_user_watches). The workqueue can run long after the
+// notification on a busy CPU — exactly when a task loops in the OOM path — so
+// the file the caller must hear at once (memory.events) is also polled:
+// PollFile's fd is woken by kernfs_notify itself, and the directory watch's
+// later Modified for that file is not reported again. cgroup_file_notify() is rate limited
 // to about 100 notifications per second per file, and inotify merges
 // identical unread events, so a Modified event is a hint: re-read the file,
 // never count the events. Writes made through the VFS (including our own

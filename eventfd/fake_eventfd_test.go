@@ -2,6 +2,8 @@ package eventfd
 
 import (
 	"encoding/binary"
+	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,13 +25,13 @@ func addFakeOOM(t *testing.T, p *Poller, key, oomControl string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.nextID++
-	w := &oomWatch{key: key, oomControl: oomControl, fd: efd, id: p.nextID}
+	w := &fdWatch{key: key, path: oomControl, fd: efd, id: p.nextID}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd), Pad: int32(w.id)}
 	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
 		unix.Close(efd)
 		t.Fatal(err)
 	}
-	p.addOOMWatchLocked(w)
+	p.addFDWatchLocked(w)
 	// A second descriptor to signal through: the poller may close efd.
 	sig, err := unix.Dup(efd)
 	if err != nil {
@@ -151,5 +153,31 @@ func TestKindString(t *testing.T) {
 		if got := k.String(); got != want {
 			t.Errorf("Kind(%d).String() = %q, want %q", k, got, want)
 		}
+	}
+}
+
+// TestPollFileKeepsTheFDReserve: PollFile stops where another polled file
+// would leave less than fdReserve of RLIMIT_NOFILE to the rest of the
+// process (reads of cgroup and /proc files need fds of their own).
+func TestPollFileKeepsTheFDReserve(t *testing.T) {
+	p, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	if want := int(min(rl.Cur, math.MaxInt32)) - fdReserve; p.pollMax != want {
+		t.Errorf("pollMax = %d, want RLIMIT_NOFILE %d - %d", p.pollMax, rl.Cur, fdReserve)
+	}
+	p.pollMax = 0
+	f := filepath.Join(t.TempDir(), "memory.events")
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PollFile("k", f); !errors.Is(err, ErrFDBudget) {
+		t.Errorf("PollFile past the budget = %v, want ErrFDBudget", err)
 	}
 }

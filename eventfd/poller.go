@@ -66,6 +66,13 @@ type Event struct {
 // ErrClosed is returned by Wait and the Watch methods once Close was called.
 var ErrClosed = errors.New("eventfd: poller closed")
 
+// ErrFDBudget is returned by PollFile when another polled file would leave
+// fewer than fdReserve descriptors of RLIMIT_NOFILE for everything else.
+var ErrFDBudget = errors.New("eventfd: no fd left to poll with (RLIMIT_NOFILE)")
+
+// fdReserve is what PollFile leaves of RLIMIT_NOFILE for other descriptors.
+const fdReserve = 1024
+
 // ErrGone is wrapped by WatchDir and WatchV1OOM when the target does not exist
 // (ENOENT, or ENODEV from a kernfs node being removed). A vanished cgroup is
 // normal, so callers test for it with errors.Is(err, ErrGone);
@@ -92,27 +99,34 @@ const (
 )
 
 // entry is everything registered under one key: at most one directory
-// watch, one pinned file and one v1 OOM eventfd, which is what a cgroup
-// needs. One small struct per key, found from its key, from either of its
+// watch, one pinned file, one polled file and one v1 OOM eventfd, which is
+// what a cgroup needs. One small struct per key, found from its key, from either of its
 // watch descriptors (10,000 cgroups are 10,000 entries: the per-cgroup cost
 // is kept low on purpose; no path is kept).
 type entry struct {
 	key     string
-	oom     *oomWatch // v1 eventfd, nil if none
-	dirWD   int32     // 0: no directory watch (inotify wds start at 1)
-	pinWD   int32     // 0: no pinned file
-	dirMask uint32    // the mask the directory watch was added with
+	oom     *fdWatch // v1 eventfd, nil if none
+	polled  *fdWatch // polled file (PollFile), nil if none
+	dirWD   int32    // 0: no directory watch (inotify wds start at 1)
+	pinWD   int32    // 0: no pinned file
+	dirMask uint32   // the mask the directory watch was added with
 }
 
-func (e *entry) empty() bool { return e.dirWD == 0 && e.pinWD == 0 && e.oom == nil }
+func (e *entry) empty() bool {
+	return e.dirWD == 0 && e.pinWD == 0 && e.oom == nil && e.polled == nil
+}
 
-type oomWatch struct {
-	key        string
-	oomControl string
-	fd         int
+// fdWatch is a descriptor of its own in the epoll set: a v1 OOM eventfd
+// (path is its memory.oom_control) or a polled kernfs file (name is its
+// base name, reported as Event.Name).
+type fdWatch struct {
+	key  string
+	path string // v1 eventfd: the memory.oom_control it was registered on
+	name string // polled file: its base name; "" for a v1 eventfd
+	fd   int
 	// id is stored in the epoll data next to the fd: a stale epoll event for
 	// an fd that was closed (Unwatch) and whose number was reused by a new
-	// eventfd must not be attributed to the new registration.
+	// registration must not be attributed to the new one.
 	id uint32
 }
 
@@ -129,9 +143,14 @@ type Poller struct {
 	mu     sync.Mutex // guards everything below
 	closed bool
 	byWD   map[int32]*entry // directory and pin watches
-	byEFD  map[int]*oomWatch
+	byFD   map[int]*fdWatch // v1 eventfds and polled files
 	byKey  map[string]*entry
 	nextID uint32
+	polled int // polled files in byFD
+	// pollMax bounds the descriptors in byFD that PollFile may add to: the
+	// process's RLIMIT_NOFILE less fdReserve, so that polling never takes
+	// the fds every read of a cgroup or /proc file needs.
+	pollMax int
 
 	// Owned by Wait (under waitMu).
 	epEvents []unix.EpollEvent
@@ -166,7 +185,11 @@ func New() (p *Poller, err error) {
 		}
 	}
 	p.byWD = make(map[int32]*entry)
-	p.byEFD = make(map[int]*oomWatch)
+	p.byFD = make(map[int]*fdWatch)
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil {
+		p.pollMax = int(min(rl.Cur, math.MaxInt32)) - fdReserve
+	}
 	p.byKey = make(map[string]*entry)
 	p.epEvents = make([]unix.EpollEvent, maxEpollEvents)
 	p.inBuf = make([]byte, inotifyBufSize)
@@ -382,21 +405,87 @@ func (p *Poller) WatchV1OOM(key, eventControl, oomControl string) error {
 		return wrap(fmt.Errorf("write %q to %s: %w", msg, eventControl, err))
 	}
 	p.nextID++
-	w := &oomWatch{key: key, oomControl: oomControl, fd: efd, id: p.nextID}
+	w := &fdWatch{key: key, path: oomControl, fd: efd, id: p.nextID}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd), Pad: int32(w.id)}
 	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
 		unix.Close(efd)
 		return wrap(fmt.Errorf("epoll_ctl add eventfd: %w", err))
 	}
-	p.addOOMWatchLocked(w)
+	p.addFDWatchLocked(w)
 	return nil
 }
 
-func (p *Poller) addOOMWatchLocked(w *oomWatch) {
-	p.byEFD[w.fd] = w
+func (p *Poller) addFDWatchLocked(w *fdWatch) {
+	p.byFD[w.fd] = w
 	e := p.entryLocked(w.key)
-	e.oom = w
+	if w.name != "" {
+		e.polled = w
+		p.polled++
+	} else {
+		e.oom = w
+	}
 	p.byKey[w.key] = e
+}
+
+// PollFile wakes the poller as soon as the kernel notifies the cgroup file
+// path (memory.events), reported as Modified under key with the file's base
+// name, at the cost of one open fd and no read. The same change reaches a
+// WatchDir of its directory later, from the kernel's workqueue; that
+// inotify Modified is not reported again while the file is polled.
+//
+// Why: kernfs_notify (cgroup_file_notify, for memory.events at every OOM)
+// wakes the file's poll waiters at once and only queues the fsnotify event
+// on the system workqueue (kernfs_notify_workfn). While a task loops in the
+// OOM path on a busy CPU the kworker can run many milliseconds later, and
+// every one of them is another OOM attempt before the loop is seen.
+//
+// The fd is in the epoll set edge-triggered for EPOLLPRI and is never read:
+// kernfs reports EPOLLPRI while the open file has not read the latest
+// notification (kernfs_generic_poll), so an unread fd stays "changed" and
+// edge triggering turns each wake-up of the file's poll queue into one
+// event. Reading it would re-arm the level but makes seq_file keep a page
+// per fd. The first Wait after PollFile may report the file once (a fresh
+// fd has read nothing yet). A file that cannot be polled (not kernfs: the
+// epoll_ctl is refused) is reported wrapping errors.ErrUnsupported, a
+// missing one wrapping ErrGone, and one more fd than RLIMIT_NOFILE leaves
+// (fdReserve kept for the rest of the process) as ErrFDBudget. Polling a
+// file of the same name under the same key again is a no-op.
+func (p *Poller) PollFile(key, path string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if e := p.byKey[key]; e != nil && e.polled != nil {
+		if e.polled.name == filepath.Base(path) {
+			return nil // already polled
+		}
+		return fmt.Errorf("poll %s: key %q already polls a file", path, key)
+	}
+	if len(p.byFD) >= p.pollMax {
+		return fmt.Errorf("poll %s: %w: %d descriptors in use", path, ErrFDBudget, len(p.byFD))
+	}
+	fd, err := openRetry(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW)
+	if err != nil {
+		if isGoneErrno(err) {
+			return fmt.Errorf("poll %s: %w: %w", path, ErrGone, err)
+		}
+		return fmt.Errorf("poll %s: %w", path, err)
+	}
+	p.nextID++
+	w := &fdWatch{key: key, name: filepath.Base(path), fd: fd, id: p.nextID}
+	ev := unix.EpollEvent{Events: unix.EPOLLPRI | unix.EPOLLET, Fd: int32(fd), Pad: int32(w.id)}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EPERM) {
+			// A regular file: no poll of its own (tmpfs, a test's fake
+			// hierarchy). Its directory watch still reports it.
+			return fmt.Errorf("poll %s: %w: %w", path, errors.ErrUnsupported, err)
+		}
+		return fmt.Errorf("poll %s: epoll_ctl add: %w", path, err)
+	}
+	p.addFDWatchLocked(w)
+	return nil
 }
 
 // Unwatch drops every watch and eventfd registered under key. Events already
@@ -431,10 +520,16 @@ func (p *Poller) dropKeyLocked(key string, except int32) {
 			_, _ = unix.InotifyRmWatch(p.infd, uint32(wd))
 		}
 	}
-	if w := e.oom; w != nil {
-		delete(p.byEFD, w.fd)
+	for _, w := range [2]*fdWatch{e.oom, e.polled} {
+		if w == nil {
+			continue
+		}
+		delete(p.byFD, w.fd)
 		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, w.fd, nil)
-		_ = unix.Close(w.fd) // unregisters from the memcg (EPOLLHUP → memcg_event_wake)
+		_ = unix.Close(w.fd) // a v1 eventfd: unregisters from the memcg (EPOLLHUP → memcg_event_wake)
+	}
+	if e.polled != nil {
+		p.polled--
 	}
 	delete(p.byKey, key)
 }
@@ -453,7 +548,14 @@ func (p *Poller) dropPinLocked(e *entry) {
 func (p *Poller) Stats() (dirWatches, eventfds int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.byWD), len(p.byEFD)
+	return len(p.byWD), len(p.byFD) - p.polled
+}
+
+// Polled reports the number of polled files (PollFile), one fd each.
+func (p *Poller) Polled() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.polled
 }
 
 // Poke makes a blocked Wait (or the next one) return, with no events if
@@ -499,12 +601,13 @@ func (p *Poller) Close() error {
 	if werr != nil {
 		errs = append(errs, fmt.Errorf("wake poller: %w", werr))
 	}
-	for fd := range p.byEFD {
+	for fd := range p.byFD {
 		if err := unix.Close(fd); err != nil {
-			errs = append(errs, fmt.Errorf("close eventfd %d: %w", fd, err))
+			errs = append(errs, fmt.Errorf("close fd %d: %w", fd, err))
 		}
 	}
-	clear(p.byEFD)
+	clear(p.byFD)
+	p.polled = 0
 	clear(p.byWD)
 	clear(p.byKey)
 	// Closing the inotify fd drops all its watches.
@@ -573,7 +676,7 @@ func (p *Poller) Wait(buf []Event, timeout time.Duration) ([]Event, error) {
 				}
 				continue
 			}
-			buf = p.handleEventfd(buf, int(ready[i].Fd), uint32(ready[i].Pad))
+			buf = p.handleFD(buf, int(ready[i].Fd), uint32(ready[i].Pad))
 		}
 		if len(buf) > 0 || poked {
 			return buf, nil
@@ -586,13 +689,16 @@ func (p *Poller) Wait(buf []Event, timeout time.Duration) ([]Event, error) {
 	}
 }
 
-// handleEventfd drains one v1 OOM eventfd.
-func (p *Poller) handleEventfd(buf []Event, fd int, id uint32) []Event {
+// handleFD reports one ready polled file or drains one v1 OOM eventfd.
+func (p *Poller) handleFD(buf []Event, fd int, id uint32) []Event {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	w := p.byEFD[fd]
+	w := p.byFD[fd]
 	if w == nil || w.id != id {
 		return buf // unwatched (or fd number reused) since epoll_wait returned
+	}
+	if w.name != "" {
+		return append(buf, Event{Key: w.key, Kind: Modified, Name: w.name}) // edge-triggered: nothing to drain
 	}
 	var count uint64
 	var b [8]byte
@@ -615,7 +721,7 @@ func (p *Poller) handleEventfd(buf []Event, fd int, id uint32) []Event {
 	// away"). By then the cgroup directory is already unlinked, so a missing
 	// memory.oom_control means removal, not OOM.
 	var st unix.Stat_t
-	if err := unix.Stat(w.oomControl, &st); err != nil && isGoneErrno(err) {
+	if err := unix.Stat(w.path, &st); err != nil && isGoneErrno(err) {
 		key := w.key
 		p.dropKeyLocked(key, -1)
 		return append(buf, Event{Key: key, Kind: Gone, Count: count})
@@ -694,8 +800,11 @@ func (p *Poller) parseInotifyLocked(buf []Event, b []byte) []Event {
 			// A pin reports nothing of its own.
 		case mask&unix.IN_ISDIR == 0 && mask&unix.IN_MODIFY != 0:
 			// kernfs_notify_workfn: FS_MODIFY|FS_EVENT_ON_CHILD reaches the
-			// directory watch when memory.events/cgroup.events change.
-			buf = append(buf, Event{Key: w.key, Kind: Modified, Name: p.intern(name)})
+			// directory watch when memory.events/cgroup.events change. A
+			// polled file was reported at the notification itself.
+			if w.polled == nil || string(name) != w.polled.name {
+				buf = append(buf, Event{Key: w.key, Kind: Modified, Name: p.intern(name)})
+			}
 		}
 	}
 	return buf

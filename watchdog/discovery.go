@@ -155,10 +155,9 @@ func (w *Watchdog) arm(cg, capKey string, inCtr bool) error {
 		return nil // the root has no memory.events; v1: "OOM notification doesn't work for the root cgroup"
 	}
 	if w.cfg.CG.Version == 2 {
-		// kernfs only notifies a file whose inode is cached
-		// (kernfs_notify_workfn uses ilookup): pin memory.events so the
-		// directory watch keeps seeing its changes.
-		if err := w.poller.PinFile(cg, w.cfg.CG.MemoryEventsPath(cg)); err != nil {
+		// The start-up walk polls in readBaselines, after ready: an open
+		// and an epoll_ctl per cgroup would lengthen arming.
+		if err := w.watchEvents(cg, w.fresh); err != nil {
 			if errors.Is(err, eventfd.ErrGone) && w.cfg.CG.Exists(cg) {
 				// No memory.events: the memory controller is not enabled
 				// here (parent's subtree_control) and its usage is charged
@@ -224,6 +223,9 @@ func (w *Watchdog) readBaselines(now time.Time) {
 		if st := w.cgroups[cg]; st != nil && st.baseLate {
 			w.baseline(now, cg, st)
 		}
+		if st := w.cgroups[cg]; st != nil && !st.noMemory {
+			w.poll(cg)
+		}
 	}
 	w.pending = w.pending[n:]
 	w.baselining.Store(int64(len(w.pending)))
@@ -248,6 +250,37 @@ func (w *Watchdog) baseline(now time.Time, cg string, st *cgroupState) {
 	st.last = c // the baseline: see observe
 }
 
+// watchEvents makes the changes of cg's memory.events heard. kernfs only
+// notifies a file whose inode is cached (kernfs_notify_workfn uses ilookup):
+// the pin keeps it so for the directory watch. With poll, the file is
+// polled as well (see poll).
+func (w *Watchdog) watchEvents(cg string, poll bool) error {
+	if err := w.poller.PinFile(cg, w.cfg.CG.MemoryEventsPath(cg)); err != nil {
+		return err
+	}
+	if poll {
+		w.poll(cg)
+	}
+	return nil
+}
+
+// poll has cg's memory.events polled: the poll hears the kernel's
+// notification itself rather than the workqueue's inotify echo, which a
+// looping task on a busy CPU delays by many OOM attempts
+// (eventfd.PollFile). Without a poll (not kernfs, or no fd left: warned
+// once) the directory watch still reports every change, later.
+func (w *Watchdog) poll(cg string) {
+	err := w.poller.PollFile(cg, w.cfg.CG.MemoryEventsPath(cg))
+	if err == nil || errors.Is(err, errors.ErrUnsupported) || errors.Is(err, eventfd.ErrGone) {
+		return // a missing file: the next read finds the cgroup gone
+	}
+	if !w.pollWarned {
+		w.pollWarned = true
+		w.log.Warn().Str("event", "poll_unavailable").Err(err).Str("cgroup", cg).
+			Msg("cannot poll memory.events (out of fds: raise LimitNOFILE): the OOMs of this and further such cgroups are heard through inotify, some milliseconds later")
+	}
+}
+
 // enableMemory re-checks the children of cg after its cgroup.subtree_control
 // was written: enabling +memory gives existing children memory.events, and
 // kernfs sends no inotify event for files it adds. A child created before
@@ -259,7 +292,7 @@ func (w *Watchdog) enableMemory(cg string) {
 		if !st.noMemory || !w.cfg.CG.HasMemoryEvents(c) {
 			continue
 		}
-		if err := w.poller.PinFile(c, w.cfg.CG.MemoryEventsPath(c)); err != nil {
+		if err := w.watchEvents(c, true); err != nil {
 			continue
 		}
 		cnt, _, err := w.counters(c, st, 0)

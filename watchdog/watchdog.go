@@ -135,18 +135,19 @@ type Stats struct {
 
 // Watchdog is the main loop. Create with New, run with Run.
 type Watchdog struct {
-	cfg       Config
-	h         Handler
-	log       zerolog.Logger
-	poller    *eventfd.Poller
-	insp      Inspector
-	cgroups   map[string]*cgroupState
-	t0        time.Time       // stamps count from here
-	full      bool            // MaxCgroups reached, warned once
-	perTop    map[string]int  // watched cgroups per subtree (capKey)
-	capped    map[string]bool // subtrees warned about
-	armErrors int
-	fresh     bool // arming cgroups created after start-up (v2: zero baseline)
+	cfg        Config
+	h          Handler
+	log        zerolog.Logger
+	poller     *eventfd.Poller
+	insp       Inspector
+	cgroups    map[string]*cgroupState
+	t0         time.Time       // stamps count from here
+	full       bool            // MaxCgroups reached, warned once
+	pollWarned bool            // a memory.events could not be polled, warned once
+	perTop     map[string]int  // watched cgroups per subtree (capKey)
+	capped     map[string]bool // subtrees warned about
+	armErrors  int
+	fresh      bool // arming cgroups created after start-up (v2: zero baseline)
 
 	// kids lists the watched children of each watched cgroup that has
 	// any: every walk of a subtree while handling an event goes through

@@ -155,6 +155,11 @@ func TestDaemonBreaksLoop(t *testing.T) {
 		efd = RegisterOOMEventfd(t, cg)
 	}
 	d := StartDaemon(t, e, "run")
+	if !e.V1() {
+		// The OOM notification is heard by polling memory.events, not from
+		// the workqueue's later inotify event: the daemon holds it open.
+		waitPolled(t, d.Pid, filepath.Join(cg.Mem, "memory.events"))
+	}
 	p := StartHog(t, e, cg, 64, -1000)
 
 	inc := brokenByResetAdj(t, d, cg, p, cg)
@@ -487,5 +492,24 @@ func TestDaemonMemoryEnabledAfterStart(t *testing.T) {
 	brokenByResetAdj(t, d, cg, p, cg)
 	if evs := d.Events(Ev("event", "limited_view")); len(evs) != 0 {
 		t.Errorf("a root without +memory was called a limited view: %v", evs)
+	}
+}
+
+// waitPolled waits until process pid holds file open (the daemon polls a
+// cgroup's memory.events once its start-up baselines are read).
+func waitPolled(t *testing.T, pid int, file string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, e := range ents {
+			if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); err == nil && l == file {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon (pid %d) does not hold %s open after 10s: its OOM notifications would wait for the workqueue's inotify event", pid, file)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

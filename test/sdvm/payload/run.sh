@@ -58,6 +58,12 @@ cat "$RES/verify.txt"
 check "systemd-analyze verify (installed unit)" '[ $vrc = 0 ] && [ ! -s "$RES/verify.txt" ]'
 systemd-analyze security --no-pager oomwatch.service >"$RES/security.txt" 2>&1
 grep 'Overall exposure level' "$RES/security.txt"
+check "systemd-analyze security of the installed unit within --threshold=23" \
+	'systemd-analyze security --no-pager --threshold=23 oomwatch.service >/dev/null 2>&1'
+# ProtectKernelTunables=: /sys and /proc/sys read-only in the daemon's mount
+# namespace, the cgroupfs it writes still read-write
+check "the daemon sees /sys/fs/cgroup read-write, /proc/sys read-only" \
+	'awk "\$5 == \"/sys/fs/cgroup\" { print \$6 }" /proc/$pid/mountinfo | grep -q "^rw" && awk "\$5 == \"/proc/sys\" { print \$6 }" /proc/$pid/mountinfo | grep -q "^ro"'
 mark analyzed
 
 # ---------------------------------------------------------------- journald
@@ -136,6 +142,36 @@ systemctl stop raise48.service
 install -m 0640 /tmp/oomwatch.yaml.orig /etc/oomwatch/oomwatch.yaml
 systemctl reload oomwatch.service
 mark raise-reverted
+
+# ---------------------------------------------------------------- bad config
+echo "== a bad config: reload keeps the old one; at start it fails once with 78, no restart loop"
+pid=$(show oomwatch.service MainPID); nr0=$(show oomwatch.service NRestarts)
+printf 'detector:\n  window: 10 seconds\n' >/tmp/bad.yaml
+install -m 0640 /tmp/bad.yaml /etc/oomwatch/oomwatch.yaml
+systemctl reload oomwatch.service
+wait_for "journal: event=reload_failed naming oomwatch.yaml:2:11" 30 \
+	'owlog | grep "\"event\":\"reload_failed\"" | grep -q "oomwatch.yaml:2:11"'
+check "reload with a bad file: same process, still active, not restarted" \
+	'systemctl is-active -q oomwatch.service && [ "$(show oomwatch.service MainPID)" = "$pid" ] && [ "$(show oomwatch.service NRestarts)" = "$nr0" ]'
+systemctl restart oomwatch.service
+wait_for "restart with a bad file: the unit fails" 30 '[ "$(show oomwatch.service ActiveState)" = failed ]'
+check "exit status 78 (EX_CONFIG), Result=exit-code" \
+	'[ "$(show oomwatch.service ExecMainStatus)" = 78 ] && [ "$(show oomwatch.service Result)" = exit-code ]'
+# RestartSec=2s: a restart loop would have restarted it twice by now
+sleep 5
+check "no restart loop (RestartPreventExitStatus=78): NRestarts $(show oomwatch.service NRestarts) = $nr0, still failed" \
+	'[ "$(show oomwatch.service NRestarts)" = "$nr0" ] && [ "$(show oomwatch.service ActiveState)" = failed ]'
+systemctl status --no-pager -l -n 20 oomwatch.service >"$RES/status-bad.txt" 2>&1
+cat "$RES/status-bad.txt"
+check "systemctl status shows the positioned error (oomwatch.yaml:2:11: detector.window)" \
+	'grep -q "oomwatch.yaml:2:11: detector.window" "$RES/status-bad.txt"'
+check "journal has the positioned error" \
+	'journalctl -u oomwatch.service --no-pager -o cat | grep -q "oomwatch.yaml:2:11: detector.window"'
+install -m 0640 /tmp/oomwatch.yaml.orig /etc/oomwatch/oomwatch.yaml
+systemctl reset-failed oomwatch.service
+systemctl start oomwatch.service
+wait_for "good config back: active again" 30 'systemctl is-active -q oomwatch.service'
+mark bad-config
 
 # ---------------------------------------------------------------- watchdog
 echo "== systemd watchdog: pings keep it quiet, a stopped daemon is restarted"

@@ -33,8 +33,37 @@ func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
 func init() {
+	quietRuntime()
 	// keep main on the initial thread so -comm renames the thread /proc/PID/comm shows
 	runtime.LockOSThread()
+}
+
+// quietRuntime re-executes the hog with asynchronous preemption off. In a
+// loop the touching goroutine spins in page faults for seconds; preempting
+// it makes the scheduler hand its P to another thread, and a thread created
+// then is charged to the full cgroup, fails, and the runtime exits 2 — the
+// hog dies by itself, not by the OOM killer.
+func quietRuntime() {
+	const off = "asyncpreemptoff=1"
+	env := os.Getenv("GODEBUG")
+	if strings.Contains(env, off) {
+		return
+	}
+	if env != "" {
+		env += ","
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return
+	}
+	envv := []string{"GODEBUG=" + env + off}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GODEBUG=") {
+			envv = append(envv, kv)
+		}
+	}
+	// on failure the hog runs as it is
+	_ = unix.Exec(exe, os.Args, envv)
 }
 
 func main() {

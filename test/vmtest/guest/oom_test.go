@@ -75,7 +75,7 @@ func TestLoopReproduces(t *testing.T) {
 		t.Errorf("oom_kill = %d during the loop, want 0", k1.OOMKill)
 	}
 	if p.Exited() {
-		t.Fatalf("hog exited during the loop: %v", p.State())
+		t.Fatalf("hog exited during the loop: %v: %s", p.State(), p.StderrText())
 	}
 
 	// break it

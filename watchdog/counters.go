@@ -27,10 +27,11 @@ const subtreeReads = 256
 // (oom_kill + oom_group_kill).
 func V2Counters(h cgroupfs.Hierarchy, cg string) (Counters, error) {
 	ev, err := h.MemoryEvents(cg)
-	if err != nil {
-		return Counters{}, err
-	}
-	return Counters{OOM: ev.OOM, Kills: ev.OOMKill + ev.OOMGroupKill}, nil
+	return v2Counters(ev), err
+}
+
+func v2Counters(ev cgroupfs.MemoryEvents) Counters {
+	return Counters{OOM: ev.OOM, Kills: ev.OOMKill + ev.OOMGroupKill}
 }
 
 // counters reads cg's counters; v1Count is what the eventfd just reported.
@@ -44,8 +45,12 @@ func V2Counters(h cgroupfs.Hierarchy, cg string) (Counters, error) {
 // baseline over the same cgroups.
 func (w *Watchdog) counters(cg string, st *cgroupState, v1Count uint64) (Counters, cgroupfs.OOMControl, error) {
 	if w.cfg.CG.Version == 2 {
-		c, err := V2Counters(w.cfg.CG, cg)
-		return c, cgroupfs.OOMControl{}, err
+		ev, err := w.cfg.CG.MemoryEvents(cg)
+		if err != nil {
+			return Counters{}, cgroupfs.OOMControl{}, err
+		}
+		st.max = ev.Max
+		return v2Counters(ev), cgroupfs.OOMControl{}, nil
 	}
 	oc, err := w.cfg.CG.OOMControl(cg)
 	if err != nil {
@@ -163,6 +168,7 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 	if st.needBase {
 		st.last, st.needBase = w.v1Base(cg, st), false
 	}
+	prevMax := st.max
 	c, oc, err := w.counters(cg, st, v1Count)
 	if errors.Is(err, cgroupfs.ErrGone) {
 		w.drop(cg)
@@ -211,6 +217,9 @@ func (w *Watchdog) observe(now time.Time, cg string, v1Count uint64) bool {
 	}
 	if w.cfg.CG.Version == 2 {
 		w.follow(now, cg, a)
+		if st.max > prevMax && a.OOMs == 0 && a.Kills == 0 {
+			w.watchLimit(now, cg)
+		}
 	}
 	w.preInspect(now, cg, a)
 	// A v1 OOM at a cgroup notifies its descendants too, and they inherit

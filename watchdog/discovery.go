@@ -359,6 +359,7 @@ func (w *Watchdog) forget(c string) {
 	delete(w.cgroups, c)
 	delete(w.rechecks, c)
 	delete(w.follows, c)
+	delete(w.limitHits, c)
 	delete(w.pre, c)
 	delete(w.kids, c)
 	if p, ok := cgroupfs.Parent(c); ok {

@@ -3,6 +3,8 @@ package watchdog
 import (
 	"cmp"
 	"time"
+
+	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 )
 
 // Timers of the event loop: v1 re-reads after the kernel's settle time and
@@ -47,14 +49,74 @@ func (w *Watchdog) recheckDue(now time.Time) {
 	w.suspectAll(now, suspects)
 }
 
+// following is a cgroup whose memory.events the watchdog reads itself
+// until then: since its first kill-less OOM (oom), or since its limit was
+// hit by tasks that are all unkillable (see watchLimit).
+type following struct {
+	until stamp
+	oom   bool
+}
+
 // follow starts or stops following cg after an observation (see followEvery).
 func (w *Watchdog) follow(now time.Time, cg string, a Assessment) {
-	if a.Signal != Quiet || a.OOMs == 0 || a.Kills > 0 {
+	if a.Signal != Quiet || a.Kills > 0 {
 		delete(w.follows, cg)
 		return
 	}
-	if _, ok := w.follows[cg]; !ok {
-		w.follows[cg] = w.stamp(now.Add(cmp.Or(w.cfg.FollowFor, followFor)))
+	f, ok := w.follows[cg]
+	switch {
+	case a.OOMs == 0 && !f.oom:
+		// quiet, or a limit watch that runs to its end
+		if ok && !f.oom && w.stamp(now) > f.until {
+			delete(w.follows, cg)
+		}
+	case a.OOMs == 0:
+		delete(w.follows, cg)
+	case !f.oom:
+		w.follows[cg] = following{until: w.stamp(now.Add(cmp.Or(w.cfg.FollowFor, followFor))), oom: true}
+	}
+}
+
+// limitHit is what watchLimit found when it last read a cgroup's tasks.
+type limitHit struct {
+	at    stamp
+	loops bool // every task unkillable: its next OOM would loop
+}
+
+// watchLimit is told that cg's memory.events max rose with no OOM: the
+// limit was hit and reclaim runs. The kernel's OOM notification that may
+// follow within milliseconds is held back to the next 10 ms mark by the
+// notification before it (this one), and a loop of fast OOMs would be
+// several OOMs further by then. So when every task of cg is unkillable
+// (read once per limitCheckEvery), cg is followed for limitFollowFor, as
+// after a kill-less OOM. At most maxLimitHits cgroups are remembered and
+// maxFollows followed: a tenant's many cgroups at their limits cost bounded
+// reads.
+func (w *Watchdog) watchLimit(now time.Time, cg string) {
+	if _, ok := w.follows[cg]; ok {
+		return
+	}
+	h, ok := w.limitHits[cg]
+	if !ok || w.since(now, h.at) > limitCheckEvery {
+		if !ok && len(w.limitHits) >= maxLimitHits {
+			for c, o := range w.limitHits {
+				if w.since(now, o.at) > limitCheckEvery {
+					delete(w.limitHits, c)
+				}
+			}
+			if len(w.limitHits) >= maxLimitHits {
+				return
+			}
+		}
+		h = limitHit{at: w.stamp(now)}
+		if lim, err := w.cfg.CG.Limit(cg); err == nil && lim != cgroupfs.Unlimited {
+			cands, err := w.insp.Candidates(cg)
+			h.loops = err == nil && Classify(cands) == VerdictLoop
+		}
+		w.limitHits[cg] = h
+	}
+	if h.loops && len(w.follows) < maxFollows {
+		w.follows[cg] = following{until: w.stamp(now.Add(cmp.Or(w.cfg.FollowFor, limitFollowFor)))}
 	}
 }
 
@@ -66,8 +128,8 @@ func (w *Watchdog) followDue(now time.Time) {
 	}
 	w.lastFollow = w.stamp(now)
 	var suspects []string
-	for cg, until := range w.follows {
-		if w.stamp(now) > until || w.ancestorOpen(cg) {
+	for cg, f := range w.follows {
+		if w.stamp(now) > f.until || w.ancestorOpen(cg) {
 			delete(w.follows, cg)
 			continue
 		}

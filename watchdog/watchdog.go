@@ -59,8 +59,10 @@ type Config struct {
 	// looping (4.19–5.15, see KernelForcesCharge); usage above the limit
 	// after kill-less OOMs is then reported as VerdictForced.
 	ForcedChargeKernel bool
-	// FollowFor is how long the counters of a cgroup with kill-less OOMs
-	// are read every millisecond (v2, see followEvery); 0 means 50 ms.
+	// FollowFor is how long the counters of a cgroup with kill-less OOMs,
+	// or of one whose unkillable tasks hit its limit, are read every
+	// millisecond (v2, see followEvery and watchLimit); 0 means 50 ms and
+	// 15 ms.
 	FollowFor time.Duration
 	// RiskHint, if set, is called from the event loop when a cgroup's
 	// would-loop risk may have changed: an OOM killed a task at its limit
@@ -85,6 +87,7 @@ type cgroupState struct {
 	last     Counters  // last counters read
 	v1OOM    uint64    // v1: running total of eventfd counts
 	localOOM uint64    // v2: last memory.events.local oom
+	max      uint64    // v2: last memory.events max (the limit hit, reclaim run)
 	armKills uint64    // v1: this cgroup's own oom_kill when it was armed
 	gen      uint64    // configuration generation the detector was built for
 	inc      *Incident // open incident, nil when none
@@ -166,7 +169,8 @@ type Watchdog struct {
 	gen               atomic.Uint64 // bumped by Reconfigure
 	rechecks          map[string]bool
 	rechecksLeft      bool                     // recheckDue stopped at its budget with due rechecks left
-	follows           map[string]stamp         // v2: kill-less OOMs under way, read until then (see followEvery)
+	follows           map[string]following     // v2: kill-less OOMs under way, or a limit hit by unkillable tasks (see followEvery)
+	limitHits         map[string]limitHit      // v2: whose tasks were read at a limit hit (see watchLimit)
 	pre               map[string]preInspection // tasks read at a limit holder's first kill-less OOM (see preInspect)
 	lastFollow        stamp                    // when followDue last read them
 	pending           []string                 // v2 cgroups armed at start-up whose baseline is not read yet
@@ -195,16 +199,17 @@ func New(cfg Config, h Handler, log zerolog.Logger) (*Watchdog, error) {
 	}
 	return &Watchdog{
 		cfg: cfg, h: h, log: log, t0: time.Now(),
-		insp:     Inspector{CG: cfg.CG, Proc: cfg.Proc, MaxProcs: cfg.MaxProcs, MaxCgroups: inspectCgroups},
-		cgroups:  make(map[string]*cgroupState),
-		perTop:   make(map[string]int),
-		kids:     make(map[string][]string),
-		opened:   make(map[string]*cgroupState),
-		rechecks: make(map[string]bool),
-		follows:  make(map[string]stamp),
-		pre:      make(map[string]preInspection),
-		capped:   make(map[string]bool),
-		listReqs: make(chan chan []Watched, 16),
+		insp:      Inspector{CG: cfg.CG, Proc: cfg.Proc, MaxProcs: cfg.MaxProcs, MaxCgroups: inspectCgroups},
+		cgroups:   make(map[string]*cgroupState),
+		perTop:    make(map[string]int),
+		kids:      make(map[string][]string),
+		opened:    make(map[string]*cgroupState),
+		rechecks:  make(map[string]bool),
+		follows:   make(map[string]following),
+		limitHits: make(map[string]limitHit),
+		pre:       make(map[string]preInspection),
+		capped:    make(map[string]bool),
+		listReqs:  make(chan chan []Watched, 16),
 	}, nil
 }
 
@@ -380,7 +385,14 @@ const recheckBudget = 5 * time.Millisecond
 // while kill-less OOMs are under way and below the detector's count: no
 // wake-up on an idle host, none once the kernel kills or an incident opens.
 // (v1's eventfd is signalled at every OOM: nothing to gain there.)
+//
+// limitFollowFor, limitCheckEvery, maxLimitHits, maxFollows: see watchLimit.
+// A limit watch covers one held-back notification (12 ms at HZ=250).
 const (
-	followEvery = time.Millisecond
-	followFor   = 50 * time.Millisecond // Config.FollowFor's default
+	followEvery     = time.Millisecond
+	followFor       = 50 * time.Millisecond // Config.FollowFor's default
+	limitFollowFor  = 15 * time.Millisecond
+	limitCheckEvery = 10 * time.Second
+	maxLimitHits    = 256
+	maxFollows      = 64
 )

@@ -38,7 +38,7 @@ const (
 	memcgIDMax = 65535
 )
 
-// TestFlood50kCgroupsHost (issue 8): a container that creates 50,000 real v1
+// TestFlood50kCgroupsHost: a container that creates 50,000 real v1
 // memory cgroups in its delegated subtree cannot exhaust oomwatch. The real
 // watchdog, with its default caps, on the host's real v1 hierarchy, watches
 // exactly MaxPerSubtree cgroups of the flood, says so once, still watches a

@@ -33,7 +33,7 @@ const (
 	HostPrefix = "OOMWATCH-BENCH-HOST\t"
 )
 
-// Measurements (docs/BENCHMARKS.md numbers them as issue 7 does); the table
+// Measurements (numbered as docs/BENCHMARKS.md numbers them); the table
 // lists them in this order.
 const (
 	LoopBreak = "1 loop-break"
@@ -67,7 +67,7 @@ type Row struct {
 	Metric      string  `json:"metric"`      // e.g. "loop p50", "RSS"
 	Value       float64 `json:"value"`
 	Unit        string  `json:"unit"`   // "ms", "MiB", "×", "" for counts
-	Target      string  `json:"target"` // issue 7's target for this number, "" if none
+	Target      string  `json:"target"` // the target for this number, "" if none
 	Met         string  `json:"met"`    // Yes, No, "" (no target)
 	// Text replaces Value where there is no number ("crashed", "resolved:47
 	// exhausted:3"); keep it short, details go to Note.

@@ -7,7 +7,7 @@ import (
 	"github.com/oomwatch/oomwatch/test/benchrow"
 )
 
-// Issue 7's scale targets (docs/BENCHMARKS.md "Reading against the targets").
+// The scale targets (docs/BENCHMARKS.md "Reading against the targets").
 const (
 	targetArmSec  = 2.0  // arming at 10,000 cgroups
 	targetRSSMiB  = 30.0 // resident at 10,000 cgroups

@@ -23,7 +23,7 @@ import (
 //
 //	go test -run '^$' -bench VMLoopBreak -timeout 60m ./test/vmtest/
 //
-// OOMWATCH_VM_BENCH_N (default 20, as issue 7 asks) loops per method and combination;
+// OOMWATCH_VM_BENCH_N (default 20) loops per method and combination;
 // OOMWATCH_VM_COMBOS selects combinations as for TestVM.
 // BenchmarkVMLoopBreak boots each kernel/cgroup combination once (whatever
 // b.N) and prints the loop-break table; `make bench` runs it.

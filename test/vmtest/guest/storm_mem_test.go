@@ -42,7 +42,7 @@ type StormMemResult struct {
 	Incidents   int     `json:"incidents"`
 }
 
-// TestStormMemoryBound is issue 8's "own memory under a storm": the real
+// TestStormMemoryBound checks oomwatch's own memory under a storm: the real
 // daemon at its defaults on 10,000 cgroups, 50 loops starting at once and
 // 1,000 cgroups created and removed per second (each alive 1 s) for 30 s
 // (asked for; the rate reached is reported), all at the same time. oomwatch's peak resident memory must stay under

@@ -35,7 +35,7 @@ alert-deps:
 	bash alert/testdata/install-alertmanager.sh
 
 deps: vm-deps alert-deps sdvm-deps image-deps
-	bash test/sdvm/lxc-ensure-image.sh >/dev/null
+	bash test/sdvm/ensure-image.sh lxc >/dev/null
 
 test: deps
 	$(GO) vet ./...

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Turn a debootstrap'd rootfs into a bootable, self-testing VM image
-# (SYSTEMD-VM.md). usage: customize.sh ROOTFS KERNEL_EXTRACT_DIR KVER
+# usage: customize.sh ROOTFS KERNEL_EXTRACT_DIR KVER
 set -euo pipefail
 R=$1 K=$2 KVER=$3
 

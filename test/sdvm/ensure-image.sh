@@ -1,19 +1,24 @@
 #!/bin/bash
-# Make sure the systemd-VM image is cached; print its directory.
+# Make sure a systemd-VM image variant is cached; print its directory.
 #
-# Cache: ${OOMWATCH_VM_CACHE:-/var/tmp/oomwatch-vm}/sdvm/<key>/{root.img.zst,vmlinuz,release,times}
-# key = hash of build-image.sh, customize.sh and the kernel package name, so a
-# change to either script rebuilds, and every other run only decompresses.
+#   ensure-image.sh [VARIANT]     (default base; see build-image.sh)
+#
+# Cache: ${OOMWATCH_VM_CACHE:-/var/tmp/oomwatch-vm}/sdvm-VARIANT/<key>/{root.img.zst,vmlinuz,release,times}
+# key = hash of build-image.sh, customize.sh, VARIANT-customize.sh and the
+# kernel package name, so a change to any of them rebuilds, and every other
+# run only decompresses. Each variant has its own directory, so cleaning up
+# one variant's old keys never removes another's image.
 # As root on Debian 12 it first installs what the tier's host side needs when
 # missing: debootstrap, zstd, qemu, lintian, promtool (Debian's prometheus
 # package: the alerting rules' tests) and bash-completion (the package's
 # completion test). Building the image needs root.
 # Env: OOMWATCH_SDVM_KPKG (kernel package).
 set -euo pipefail
+VARIANT=${1:-base}
 D=$(cd "$(dirname "$0")" && pwd)
-CACHE=${OOMWATCH_VM_CACHE:-/var/tmp/oomwatch-vm}/sdvm
+CACHE=${OOMWATCH_VM_CACHE:-/var/tmp/oomwatch-vm}/sdvm-$VARIANT
 KPKG=${OOMWATCH_SDVM_KPKG:-linux-image-6.1.0-56-cloud-amd64}
-log() { echo "ensure-image.sh: $*" >&2; }
+log() { echo "ensure-image.sh $VARIANT: $*" >&2; }
 
 if [ "$(id -u)" = 0 ]; then
 	need=()
@@ -31,7 +36,12 @@ if [ "$(id -u)" = 0 ]; then
 	fi
 fi
 
-key=$(cat "$D/build-image.sh" "$D/customize.sh" <(echo "$KPKG") | sha256sum | cut -c1-16)
+parts=("$D/build-image.sh" "$D/customize.sh")
+if [ "$VARIANT" != base ]; then
+	[ -f "$D/$VARIANT-customize.sh" ] || { log "no $VARIANT-customize.sh"; exit 2; }
+	parts+=("$D/$VARIANT-customize.sh")
+fi
+key=$(cat "${parts[@]}" <(echo "$VARIANT $KPKG") | sha256sum | cut -c1-16)
 dir=$CACHE/$key
 if [ -s "$dir/root.img.zst" ] && [ -s "$dir/vmlinuz" ]; then
 	echo "$dir"
@@ -51,9 +61,9 @@ mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
 flock 9
 if [ -s "$dir/root.img.zst" ]; then echo "$dir"; exit 0; fi # built while we waited
-log "building $dir (debootstrap bookworm + $KPKG, ~1 min)"
+log "building $dir (debootstrap bookworm + $KPKG, a minute or two)"
 rm -rf "$dir.new"
-"$D/build-image.sh" "$dir.new" "$KPKG" >&2
+"$D/build-image.sh" "$dir.new" "$KPKG" "$VARIANT" >&2
 zstd -q -T0 -3 --rm "$dir.new/root.img" -o "$dir.new/root.img.zst"
 # older keys are dead weight (~75 MB each)
 find "$CACHE" -mindepth 1 -maxdepth 1 -type d ! -name "$key.new" -exec rm -rf {} +

@@ -1,5 +1,5 @@
 #!/bin/bash
-# LXC on top of customize.sh (LXC-SIDECAR.md part B): no bridge, no
+# The lxc image variant, on top of customize.sh: no bridge, no
 # AppArmor profile, and the test containers created at image-build time
 # (lxc-create -t busybox takes 12 s under TCG but 0.3 s in a chroot here).
 #   web1: memory.max 48M, lxc.proc.oom_score_adj = -1000 (init and all it
@@ -24,7 +24,7 @@ done
 echo "lxc.proc.oom_score_adj = -1000" >>"$R/var/lib/lxc/web1/config"
 
 # a looping container floods the kernel log (one OOM dump per retry): the
-# runner saves only the journal's tail (pitfall B6)
+# runner saves only the journal's tail
 sed -i 's/journalctl -b --no-pager -o short-monotonic/journalctl -b --no-pager -n 5000 -o short-monotonic/' \
 	"$R/usr/local/sbin/vmtest-runner"
 grep -q -- '-n 5000' "$R/usr/local/sbin/vmtest-runner" || { echo "lxc-customize.sh: runner journal line not found" >&2; exit 1; }

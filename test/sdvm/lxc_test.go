@@ -3,7 +3,6 @@ package sdvm
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,35 +10,6 @@ import (
 
 	"github.com/oomwatch/oomwatch/test/testtier"
 )
-
-// ensureLXCImage is EnsureImage for the LXC variant (lxc-ensure-image.sh:
-// lxc and busybox-static added, containers web1 and web2 baked in), cached
-// apart from the plain image.
-func ensureLXCImage(ctx context.Context, log func(string)) (Image, error) {
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(Dir(), "lxc-ensure-image.sh"))
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if s := strings.TrimSpace(stderr.String()); s != "" && log != nil {
-		log(s)
-	}
-	if err != nil {
-		return Image{}, &imageError{err: err, stderr: strings.TrimSpace(stderr.String())}
-	}
-	dir := strings.TrimSpace(string(out))
-	img := Image{Dir: dir, RootZst: filepath.Join(dir, "root.img.zst"), Vmlinuz: filepath.Join(dir, "vmlinuz")}
-	rel, _ := os.ReadFile(filepath.Join(dir, "release"))
-	times, _ := os.ReadFile(filepath.Join(dir, "times"))
-	img.Release, img.Times = strings.TrimSpace(string(rel)), strings.TrimSpace(string(times))
-	return img, nil
-}
-
-type imageError struct {
-	err    error
-	stderr string
-}
-
-func (e *imageError) Error() string { return "lxc-ensure-image.sh: " + e.err.Error() + ": " + e.stderr }
 
 // TestLXCInSystemd installs the .deb into Debian 12 with systemd as PID 1
 // and lxc 5, and checks in the guest (lxcpayload/run.sh), against two real
@@ -63,9 +33,9 @@ func TestLXCInSystemd(t *testing.T) {
 	}
 	ctx := context.Background()
 	t0 := time.Now()
-	img, err := ensureLXCImage(ctx, func(s string) { t.Log(s) })
+	img, err := EnsureImage(ctx, LXC, func(s string) { t.Log(s) })
 	if err != nil {
-		testtier.Require(t, testtier.VM, "no LXC systemd VM image: "+err.Error()+" (run test/sdvm/lxc-ensure-image.sh as root)")
+		testtier.Require(t, testtier.VM, "no LXC systemd VM image: "+err.Error()+" (run test/sdvm/ensure-image.sh lxc as root)")
 	}
 	t.Logf("image %s (kernel %s) ready in %v; build times: %s", img.Dir, img.Release, time.Since(t0).Round(time.Millisecond), img.Times)
 

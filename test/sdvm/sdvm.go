@@ -1,11 +1,12 @@
 // Package sdvm boots Debian 12 with systemd as PID 1 under qemu and runs a
 // test payload in it: the tier that installs the oomwatch .deb into a real
-// systemd system. Recipe: /work/shared/SYSTEMD-VM.md.
+// systemd system.
 //
 // The root filesystem is made with debootstrap by build-image.sh and
-// customize.sh and cached, zstd-compressed, with the Debian cloud kernel that
-// boots it (NVMe root, no initramfs) by ensure-image.sh under
-// $OOMWATCH_VM_CACHE/sdvm/<hash of the scripts>/. Each run decompresses it,
+// customize.sh (plus VARIANT-customize.sh for an image variant such as lxc)
+// and cached, zstd-compressed, with the Debian cloud kernel that boots it
+// (NVMe root, no initramfs) by ensure-image.sh under
+// $OOMWATCH_VM_CACHE/sdvm-VARIANT/<hash of the scripts>/. Each run decompresses it,
 // attaches it with snapshot=on, passes the payload directory in as a raw tar
 // disk and gets the files the guest saved back on a second raw tar disk; the
 // payload's run.sh output arrives on the second serial port.
@@ -54,10 +55,17 @@ func CheckHost() error {
 	return errors.Join(errs...)
 }
 
-// EnsureImage returns the cached image, building it first when missing
-// (root, network, about a minute); the build's stderr goes to log.
-func EnsureImage(ctx context.Context, log func(string)) (Image, error) {
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(Dir(), "ensure-image.sh"))
+// Image variants (build-image.sh): Base is Debian 12 with systemd; LXC adds
+// lxc 5 and the containers lxc-customize.sh creates.
+const (
+	Base = "base"
+	LXC  = "lxc"
+)
+
+// EnsureImage returns the cached image of variant, building it first when
+// missing (root, network, a minute or two); the build's stderr goes to log.
+func EnsureImage(ctx context.Context, variant string, log func(string)) (Image, error) {
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(Dir(), "ensure-image.sh"), variant)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

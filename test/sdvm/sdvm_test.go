@@ -54,7 +54,7 @@ func TestDebInSystemd(t *testing.T) {
 	}
 	ctx := context.Background()
 	t0 := time.Now()
-	img, err := EnsureImage(ctx, func(s string) { t.Log(s) })
+	img, err := EnsureImage(ctx, Base, func(s string) { t.Log(s) })
 	if err != nil {
 		testtier.Require(t, testtier.VM, "no systemd VM image: "+err.Error()+" (make sdvm-deps as root)")
 	}

@@ -77,7 +77,7 @@ func requireHost(t *testing.T) {
 	}
 }
 
-// ulimits are the explicit --ulimit flags (pitfall A2: rootful podman asks
+// ulimits are the explicit --ulimit flags (rootful podman asks
 // for 1048576 files and processes; without CAP_SYS_RESOURCE the hard limit
 // cannot be raised, so stay at or below ours).
 func ulimits() []string {
@@ -97,7 +97,7 @@ func ulimits() []string {
 	return out
 }
 
-// podman runs podman with the runtime this host needs (pitfall A1: crun
+// podman runs podman with the runtime this host needs (crun
 // 1.8 refuses hybrid cgroups).
 func podman(args ...string) *exec.Cmd {
 	return exec.Command("podman", append([]string{"--runtime", "runc"}, args...)...)
@@ -389,7 +389,7 @@ func TestSidecar(t *testing.T) {
 		if b, err := podman("rm", "-f", "-v", "-t", "2", name).CombinedOutput(); err != nil {
 			t.Errorf("podman rm %s: %v: %s", name, err, b)
 		}
-		// pitfall A4: podman's cgroupfs manager leaves libpod_parent/conmon
+		// podman's cgroupfs manager leaves libpod_parent/conmon
 		// in every hierarchy; remove them when no other container runs
 		if ps, err := podman("ps", "-aq").Output(); err == nil && len(bytes.TrimSpace(ps)) == 0 {
 			dirs, _ := filepath.Glob("/sys/fs/cgroup/*/libpod_parent")
@@ -400,7 +400,7 @@ func TestSidecar(t *testing.T) {
 		}
 		if !hadChains {
 			if c := netavarkChains(); c != "" {
-				t.Errorf("--network=none still left netavark iptables chains (pitfall A3):\n%s", c)
+				t.Errorf("--network=none still left netavark iptables chains:\n%s", c)
 			}
 		}
 	})
@@ -476,7 +476,7 @@ func TestSidecar(t *testing.T) {
 
 	t.Run("single-oom-kill", func(t *testing.T) {
 		// One task, one OOM, one kill: the only eventfd wake-up comes before
-		// the kernel bumps oom_kill (pitfall A6).
+		// the kernel bumps oom_kill.
 		one := newMemcg(t, base+"-one", "32M", false)
 		time.Sleep(500 * time.Millisecond) // the directory watch arms the new cgroup
 		err := exec.Command(hog, "-mb", "64", "-exit", "-cgroup-procs", filepath.Join(one.dir, "cgroup.procs")).Run()

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Guest side of test/sdvm's TestLXCInSystemd (LXC-SIDECAR.md part B):
+# Guest side of test/sdvm's TestLXCInSystemd:
 # Debian 12, systemd PID 1, cgroup2, lxc 5 with two privileged busybox
 # containers baked into the image (lxc-customize.sh): web1 with
 # lxc.proc.oom_score_adj = -1000, web2 without. cwd = the payload
@@ -34,7 +34,7 @@ dpkgq() {
 }
 # memory.events counter of a cgroup
 mev() { awk -v k="$2" '$1 == k {print $2}' "/sys/fs/cgroup$1/memory.events" 2>/dev/null; }
-# a user-space memory toucher (pitfall B2: dd faults in kernel mode and just gets a short read)
+# a user-space memory toucher (dd faults in kernel mode and just gets a short read)
 HOG='exec awk "BEGIN{s=\"x\"; for(;;) s = s s}"'
 
 mark start
@@ -67,8 +67,8 @@ check "web1 init oom_score_adj -1000" '[ "$(cat /proc/$init1/oom_score_adj)" = -
 check "memory.max of lxc.payload.web1 = 48M" '[ "$(cat /sys/fs/cgroup/lxc.payload.web1/memory.max)" = 50331648 ]'
 for p in $(cat /sys/fs/cgroup/lxc.payload.web1/cgroup.procs); do echo "  pid $p $(cat /proc/$p/comm) adj $(cat /proc/$p/oom_score_adj)"; done
 mark web1-running
-# the process added with lxc-attach inherits lxc-attach's 0 and protects itself (pitfall B1);
-# output to a file, never the tty (pitfall B4)
+# the process added with lxc-attach inherits lxc-attach's 0 and protects itself;
+# output to a file, never the tty
 rm -f "$RES/attach1.rc"
 ( timeout 120 lxc-attach -n web1 -- sh -c "echo -1000 > /proc/self/oom_score_adj; cat /proc/self/cgroup; $HOG" </dev/null >"$RES/attach1.out" 2>&1
   echo $? >"$RES/attach1.rc" ) &
@@ -86,7 +86,7 @@ wait_for "lxc-attach ended" 30 '[ -s "$RES/attach1.rc" ]'
 check "awk killed by the kernel after the reset (lxc-attach rc $(cat "$RES/attach1.rc" 2>/dev/null) = 137)" '[ "$(cat "$RES/attach1.rc")" = 137 ]'
 mark loop-broken
 echo "  attached task saw: $(tr '\n' ' ' <"$RES/attach1.out")"
-check "the attached task ran in the .lxc child (container view 0::/.lxc; no memory files there: pitfall B5)" \
+check "the attached task ran in the .lxc child (container view 0::/.lxc; no memory files there)" \
 	'grep -qx "0::/.lxc" "$RES/attach1.out" && [ -d /sys/fs/cgroup/lxc.payload.web1/.lxc ] && [ ! -e /sys/fs/cgroup/lxc.payload.web1/.lxc/memory.max ]'
 echo "  lxc.payload.web1 memory.events: $(tr '\n' ' ' </sys/fs/cgroup/lxc.payload.web1/memory.events)"
 check "oom_kill of lxc.payload.web1 >= 1" '[ "$(mev /lxc.payload.web1 oom_kill)" -ge 1 ]'

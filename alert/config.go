@@ -209,21 +209,50 @@ func (c Config) sinkNames() (exec, webhook, am, pd []string) {
 	return
 }
 
+// FieldError is a problem with one field of one sink. Kind and Index say
+// which sink (its list in the alerts section and its place there), Field
+// the key the problem is about, so that the config layer can point at the
+// line; Error reads "alert KIND[INDEX] (NAME): what is wrong".
+type FieldError struct {
+	Kind  string
+	Index int
+	Name  string
+	Field string // the sink's YAML key ("url", "command"), or "" for the sink as a whole
+	Err   error  // what is wrong, starting with the field
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("alert %s[%d] (%s): %v", e.Kind, e.Index, e.Name, e.Err)
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// sinkRef names one sink in messages.
+type sinkRef struct {
+	kind  string
+	index int
+	name  string
+}
+
+func (w sinkRef) String() string { return fmt.Sprintf("alert %s[%d] (%s)", w.kind, w.index, w.name) }
+
+func (w sinkRef) errf(field, format string, args ...any) error {
+	return &FieldError{Kind: w.kind, Index: w.index, Name: w.name, Field: field, Err: fmt.Errorf(format, args...)}
+}
+
 // Validate checks the config without touching the filesystem (secret
 // files are read by New). Every message names the sink and the field.
 func (c Config) Validate() error {
 	var errs []error
 	en, wn, an, pn := c.sinkNames()
-	seen := map[string]string{}
-	at := func(kind string, i int, name string) string {
-		return fmt.Sprintf("alert %s[%d] (%s)", kind, i, name)
-	}
-	checkName := func(where, name string) {
+	seen := map[string]sinkRef{}
+	at := func(kind string, i int, name string) sinkRef { return sinkRef{kind, i, name} }
+	checkName := func(where sinkRef, name string) {
 		if !nameRE.MatchString(name) {
-			errs = append(errs, fmt.Errorf("%s: name %q: want 1-64 of [A-Za-z0-9_.-], starting with a letter or digit", where, name))
+			errs = append(errs, where.errf("name", "name %q: want 1-64 of [A-Za-z0-9_.-], starting with a letter or digit", name))
 		}
 		if prev, dup := seen[name]; dup {
-			errs = append(errs, fmt.Errorf("%s: name %q already used by %s", where, name, prev))
+			errs = append(errs, where.errf("name", "name %q already used by %s", name, prev))
 		}
 		seen[name] = where
 	}
@@ -232,18 +261,18 @@ func (c Config) Validate() error {
 		checkName(w, en[i])
 		errs = append(errs, s.Delivery.validate(w)...)
 		if len(s.Command) == 0 {
-			errs = append(errs, fmt.Errorf("%s: command: empty; want an argv array like [\"/usr/local/bin/page\", \"--team\", \"ops\"]", w))
+			errs = append(errs, w.errf("command", "command: empty; want an argv array like [\"/usr/local/bin/page\", \"--team\", \"ops\"]"))
 		} else if !filepath.IsAbs(s.Command[0]) {
-			errs = append(errs, fmt.Errorf("%s: command[0] %q: want an absolute path (hooks never go through a shell or $PATH)", w, s.Command[0]))
+			errs = append(errs, w.errf("command", "command[0] %q: want an absolute path (hooks never go through a shell or $PATH)", s.Command[0]))
 		}
 		for _, e := range s.Env {
 			if !envNameRE.MatchString(e) {
-				errs = append(errs, fmt.Errorf("%s: env %q: not a variable name", w, e))
+				errs = append(errs, w.errf("env", "env %q: not a variable name", e))
 				continue
 			}
 			for _, r := range reservedEnv {
 				if e == r || strings.HasSuffix(r, "_") && strings.HasPrefix(e, r) {
-					errs = append(errs, fmt.Errorf("%s: env %q: never passed to hooks (systemd and oomwatch reserve %s)", w, e, r))
+					errs = append(errs, w.errf("env", "env %q: never passed to hooks (systemd and oomwatch reserve %s)", e, r))
 				}
 			}
 		}
@@ -254,11 +283,11 @@ func (c Config) Validate() error {
 		errs = append(errs, s.Delivery.validate(w)...)
 		errs = append(errs, s.HTTPConfig.validate(w, true)...)
 		if s.Secret != "" && s.SecretFile != "" {
-			errs = append(errs, fmt.Errorf("%s: secret and secret_file: give one", w))
+			errs = append(errs, w.errf("secret", "secret and secret_file: give one"))
 		}
 		if s.Secret != "" {
 			if _, err := hmacKey(string(s.Secret)); err != nil {
-				errs = append(errs, fmt.Errorf("%s: secret: %w", w, err))
+				errs = append(errs, w.errf("secret", "secret: %w", err))
 			}
 		}
 	}
@@ -268,17 +297,17 @@ func (c Config) Validate() error {
 		errs = append(errs, s.Delivery.validate(w)...)
 		errs = append(errs, s.HTTPConfig.validate(w, true)...)
 		if s.ResendInterval < 0 {
-			errs = append(errs, fmt.Errorf("%s: resend_interval %v: negative", w, s.ResendInterval))
+			errs = append(errs, w.errf("resend_interval", "resend_interval %v: negative", s.ResendInterval))
 		}
 		if s.ResolveResend < 0 {
-			errs = append(errs, fmt.Errorf("%s: resolve_resend %v: negative", w, s.ResolveResend))
+			errs = append(errs, w.errf("resolve_resend", "resolve_resend %v: negative", s.ResolveResend))
 		}
 		for k := range s.Labels {
 			if !labelRE.MatchString(k) {
-				errs = append(errs, fmt.Errorf("%s: labels: %q is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)", w, k))
+				errs = append(errs, w.errf("labels", "labels: %q is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)", k))
 			}
 			if amOwnLabels[k] {
-				errs = append(errs, fmt.Errorf("%s: labels: %q is set by oomwatch", w, k))
+				errs = append(errs, w.errf("labels", "labels: %q is set by oomwatch", k))
 			}
 		}
 	}
@@ -289,11 +318,11 @@ func (c Config) Validate() error {
 		errs = append(errs, s.HTTPConfig.validate(w, false)...)
 		switch {
 		case s.RoutingKey != "" && s.RoutingKeyFile != "":
-			errs = append(errs, fmt.Errorf("%s: routing_key and routing_key_file: give one", w))
+			errs = append(errs, w.errf("routing_key", "routing_key and routing_key_file: give one"))
 		case s.RoutingKey == "" && s.RoutingKeyFile == "":
-			errs = append(errs, fmt.Errorf("%s: routing_key or routing_key_file: required", w))
+			errs = append(errs, w.errf("routing_key", "routing_key or routing_key_file: required"))
 		case s.RoutingKey != "" && strings.TrimSpace(string(s.RoutingKey)) != string(s.RoutingKey):
-			errs = append(errs, fmt.Errorf("%s: routing_key: leading or trailing white space", w))
+			errs = append(errs, w.errf("routing_key", "routing_key: leading or trailing white space"))
 		}
 	}
 	return errors.Join(errs...)
@@ -314,7 +343,8 @@ func (c Config) CheckFiles(owner uint32) error {
 			return
 		}
 		if err := rootowned.Path(path, owner); err != nil {
-			errs = append(errs, fmt.Errorf("alert %s[%d] (%s): %s: %w", kind, i, name, field, err))
+			key, _, _ := strings.Cut(field, "[")
+			errs = append(errs, sinkRef{kind, i, name}.errf(key, "%s: %w", field, err))
 		}
 	}
 	checkHTTP := func(kind string, i int, name string, h HTTPConfig) {
@@ -347,53 +377,53 @@ func (c Config) CheckFiles(owner uint32) error {
 	return errors.Join(errs...)
 }
 
-func (d Delivery) validate(w string) []error {
+func (d Delivery) validate(w sinkRef) []error {
 	var errs []error
 	if d.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("%s: timeout %v: negative", w, d.Timeout))
+		errs = append(errs, w.errf("timeout", "timeout %v: negative", d.Timeout))
 	}
 	if d.QueueSize < 0 {
-		errs = append(errs, fmt.Errorf("%s: queue_size %d: negative", w, d.QueueSize))
+		errs = append(errs, w.errf("queue_size", "queue_size %d: negative", d.QueueSize))
 	}
 	if d.MaxAttempts < 0 {
-		errs = append(errs, fmt.Errorf("%s: max_attempts %d: negative", w, d.MaxAttempts))
+		errs = append(errs, w.errf("max_attempts", "max_attempts %d: negative", d.MaxAttempts))
 	}
 	if d.MaxAge < 0 {
-		errs = append(errs, fmt.Errorf("%s: max_age %v: negative", w, d.MaxAge))
+		errs = append(errs, w.errf("max_age", "max_age %v: negative", d.MaxAge))
 	}
 	return errs
 }
 
-func (h HTTPConfig) validate(w string, urlRequired bool) []error {
+func (h HTTPConfig) validate(w sinkRef, urlRequired bool) []error {
 	var errs []error
 	if h.URL == "" {
 		if urlRequired {
-			errs = append(errs, fmt.Errorf("%s: url: required", w))
+			errs = append(errs, w.errf("url", "url: required"))
 		}
 	} else if u, err := url.Parse(h.URL); err != nil {
-		errs = append(errs, fmt.Errorf("%s: url: not a URL", w)) // the URL may hold a token: not echoed
+		errs = append(errs, w.errf("url", "url: not a URL")) // the URL may hold a token: not echoed
 	} else if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		errs = append(errs, fmt.Errorf("%s: url %s: want http:// or https:// with a host", w, redactURL(h.URL)))
+		errs = append(errs, w.errf("url", "url %s: want http:// or https:// with a host", redactURL(h.URL)))
 	}
 	for k := range h.Headers {
 		if !headerRE.MatchString(k) {
-			errs = append(errs, fmt.Errorf("%s: headers: %q is not a header name", w, k))
+			errs = append(errs, w.errf("headers", "headers: %q is not a header name", k))
 		}
 		if _, both := h.HeaderFiles[k]; both {
-			errs = append(errs, fmt.Errorf("%s: header %q in both headers and header_files", w, k))
+			errs = append(errs, w.errf("headers", "header %q in both headers and header_files", k))
 		}
 	}
 	for k, f := range h.HeaderFiles {
 		if !headerRE.MatchString(k) {
-			errs = append(errs, fmt.Errorf("%s: header_files: %q is not a header name", w, k))
+			errs = append(errs, w.errf("header_files", "header_files: %q is not a header name", k))
 		}
 		if f == "" {
-			errs = append(errs, fmt.Errorf("%s: header_files[%s]: empty path", w, k))
+			errs = append(errs, w.errf("header_files", "header_files[%s]: empty path", k))
 		}
 	}
 	for k, v := range h.Headers {
 		if strings.ContainsAny(string(v), "\r\n") {
-			errs = append(errs, fmt.Errorf("%s: headers[%s]: value contains a newline", w, k))
+			errs = append(errs, w.errf("headers", "headers[%s]: value contains a newline", k))
 		}
 	}
 	return errs

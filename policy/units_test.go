@@ -24,8 +24,8 @@ type hungUnits struct {
 	hang      string // "UnitForCgroup", "SetMemoryMax" or "OOMPolicy"
 	memMax    string // the unit's memory.max
 	oomPolicy string // the unit's OOMPolicy (default continue)
-	release chan struct{}
-	once    sync.Once
+	release   chan struct{}
+	once      sync.Once
 
 	mu    sync.Mutex
 	calls []string

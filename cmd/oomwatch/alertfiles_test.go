@@ -31,7 +31,7 @@ func TestUnsafeHookRefused(t *testing.T) {
 	if err := os.Chmod(hook, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	want := p + ": alerts: alert exec[0] (page): command[0]: " + hook + ": the file is writable by group or other (mode 0777)"
+	want := p + ":4:16: alerts.exec[0] (page): command[0]: " + hook + ": the file is writable by group or other (mode 0777): oomwatch runs as root and must not take orders from other users — run chmod go-w " + hook
 	if code, _, errs := call("check-config", p); code != exitConfig || !strings.Contains(errs, want) {
 		t.Fatalf("check-config: exit %d, %q\nwant %d and %s", code, errs, exitConfig, want) // run would start
 	}

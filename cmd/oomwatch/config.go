@@ -39,8 +39,11 @@ func newCheckConfigCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Check a config file the way oomwatch run and its reload read it: strict
 YAML, every value validated; as root, also that only root can change the
 file. FILE defaults to ` + config.DefaultPath + `.
-Exit status: 0 the file is good, 78 it is not or cannot be read (each
-problem is listed as FILE:LINE:COLUMN), 64 usage.`,
+Every problem is listed at once as FILE:LINE:COLUMN with the line and what
+to do; rules that can never apply or change nothing are listed as warnings
+(the file is still good).
+Exit status: 0 the file is good (with or without warnings), 78 it is not
+or cannot be read, 64 usage.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return usageErr("unexpected argument %q: check one file at a time", args[1])
@@ -84,14 +87,17 @@ func checkConfig(stdout, stderr io.Writer, path string, explicit bool) error {
 		fmt.Fprintf(stderr, "%s: %d %s: oomwatch would refuse this file as a whole\n", path, n, plural(n, "problem", "problems"))
 		return &exitError{code: exitConfig, err: errors.New("")}
 	}
-	// The alerts section is checked the way run checks it: a file
-	// check-config accepts is a file run accepts.
-	if _, err := alertConfig(cfg); err != nil {
-		fmt.Fprintln(stderr, err)
-		fmt.Fprintf(stderr, "%s: oomwatch would refuse this file as a whole\n", path)
-		return &exitError{code: exitConfig, err: errors.New("")}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(stderr, "warning: "+w.Error())
+		if ex := w.Excerpt(); ex != "" {
+			fmt.Fprintln(stderr, ex)
+		}
 	}
 	n := len(cfg.RuleNames())
+	if w := len(cfg.Warnings()); w > 0 {
+		fmt.Fprintf(stdout, "%s: OK (%d %s, %d %s)\n", path, n, plural(n, "rule", "rules"), w, plural(w, "warning", "warnings"))
+		return nil
+	}
 	if cfg.Path == "" {
 		fmt.Fprintf(stdout, "%s: OK (no file: the built-in defaults, 0 rules)\n", path)
 		return nil

@@ -38,11 +38,11 @@ func TestCheckConfig(t *testing.T) {
 		}
 		return p
 	}
-	good := write("good.yaml", "rules:\n  - name: a\n  - name: b\n")
+	good := write("good.yaml", "rules:\n  - name: a\n    match: {unit: a.service}\n    dry_run: true\n  - name: b\n    dry_run: true\n")
 	if code, out, errs := runCfg("check-config", good); code != 0 || out != good+": OK (2 rules)\n" {
 		t.Errorf("good file: exit %d %q %q", code, out, errs)
 	}
-	one := write("one.yaml", "rules:\n  - name: a\n")
+	one := write("one.yaml", "rules:\n  - name: a\n    ladder: [kill]\n")
 	if code, out, _ := runCfg("check-config", one); code != 0 || out != one+": OK (1 rule)\n" {
 		t.Errorf("one rule: exit %d %q", code, out)
 	}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/containerd/cgroups/v3"
-	"github.com/goccy/go-yaml"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -23,7 +22,6 @@ import (
 	"github.com/oomwatch/oomwatch/internal/kmsg"
 	"github.com/oomwatch/oomwatch/internal/metrics"
 	"github.com/oomwatch/oomwatch/internal/procfs"
-	"github.com/oomwatch/oomwatch/internal/rootowned"
 	"github.com/oomwatch/oomwatch/internal/statusd"
 	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/report"
@@ -135,11 +133,7 @@ func (f *runFlags) loadConfig(load func() (*config.Config, error)) (*config.Conf
 	if err := f.Check(cfg); err != nil {
 		return nil, alert.Config{}, &exitError{code: exitUsage, err: err}
 	}
-	ac, err := alertConfig(cfg)
-	if err != nil {
-		return nil, alert.Config{}, &exitError{code: exitConfig, err: err}
-	}
-	return cfg, ac, nil
+	return cfg, cfg.Alerts(), nil
 }
 
 // configErr gives an invalid config file (a *config.Error: syntax, values,
@@ -151,29 +145,6 @@ func configErr(err error) error {
 		return &exitError{code: exitConfig, err: err}
 	}
 	return err
-}
-
-// alertConfig decodes the alerts section strictly.
-func alertConfig(cfg *config.Config) (alert.Config, error) {
-	var ac alert.Config
-	raw := cfg.Global().Alerts
-	if len(raw) == 0 {
-		return ac, nil
-	}
-	if err := yaml.UnmarshalWithOptions(raw, &ac, yaml.Strict()); err != nil {
-		// No source excerpt: the lines around an error in alerts hold
-		// secrets (HMAC keys, tokens, routing keys).
-		return ac, fmt.Errorf("%s: alerts: %s", cfg.Path, yaml.FormatError(err, false, false))
-	}
-	if err := ac.Validate(); err != nil {
-		return ac, fmt.Errorf("%s: alerts: %w", cfg.Path, err)
-	}
-	if os.Geteuid() == 0 { // as the config file itself (config.Load)
-		if err := ac.CheckFiles(rootowned.Root); err != nil {
-			return ac, fmt.Errorf("%s: alerts: %w", cfg.Path, err)
-		}
-	}
-	return ac, nil
 }
 
 func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
@@ -381,6 +352,7 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 	log.Info().Str("version", version).Int("pid", os.Getpid()).Str("config", configName(cfg)).
 		Strs("rules", cfg.RuleNames()).Bool("dry_run", topOpts.DryRun).Strs("ladder", topOpts.Ladder).
 		Dur("window", topParams.Window).Uint64("min_ooms", topParams.MinOOMs).Msg("oomwatch starting")
+	logWarnings(log, cfg)
 	err = w.Run(ctx)
 	_ = sd.Stopping()
 	if riskDone != nil {
@@ -430,6 +402,15 @@ func reload(log zerolog.Logger, f *runFlags, holder *config.Holder, w *watchdog.
 		log.Error().Err(err).Msg("alert sinks not reloaded: the old ones stay")
 	}
 	log.Info().Str("event", "reloaded").Str("config", configName(cfg)).Strs("rules", cfg.RuleNames()).Msg("config reloaded")
+	logWarnings(log, cfg)
+}
+
+// logWarnings logs what the config holds that is likely a mistake (rules
+// that can never apply), one line each, as check-config prints it.
+func logWarnings(log zerolog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn().Str("event", "config_warning").Str("config", cfg.Path).Int("line", w.Line).Msg(w.Error())
+	}
 }
 
 func newDispatcher(ac alert.Config, stateDir string, log zerolog.Logger) (*alert.Dispatcher, error) {

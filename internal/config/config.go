@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"path"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ import (
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
 
+	"github.com/oomwatch/oomwatch/alert"
 	"github.com/oomwatch/oomwatch/internal/cgnames"
 	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/watchdog"
@@ -66,9 +68,11 @@ type Config struct {
 	// defaults (no file at the default path).
 	Path string
 
-	global Global
-	top    settings
-	rules  []rule
+	global   Global
+	alerts   alert.Config
+	warnings []*Problem
+	top      settings
+	rules    []rule
 }
 
 // Global are the settings that apply to the daemon as a whole.
@@ -78,9 +82,6 @@ type Global struct {
 	StateDir            string // where raise-limit remembers original limits
 	MaxActionsPerMinute int    // across all cgroups
 	MetricsListen       string // host:port of the Prometheus endpoint; "" = off
-	// Alerts is the raw YAML of the alerts mapping, reserved for the
-	// alerting sinks; nil when empty. It is checked only to be a mapping.
-	Alerts []byte
 }
 
 // Resolved are the settings for one incident's cgroup.
@@ -118,10 +119,13 @@ func Defaults() *Config {
 
 // Global returns the daemon-wide settings.
 func (c *Config) Global() Global {
-	g := c.global
-	g.Alerts = slices.Clone(g.Alerts)
-	return g
+	return c.global
 }
+
+// Alerts returns the alert sinks (the alerts section), decoded and
+// validated; the zero Config when there are none. Callers must not modify
+// its slices and maps.
+func (c *Config) Alerts() alert.Config { return c.alerts }
 
 // RuleNames lists the rules in match order.
 func (c *Config) RuleNames() []string {
@@ -178,7 +182,13 @@ func clonePolicy(o policy.Options) policy.Options {
 // Parse reads a config from data; name is the file name used in errors.
 // An empty file (or one of comments only) is the built-in defaults. Errors
 // are *Error.
-func Parse(name string, data []byte) (cfg *Config, err error) {
+func Parse(name string, data []byte) (*Config, error) {
+	return parse(name, data, builder{})
+}
+
+// parse is Parse with the builder's options set (ps and file are filled
+// in here).
+func parse(name string, data []byte, b builder) (cfg *Config, err error) {
 	ps := newProblems(name, data)
 	defer func() {
 		// The YAML library is large and fed untrusted bytes: a panic in it
@@ -197,7 +207,7 @@ func Parse(name string, data []byte) (cfg *Config, err error) {
 		ps.add(&Problem{Msg: msg, Hint: "point oomwatch at its YAML config file (oomwatch config --defaults shows one)"})
 		return nil, ps.err()
 	}
-	f, err := parser.ParseBytes(data, 0)
+	f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey()) // duplicates: reported by the decoder with the rest
 	if err != nil {
 		ps.add(fromYAML(nil, err))
 		return nil, ps.err()
@@ -222,11 +232,8 @@ func Parse(name string, data []byte) (cfg *Config, err error) {
 		return nil, ps.err()
 	}
 	var doc fileDoc
-	if err := yaml.NodeToValue(body, &doc, yaml.Strict()); err != nil {
-		ps.add(fromYAML(f, err))
-		return nil, ps.err()
-	}
-	b := builder{ps: ps, file: f}
+	(&decoder{ps: ps, file: f}).decode(body, reflect.ValueOf(&doc).Elem())
+	b.ps, b.file = ps, f
 	b.build(c, &doc)
 	if err := ps.err(); err != nil {
 		return nil, err
@@ -280,6 +287,12 @@ func describeAlias(n *ast.AliasNode) string {
 type builder struct {
 	ps   *problems
 	file *ast.File
+	// checkFiles: also check the files the alert sinks read or run, owned
+	// by owner (LoadOptions.RequireRootOwned).
+	checkFiles bool
+	owner      uint32
+
+	rules []pos // where each rule starts (rulePositions)
 }
 
 func (b *builder) build(c *Config, doc *fileDoc) {
@@ -327,36 +340,29 @@ func (b *builder) build(c *Config, doc *fileDoc) {
 		c.global.MetricsListen = v.v
 	}
 	if doc.Alerts != nil {
-		switch n := scalar(doc.Alerts).(type) {
-		case *ast.NullNode:
-		case *ast.MappingNode:
-			if len(n.Values) > 0 {
-				c.global.Alerts = []byte(n.String())
-			}
-		case *ast.MappingValueNode:
-			c.global.Alerts = []byte(n.String())
-		default:
-			b.ps.at(posOf(doc.Alerts), "write a mapping, or {} for none", "want a mapping, found %s", describe(doc.Alerts))
-		}
+		b.alerts(c, doc.Alerts)
 	}
 
-	// Top-level settings over the built-in defaults.
-	before := b.ps.count()
+	// Top-level settings over the built-in defaults. The settings as
+	// resolved are checked only where each value on its own is good (a
+	// scope with a problem would be reported twice), and a rule's only
+	// when the top level it inherits is.
 	b.checkSettings(&doc.SettingsDoc)
 	c.top = apply(c.top, &doc.SettingsDoc)
 	if v := doc.Safety.Cooldown; v.set {
 		c.top.pol.Cooldown = v.v
 	}
-	if b.ps.count() == before {
+	topClean := b.ps.outside("rules", "alerts") == 0
+	if topClean {
 		b.checkResolved(c.top, &doc.SettingsDoc, pos{line: 1, col: 1})
 	}
 
 	// Rules over the top level.
+	b.rulePositions()
 	names := map[string]pos{}
 	for i := range doc.Rules {
 		rd := &doc.Rules[i]
-		before := b.ps.count()
-		at := b.nodePos(fmt.Sprintf("$.rules[%d]", i))
+		at := b.rulePos(i)
 		r := rule{name: rd.Name.v}
 		switch {
 		case !rd.Name.set || rd.Name.v == "":
@@ -378,25 +384,48 @@ func (b *builder) build(c *Config, doc *fileDoc) {
 		if rd.Cooldown.set {
 			r.set.pol.Cooldown = rd.Cooldown.v
 		}
-		if b.ps.count() == before {
+		if topClean && b.ps.within(fmt.Sprintf("rules[%d]", i)) == 0 {
 			b.checkResolved(r.set, &rd.SettingsDoc, at)
 		}
 		c.rules = append(c.rules, r)
 	}
+	c.warnings = b.warnRules(doc.Rules)
 }
 
 // nodePos finds a node by its YAML path, for problems with a whole
 // mapping (a rule without a name).
 func (b *builder) nodePos(p string) pos {
-	yp, err := yaml.PathString(p)
+	if at, ok := b.find(p); ok {
+		return at
+	}
+	return pos{line: 1, col: 1}
+}
+
+// rulePositions finds where each rule starts, once: looking each up by
+// its path would read the whole file per rule.
+func (b *builder) rulePositions() {
+	b.rules = nil
+	yp, err := yaml.PathString("$.rules")
 	if err != nil {
-		return pos{line: 1, col: 1}
+		return
 	}
 	n, err := yp.FilterFile(b.file)
 	if err != nil || n == nil {
-		return pos{line: 1, col: 1}
+		return
 	}
-	return posOf(n)
+	if seq, ok := scalar(n).(*ast.SequenceNode); ok {
+		for _, item := range seq.Values {
+			b.rules = append(b.rules, posOf(item))
+		}
+	}
+}
+
+// rulePos is where rule i starts (line 1 when it cannot be found).
+func (b *builder) rulePos(i int) pos {
+	if i < len(b.rules) {
+		return b.rules[i]
+	}
+	return pos{line: 1, col: 1}
 }
 
 func (b *builder) matcher(v strVal) *glob {

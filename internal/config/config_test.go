@@ -36,7 +36,7 @@ func TestParseErrors(t *testing.T) {
 		{"fraction for a number", "max_cgroups: 1.5\n",
 			[]string{`f.yaml:1:14: max_cgroups: want a whole number, found "1.5" — write a whole number, such as 3`}},
 		{"duplicate key", "detector:\n  min_ooms: 3\n  min_ooms: 4\n",
-			[]string{`f.yaml:3:3: duplicate key "min_ooms" (first at line 2, column 3) — keep only one of them`}},
+			[]string{`f.yaml:3:3: detector: duplicate key "min_ooms" (first at line 2, column 3) — keep only one of them`}},
 		{"duplicate top-level key", "dry_run: true\nladder: [freeze]\ndry_run: false\n",
 			[]string{`f.yaml:3:1: duplicate key "dry_run" (first at line 1, column 1) — keep only one of them`}},
 		{"unknown rung", "rules:\n  - name: a\n  - name: b\n  - name: c\n    ladder:\n      - reset-adj\n      - reboot\n",
@@ -153,10 +153,29 @@ func TestParseErrors(t *testing.T) {
 			[]string{`f.yaml:3:21: rules[0].verify.quiet: quiet period 5s is not shorter than the verify timeout 2s — make verify.quiet shorter than verify.timeout`}},
 		{"timeout lowered under the quiet period", "verify:\n  timeout: 200ms\n",
 			[]string{`f.yaml:2:12: verify.timeout: quiet period 300ms is not shorter than the verify timeout 200ms — make verify.quiet shorter than verify.timeout`}},
-		{"a decoding error stops before the value checks", "kill: {mode: gentle}\nrules:\n  - ladder: [reboot]\n  - name: a\n    freeze: {timeout: 1x}\n",
+		{"type and value problems all reported at once, an inherited one not twice", "kill: {mode: gentle}\nrules:\n  - ladder: [reboot]\n  - name: a\n    freeze: {timeout: 1x}\n",
 			[]string{
+				`f.yaml:1:14: kill.mode: unknown kill mode "gentle" — use largest (the largest task) or cgroup (every task)`,
+				`f.yaml:3:5: rules[0]: rule without a name — give every rule a unique name: name: keep-shims`,
+				`f.yaml:3:14: rules[0].ladder[0]: unknown ladder rung "reboot" — use reset-adj, raise-limit, freeze, kill`,
 				`f.yaml:5:23: rules[1].freeze.timeout: want a duration, found "1x" — ` + durationHint,
 			}},
+		{"six mistakes in six sections, one run", "ladderr: [kill]\ndetector: {min_ooms: three}\ndry_run: true\ndry_run: false\nrules:\n  - name: a\n    kill: {mode: gentle}\nalerts:\n  slack: []\n  webhook:\n    - url: https://example.com/hook\n      timeout: 10 seconds\n",
+			[]string{
+				`f.yaml:1:1: unknown key "ladderr" — did you mean "ladder"?` + more,
+				`f.yaml:2:22: detector.min_ooms: want a whole number, found "three" — write a whole number, such as 3`,
+				`f.yaml:4:1: duplicate key "dry_run" (first at line 3, column 1) — keep only one of them`,
+				`f.yaml:7:18: rules[0].kill.mode: unknown kill mode "gentle" — use largest (the largest task) or cgroup (every task)`,
+				`f.yaml:9:3: alerts: unknown key "slack" — remove it or fix its spelling; README's Alerts section lists every key of each sink`,
+				`f.yaml:12:16: alerts.webhook[0].timeout: want a duration, found a string — write a number with a unit: 500ms, 10s, 5m`,
+			}},
+		{"alerts: a sink's value problem at its key", "alerts:\n  exec:\n    - name: page\n      command: [page, --team, ops]\n  webhook:\n    - name: hook\n",
+			[]string{
+				`f.yaml:4:16: alerts.exec[0] (page): command[0] "page": want an absolute path (hooks never go through a shell or $PATH) — ` + alertsHint,
+				`f.yaml:6:7: alerts.webhook[0] (hook): url: required — ` + alertsHint,
+			}},
+		{"alerts: a misspelt sink key", "alerts:\n  webhook:\n    - url: https://example.com/hook\n      secrett: whsec_abc\n",
+			[]string{`f.yaml:4:7: alerts.webhook[0]: unknown key "secrett" — did you mean "secret"? README's Alerts section lists every key of each sink`}},
 		{"semantic problems all reported, in file order", "rules:\n  - ladder: [reboot]\n  - name: a\n    kill: {mode: gentle}\nreset_adj: {value: 5000}\n",
 			[]string{
 				`f.yaml:2:5: rules[0]: rule without a name — give every rule a unique name: name: keep-shims`,
@@ -381,7 +400,7 @@ state_dir: /var/lib/oomwatch/
 metrics: {listen: ""}
 alerts:
   webhook:
-    url: https://example.com/hook
+    - url: https://example.com/hook
 rules:
   - name: shims
     match: {cgroup: "/system.slice/containerd.service", unit: "*.service"}
@@ -417,12 +436,8 @@ func TestParseExample(t *testing.T) {
 	if g.StateDir != "/var/lib/oomwatch" || g.MaxActionsPerMinute != 10 || g.MetricsListen != "" || g.MaxCgroups != watchdog.DefaultMaxCgroups {
 		t.Errorf("global %+v", g)
 	}
-	if got := string(g.Alerts); !strings.Contains(got, "url: https://example.com/hook") {
-		t.Errorf("alerts kept as %q", got)
-	}
-	g.Alerts[0] = 'X'
-	if c.Global().Alerts[0] == 'X' {
-		t.Error("Global hands out the config's own bytes")
+	if a := c.Alerts(); len(a.Webhook) != 1 || a.Webhook[0].URL != "https://example.com/hook" {
+		t.Errorf("alerts decoded as %+v", a)
 	}
 
 	top := policy.DefaultOptions()
@@ -660,5 +675,68 @@ func TestStopUnitLadderFromARule(t *testing.T) {
 	}
 	if got := c.TopLevel().Policy.StopUnitLadder; len(got) != 0 {
 		t.Errorf("top level: %v, want none", got)
+	}
+}
+
+// Rules that can never apply or change nothing are accepted with a
+// warning each, at the rule, in file order.
+func TestParseWarnsOfRulesThatCanNeverApply(t *testing.T) {
+	src := `rules:
+  - name: web
+    match: {cgroup: "/system.slice/web.service"}
+    ladder: [kill]
+  - name: web-again
+    match: {cgroup: "/system.slice/web.service"}
+    ladder: [freeze]
+  - name: relative
+    match: {cgroup: "lxc.payload.*"}
+    ladder: [freeze]
+  - name: shield
+    match: {unit: "db.service"}
+  - name: all
+    dry_run: true
+  - name: late
+    match: {unit: "x.service"}
+    ladder: [kill]
+`
+	c, err := Parse("f.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range c.Warnings() {
+		got = append(got, w.Error())
+	}
+	want := []string{
+		`f.yaml:5:5: rules[1]: rule "web-again" can never apply: rule "web" (line 2) before it has the same match — merge it into rule "web", or change its match`,
+		`f.yaml:9:21: rules[2].match.cgroup: rule "relative" matches no cgroup: pattern "lxc.payload.*" does not start with "/" — cgroup paths start with "/": write "/lxc.payload.*"`,
+		`f.yaml:11:5: rules[3]: rule "shield" changes no setting: the cgroups it matches keep the top-level settings, and no later rule applies to them — give it the settings it should change, or remove it`,
+		`f.yaml:15:5: rules[5]: rule "late" can never apply: rule "all" (line 13) before it matches every cgroup — move it before rule "all", or give that rule a match`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("warnings:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	if ex := c.Warnings()[0].Excerpt(); !strings.Contains(ex, "- name: web-again") {
+		t.Errorf("warning excerpt %q", ex)
+	}
+	// The example's last rule sets "detector:" to nothing.
+	if c, err := Parse("f.yaml", []byte(example)); err != nil || len(c.Warnings()) != 1 || !strings.Contains(c.Warnings()[0].Msg, `rule "k8s-pod" changes no setting`) {
+		t.Errorf("the example: %v, warnings %v", err, c.Warnings())
+	}
+}
+
+// A problem in the alerts section is positioned but never shows the line
+// or the value: those lines hold tokens and keys.
+func TestAlertProblemsShowNoSecret(t *testing.T) {
+	src := "alerts:\n  webhook:\n    - url: https://example.com/hook\n      headers: {Authorization: [Bearer, s3cr3t-token]}\n      timeout: s3cr3t-other\n"
+	_, err := Parse("f.yaml", []byte(src))
+	var e *Error
+	if !errors.As(err, &e) || len(e.Problems) != 2 {
+		t.Fatalf("error %v: want two problems", err)
+	}
+	for _, p := range e.Problems {
+		if p.Line == 0 || p.Excerpt() != "" || strings.Contains(p.Error(), "s3cr3t") {
+			t.Errorf("problem %q at line %d, excerpt %q: want a position and no excerpt or value", p.Error(), p.Line, p.Excerpt())
+		}
 	}
 }

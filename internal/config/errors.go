@@ -26,6 +26,8 @@ type Problem struct {
 	Msg    string // what is wrong, starting with the key path ("rules[1].ladder[0]: …")
 	Hint   string // what to do
 	Source string // the offending line of the file, for an excerpt; may be empty
+
+	path string // the key path alone ("rules[1].ladder[0]")
 }
 
 // Error formats p as "FILE:LINE:COLUMN: what is wrong — what to do".
@@ -113,6 +115,27 @@ func (ps *problems) add(p *Problem) {
 
 func (ps *problems) count() int { return len(ps.list) + ps.more }
 
+// within counts the problems listed under a key path: the path itself
+// and everything below it ("rules[1]" counts "rules[1].ladder[0]").
+func (ps *problems) within(path string) int {
+	n := 0
+	for _, p := range ps.list {
+		if rest, ok := strings.CutPrefix(p.path, path); ok && (rest == "" || rest[0] == '.' || rest[0] == '[') {
+			n++
+		}
+	}
+	return n
+}
+
+// outside counts the problems listed under none of the key paths given.
+func (ps *problems) outside(paths ...string) int {
+	n := len(ps.list)
+	for _, p := range paths {
+		n -= ps.within(p)
+	}
+	return n
+}
+
 func (ps *problems) at(a pos, hint, format string, args ...any) {
 	ps.add(a.problem(hint, format, args...))
 }
@@ -121,12 +144,16 @@ func (ps *problems) err() error {
 	if len(ps.list) == 0 {
 		return nil
 	}
-	// In file order, as an operator reads them.
+	ps.sort()
+	return &Error{Problems: ps.list, More: ps.more}
+}
+
+// sort puts the problems in file order, as an operator reads them.
+func (ps *problems) sort() {
 	sort.SliceStable(ps.list, func(i, j int) bool {
 		a, b := ps.list[i], ps.list[j]
 		return a.Line < b.Line || a.Line == b.Line && a.Column < b.Column
 	})
-	return &Error{Problems: ps.list, More: ps.more}
 }
 
 // excerptLine bounds a source line shown back to the operator.
@@ -170,7 +197,7 @@ func (a pos) problem(hint, format string, args ...any) *Problem {
 	if a.path != "" {
 		msg = a.path + ": " + msg
 	}
-	return &Problem{Line: a.line, Column: a.col, Msg: msg, Hint: hint}
+	return &Problem{Line: a.line, Column: a.col, Msg: msg, Hint: hint, path: a.path}
 }
 
 // keyPath turns goccy's "$.rules[1].ladder" into "rules[1].ladder".

@@ -78,7 +78,7 @@ func LoadWith(path string, o LoadOptions) (*Config, error) {
 	if err != nil {
 		return fail(fmt.Sprintf("cannot read: %v", unwrapPathError(err)), "check the file")
 	}
-	return Parse(path, data)
+	return parse(path, data, builder{checkFiles: o.RequireRootOwned, owner: o.owner})
 }
 
 func unwrapPathError(err error) error {

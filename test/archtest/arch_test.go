@@ -58,7 +58,7 @@ var allowed = map[string][]string{
 	"internal/history":   {"policy", "watchdog"},
 	"internal/statusd":   {"policy", "watchdog"},
 	"internal/metrics":   {"alert", "policy", "watchdog", "internal/procfs"},
-	"internal/config":    {"policy", "watchdog", "internal/cgnames", "internal/rootowned"},
+	"internal/config":    {"alert", "policy", "watchdog", "internal/cgnames", "internal/rootowned"},
 	"report":             {"alert", "policy", "watchdog", "internal/cgroupfs", "internal/config", "internal/history", "internal/metrics", "internal/statusd"},
 	"cmd/oomwatch": {"alert", "eventfd", "policy", "report", "systemd", "watchdog", "internal/cgnames", "internal/cgroupfs",
 		"internal/config", "internal/history", "internal/kmsg", "internal/metrics", "internal/procfs", "internal/rootowned", "internal/statusd"},

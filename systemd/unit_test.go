@@ -72,7 +72,7 @@ func TestUnitContract(t *testing.T) {
 	}
 	// each of these would stop oomwatch from writing cgroupfs or
 	// /proc/PID/oom_score_adj, seeing other users' tasks, or alerting
-	for _, k := range []string{"ProtectControlGroups", "ProtectProc", "ProcSubset",
+	for _, k := range []string{"ProtectControlGroups", "ProtectProc",
 		"PrivateNetwork", "PrivateUsers", "SecureBits", "User", "DynamicUser", "IPAddressDeny"} {
 		if v, ok := s[k]; ok {
 			t.Errorf("%s=%q breaks oomwatch", k, v)

@@ -74,11 +74,21 @@ func New(root string) FS { return FS{root: filepath.Clean(root)} }
 func (fsys FS) Root() string { return fsys.root }
 
 // KernelRelease is the running kernel's release (sys/kernel/osrelease,
-// "6.1.0-56-cloud-amd64"), "" when it cannot be read.
+// "6.1.0-56-cloud-amd64"), "" when it cannot be read. When the root is the
+// host's /proc and its sys/ is hidden (the shipped unit's ProcSubset=pid),
+// it comes from uname(2): the same kernel.
 func (fsys FS) KernelRelease() string {
-	f, err := os.Open(filepath.Join(fsys.root, "sys/kernel/osrelease"))
+	return kernelRelease(filepath.Join(fsys.root, "sys/kernel/osrelease"), fsys.root == "/proc")
+}
+
+func kernelRelease(osrelease string, host bool) string {
+	f, err := os.Open(osrelease)
 	if err != nil {
-		return ""
+		var u unix.Utsname
+		if !host || unix.Uname(&u) != nil {
+			return ""
+		}
+		return unix.ByteSliceToString(u.Release[:])
 	}
 	defer f.Close()
 	b := make([]byte, 256)

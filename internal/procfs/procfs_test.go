@@ -1,6 +1,8 @@
 package procfs
 
 import (
+	"golang.org/x/sys/unix"
+
 	"errors"
 	"fmt"
 	"os"
@@ -503,5 +505,21 @@ func TestKernelReleaseReadsOsrelease(t *testing.T) {
 	}
 	if got := New("/proc").KernelRelease(); got == "" {
 		t.Error("the host's /proc/sys/kernel/osrelease read as empty")
+	}
+}
+
+// The shipped unit hides /proc/sys (ProcSubset=pid): the host's release
+// then comes from uname(2); a root that is not the host's never does.
+func TestKernelReleaseWithProcSysHidden(t *testing.T) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "sys/kernel/osrelease")
+	if got, want := kernelRelease(missing, true), unix.ByteSliceToString(u.Release[:]); got != want || got == "" {
+		t.Errorf("host with /proc/sys hidden: %q, want uname's %q", got, want)
+	}
+	if got := kernelRelease(missing, false); got != "" {
+		t.Errorf("another root with no osrelease: %q, want \"\"", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oomwatch/oomwatch/test/fixture"
 	"golang.org/x/sys/unix"
 )
 
@@ -53,21 +54,12 @@ func signal(t *testing.T, fd int, n uint64) {
 // checkFDCount compares the fd count now with the count at cleanup; call it
 // first so its cleanup runs last.
 func checkFDCount(t *testing.T) {
-	before := fdCount(t)
+	before := fixture.CountFDs(t)
 	t.Cleanup(func() {
-		if after := fdCount(t); after != before {
+		if after := fixture.CountFDs(t); after != before {
 			t.Errorf("fd leak: %d fds before, %d after", before, after)
 		}
 	})
-}
-
-func fdCount(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
 }
 
 func TestFakeEventfdCoalescedCountThenGone(t *testing.T) {

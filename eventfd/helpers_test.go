@@ -2,14 +2,13 @@ package eventfd_test
 
 import (
 	"os"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/oomwatch/oomwatch/eventfd"
+	"github.com/oomwatch/oomwatch/test/fixture"
 )
 
 func TestMain(m *testing.M) {
@@ -26,31 +25,13 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// openFDs lists this process's open descriptors with their targets.
-func openFDs(t testing.TB) []string {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatalf("list fds: %v", err)
-	}
-	var out []string
-	for _, e := range ents {
-		target, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err != nil {
-			continue // the ReadDir fd itself, already closed
-		}
-		out = append(out, e.Name()+" -> "+target)
-	}
-	return out
-}
-
 // checkFDs fails t if the number of open fds at cleanup differs from now.
 // Register it before anything that opens fds so its cleanup runs last.
 func checkFDs(t testing.TB) {
 	t.Helper()
-	before := openFDs(t)
+	before := fixture.OpenFDs(t)
 	t.Cleanup(func() {
-		after := openFDs(t)
+		after := fixture.OpenFDs(t)
 		if len(after) != len(before) {
 			t.Errorf("fd leak: %d fds before, %d after\nbefore: %v\nafter:  %v", len(before), len(after), before, after)
 		}
@@ -140,8 +121,4 @@ func wantStats(t testing.TB, p *eventfd.Poller, dirs, efds int) {
 	if d, e := p.Stats(); d != dirs || e != efds {
 		t.Errorf("Stats() = (%d dir watches, %d eventfds), want (%d, %d)", d, e, dirs, efds)
 	}
-}
-
-func countFDsMatching(t testing.TB, substr string) int {
-	return len(slices.DeleteFunc(openFDs(t), func(s string) bool { return !strings.Contains(s, substr) }))
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomwatch/oomwatch/eventfd"
+	"github.com/oomwatch/oomwatch/test/fixture"
 )
 
 // Generous bound for events that must arrive; only reached on failure.
@@ -502,8 +503,8 @@ func TestManyDirsOneInotify(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	before := len(openFDs(t))
-	inotifyBefore := countFDsMatching(t, "anon_inode:inotify")
+	before := len(fixture.OpenFDs(t))
+	inotifyBefore := fixture.CountFDsMatching(t, "anon_inode:inotify")
 	p := newPoller(t)
 	for i, d := range dirs {
 		if err := p.WatchDir("k"+strconv.Itoa(i), d); err != nil {
@@ -511,10 +512,10 @@ func TestManyDirsOneInotify(t *testing.T) {
 		}
 	}
 	wantStats(t, p, n, 0)
-	if got := len(openFDs(t)) - before; got != 4 {
+	if got := len(fixture.OpenFDs(t)) - before; got != 4 {
 		t.Errorf("%d dir watches opened %d fds, want 4 (epoll, inotify, the close and poke eventfds)", n, got)
 	}
-	if got := countFDsMatching(t, "anon_inode:inotify") - inotifyBefore; got != 1 {
+	if got := fixture.CountFDsMatching(t, "anon_inode:inotify") - inotifyBefore; got != 1 {
 		t.Errorf("%d inotify fds, want 1", got)
 	}
 	for _, i := range []int{0, n / 2, n - 1} {

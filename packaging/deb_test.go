@@ -13,15 +13,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/oomwatch/oomwatch/test/fixture"
 	"github.com/oomwatch/oomwatch/test/testtier"
 )
-
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "/usr/local/go/bin/go"
-}
 
 // buildDeb runs build-deb.sh and returns the .deb's path and the script's
 // stderr. bin, if set, is shipped instead of building the binary.
@@ -30,7 +24,7 @@ func buildDeb(t testing.TB, version, outDir, packager, bin string) (string, stri
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "build-deb.sh")
 	cmd := exec.Command("bash", script, version, outDir)
-	cmd.Env = append(os.Environ(), "GO="+goTool(), "PACKAGER="+packager, "OOMWATCH_BIN="+bin)
+	cmd.Env = append(os.Environ(), "GO="+fixture.GoTool(), "PACKAGER="+packager, "OOMWATCH_BIN="+bin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -43,7 +37,7 @@ func buildDeb(t testing.TB, version, outDir, packager, bin string) (string, stri
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "oomwatch")
-	cmd := exec.Command(goTool(), "build", "-trimpath", "-ldflags", "-s -w -X main.version=0.1.0-test",
+	cmd := exec.Command(fixture.GoTool(), "build", "-trimpath", "-ldflags", "-s -w -X main.version=0.1.0-test",
 		"-o", bin, "github.com/oomwatch/oomwatch/cmd/oomwatch")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

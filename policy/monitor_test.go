@@ -13,6 +13,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/test/fixture"
 	"github.com/oomwatch/oomwatch/test/testhost"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
@@ -43,7 +44,7 @@ func fakeMonitorHost(t *testing.T) (cgroupfs.Hierarchy, procfs.FS, string) {
 	for pid, rssKB := range map[int]int{4242: 1000, 4243: 90000} {
 		cg := map[int]string{4242: "/ct/lxc.payload.t1", 4243: "/ct/lxc.monitor.t1"}[pid]
 		for name, c := range map[string]string{
-			"stat":          fmt.Sprintf("%d (x) R 1 %d %d 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n", pid, pid, pid),
+			"stat":          fixture.StatLine(pid, "x", 'R', 1, 0),
 			"status":        fmt.Sprintf("Name:\tx\nUid:\t0\t0\t0\t0\nVmRSS:\t %d kB\n", rssKB),
 			"cmdline":       "x\x00",
 			"oom_score_adj": "-1000\n",

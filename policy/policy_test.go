@@ -2,7 +2,6 @@ package policy
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/test/fixture"
 	"github.com/oomwatch/oomwatch/test/testhost"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
@@ -64,13 +64,13 @@ func fakeHost(t testing.TB, comm string) (cgroupfs.Hierarchy, procfs.FS, string,
 		filepath.Join(cgRoot, "ct/memory.max"):        "20971520\n",
 		filepath.Join(cgRoot, "ct/cgroup.freeze"):     "0\n",
 		filepath.Join(cgRoot, "ct/cgroup.events"):     "populated 1\nfrozen 1\n", // this fake kernel freezes at once
-		filepath.Join(procRoot, "4242/stat"):          fmt.Sprintf("4242 (%s) R 1 4242 4242 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n", comm),
+		filepath.Join(procRoot, "4242/stat"):          fixture.StatLine(4242, comm, 'R', 1, 0),
 		filepath.Join(procRoot, "4242/status"):        "Name:\tx\nUid:\t0\t0\t0\t0\nVmRSS:\t 20000 kB\n",
 		filepath.Join(procRoot, "4242/cmdline"):       comm + "\x00",
 		filepath.Join(procRoot, "4242/oom_score_adj"): "-1000\n",
 		filepath.Join(procRoot, "4242/oom_adj"):       "-17\n",
 		filepath.Join(procRoot, "4242/cgroup"):        "0::/ct\n",
-		filepath.Join(procRoot, "1/stat"):             "1 (init) S 0 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
+		filepath.Join(procRoot, "1/stat"):             fixture.StatLine(1, "init", 'S', 0, 0),
 		filepath.Join(procRoot, "1/status"):           "Name:\tinit\nUid:\t0\t0\t0\t0\n",
 		filepath.Join(procRoot, "1/cmdline"):          "init\x00",
 		filepath.Join(procRoot, "1/oom_score_adj"):    "0\n",

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/oomwatch/oomwatch/test/fixture"
 )
 
 var (
@@ -14,14 +16,6 @@ var (
 	daemonErr  error
 	daemonOut  []byte
 )
-
-// goTool is the go command of the toolchain running the tests.
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "/usr/local/go/bin/go"
-}
 
 // buildDaemon builds cmd/oomwatch once per test run, static like the
 // package ships it.
@@ -34,7 +28,7 @@ func buildDaemon(t *testing.T) string {
 			return
 		}
 		daemonBin = filepath.Join(dir, "oomwatch")
-		cmd := exec.Command(goTool(), "build", "-o", daemonBin, "github.com/oomwatch/oomwatch/cmd/oomwatch")
+		cmd := exec.Command(fixture.GoTool(), "build", "-o", daemonBin, "github.com/oomwatch/oomwatch/cmd/oomwatch")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		daemonOut, daemonErr = cmd.CombinedOutput()
 	})

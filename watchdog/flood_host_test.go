@@ -19,6 +19,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/test/fixture"
 	"github.com/oomwatch/oomwatch/test/inotifyinfo"
 	"github.com/oomwatch/oomwatch/test/testhost"
 )
@@ -103,7 +104,7 @@ func TestFlood50kCgroupsHost(t *testing.T) {
 	if w.cfg.MaxPerSubtree != DefaultMaxPerSubtree || w.cfg.MaxCgroups != DefaultMaxCgroups {
 		t.Fatalf("caps %d/%d, want the defaults %d/%d", w.cfg.MaxPerSubtree, w.cfg.MaxCgroups, DefaultMaxPerSubtree, DefaultMaxCgroups)
 	}
-	fdsBefore := countFDs(t)
+	fdsBefore := fixture.CountFDs(t)
 	memBefore := readMem(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -133,7 +134,7 @@ func TestFlood50kCgroupsHost(t *testing.T) {
 	}
 	armTime := time.Since(armStart)
 	memArmed := readMem(t)
-	t.Logf("armed %d cgroups of the whole hierarchy in %v; %d fds before, %d after", armed, armTime.Round(time.Millisecond), fdsBefore, countFDs(t))
+	t.Logf("armed %d cgroups of the whole hierarchy in %v; %d fds before, %d after", armed, armTime.Round(time.Millisecond), fdsBefore, fixture.CountFDs(t))
 	t.Logf("test process (test binary + watchdog, in-process) before arming: %v", memBefore)
 	t.Logf("test process after arming:                                    %v", memArmed)
 	t.Logf("growth: VmRSS %+.1f MiB, VmHWM %+.1f MiB, Go heap in use after GC %+.1f MiB",
@@ -243,7 +244,7 @@ func TestFlood50kCgroupsHost(t *testing.T) {
 	if capLines[floodCg] != 1 || capLines[victimCg] != 0 {
 		t.Errorf("cap reported %d times for the flood and %d for the victim, want once and never", capLines[floodCg], capLines[victimCg])
 	}
-	if fds := countFDs(t); fds != fdsBefore {
+	if fds := fixture.CountFDs(t); fds != fdsBefore {
 		t.Errorf("fd leak: %d fds before Run, %d after it returned", fdsBefore, fds)
 	}
 }

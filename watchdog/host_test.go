@@ -13,17 +13,9 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/test/fixture"
 	"github.com/oomwatch/oomwatch/test/testhost"
 )
-
-func countFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
 
 // removeCgroup removes a test cgroup, retrying while its killed tasks are
 // still being reaped.
@@ -49,7 +41,7 @@ func writeFile(t testing.TB, p, v string) {
 // cgroup when it is removed. Only cgroups this test created are touched.
 func TestWatchdogHostV1Paused(t *testing.T) {
 	root := testhost.V1Root(t)
-	fdsBefore := countFDs(t)
+	fdsBefore := fixture.CountFDs(t)
 	base := filepath.Join(root, fmt.Sprintf("oomwatch-test-wd-%d-%d", os.Getpid(), time.Now().UnixNano()))
 	victim := filepath.Join(base, "victim")
 	for _, d := range []string{base, victim} {
@@ -113,7 +105,7 @@ func TestWatchdogHostV1Paused(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if fdsAfter := countFDs(t); fdsAfter != fdsBefore {
+	if fdsAfter := fixture.CountFDs(t); fdsAfter != fdsBefore {
 		t.Errorf("fd leak: %d fds before, %d after", fdsBefore, fdsAfter)
 	}
 }

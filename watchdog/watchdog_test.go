@@ -18,6 +18,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
+	"github.com/oomwatch/oomwatch/test/fixture"
 	"github.com/oomwatch/oomwatch/test/testhost"
 )
 
@@ -32,8 +33,7 @@ func writeProc(t testing.TB, root string, pid, ppid int, comm string, adj, rssKB
 	dir := filepath.Join(root, fmt.Sprint(pid))
 	must(t, os.MkdirAll(dir, 0o755))
 	files := map[string]string{
-		"stat": fmt.Sprintf("%d (%s) S %d %d %d 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
-			pid, comm, ppid, pid, pid),
+		"stat":          fixture.StatLine(pid, comm, 'S', ppid, 0),
 		"status":        fmt.Sprintf("Name:\t%s\nState:\tS\nPid:\t%d\nPPid:\t%d\nUid:\t0\t0\t0\t0\nVmRSS:\t%d kB\n", comm, pid, ppid, rssKB),
 		"cmdline":       comm + "\x00",
 		"oom_score_adj": fmt.Sprintf("%d\n", adj),

@@ -23,6 +23,7 @@ import (
 	"github.com/oomwatch/oomwatch/internal/statusd"
 	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/report"
+	"github.com/oomwatch/oomwatch/test/fixture"
 	"github.com/oomwatch/oomwatch/test/testhost"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
@@ -60,7 +61,7 @@ func hostileTree(t *testing.T) (cgRoot, procRoot string) {
 	proc := func(pid, ppid, adj int, comm string) {
 		dir := filepath.Join(procRoot, fmt.Sprint(pid))
 		// stat carries comm raw; status escapes it like the kernel does.
-		write(filepath.Join(dir, "stat"), fmt.Sprintf("%d (%s) S %d %d %d 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n", pid, comm, ppid, pid, pid))
+		write(filepath.Join(dir, "stat"), fixture.StatLine(pid, comm, 'S', ppid, 0))
 		write(filepath.Join(dir, "status"), "Name:\t"+strings.NewReplacer("\\", `\\`, "\n", `\n`).Replace(comm)+"\nUid:\t0\t0\t0\t0\nVmRSS:\t 1000 kB\n")
 		write(filepath.Join(dir, "cmdline"), comm+"\x00--flag=$(x)\x00")
 		write(filepath.Join(dir, "oom_score_adj"), fmt.Sprintf("%d\n", adj))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/policy"
+	"github.com/oomwatch/oomwatch/test/fixture"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
@@ -111,7 +112,7 @@ func fakeProcs(t *testing.T) string {
 			t.Fatal(err)
 		}
 		for name, c := range map[string]string{
-			"stat":          fmt.Sprintf("%d (%s) S %d %d %d 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n", p.pid, p.comm, p.ppid, p.pid, p.pid),
+			"stat":          fixture.StatLine(p.pid, p.comm, 'S', p.ppid, 0),
 			"status":        "Name:\tx\nUid:\t0\t0\t0\t0\nVmRSS:\t 1000 kB\n",
 			"cmdline":       p.comm + "\x00",
 			"oom_score_adj": fmt.Sprintf("%d\n", p.adj),

@@ -1,6 +1,7 @@
 package procfs
 
 import (
+	"github.com/oomwatch/oomwatch/test/fixture"
 	"golang.org/x/sys/unix"
 
 	"errors"
@@ -23,21 +24,12 @@ func TestMain(m *testing.M) {
 // it first so its cleanup runs after every other cleanup (children reaped).
 func checkFDs(t *testing.T) {
 	t.Helper()
-	before := countFDs(t)
+	before := fixture.CountFDs(t)
 	t.Cleanup(func() {
-		if after := countFDs(t); after != before {
+		if after := fixture.CountFDs(t); after != before {
 			t.Errorf("fd leak: %d open fds before, %d after", before, after)
 		}
 	})
-}
-
-func countFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatalf("count fds: %v", err)
-	}
-	return len(ents)
 }
 
 // fakeProc describes one process of a fake /proc tree.
@@ -67,8 +59,7 @@ func (p fakeProc) write(t *testing.T, root string) {
 		state = 'S'
 	}
 	files := map[string]string{
-		"stat": fmt.Sprintf("%d (%s) %c %d %d %d 0 -1 %d 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
-			p.pid, p.comm, state, p.ppid, p.pid, p.pid, p.flags),
+		"stat":    fixture.StatLine(p.pid, p.comm, state, p.ppid, p.flags),
 		"status":  fmt.Sprintf("Name:\t%s\nState:\t%c\nTgid:\t%d\nPid:\t%d\nPPid:\t%d\nUid:\t%d\t%d\t%d\t%d\n", strings.ReplaceAll(p.comm, "\n", `\n`), state, p.pid, p.pid, p.ppid, p.uid, p.uid, p.uid, p.uid),
 		"cmdline": "",
 		"cgroup":  p.cgroup,

@@ -103,7 +103,9 @@ func TestRaiseRevertsExactlyHostV1(t *testing.T) {
 
 	opts := DefaultOptions()
 	opts.PausedAction = RaiseLimit
-	opts.VerifyTimeout, opts.QuietFor = 300*time.Millisecond, 100*time.Millisecond
+	// quiet long enough that a stalled task descheduled on a busy host is not
+	// taken for a broken loop
+	opts.VerifyTimeout, opts.QuietFor = 500*time.Millisecond, 250*time.Millisecond
 	opts.RevertHold = 300 * time.Millisecond
 	var logs testhost.SyncBuf
 	ctx, cancel := context.WithCancel(context.Background())

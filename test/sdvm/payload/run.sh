@@ -89,6 +89,33 @@ echo "looper: Result=$(show looper.service Result) ActiveState=$(show looper.ser
 owlog | grep -E '^ +MESSAGE=.*"event":"(incident|action|ladder_done|resolved)"' | sed 's/^ *//' | head -10
 check "oomwatch still active, not restarted" 'systemctl is-active -q oomwatch.service && [ "$(show oomwatch.service NRestarts)" = 0 ]'
 
+# ---------------------------------------------------------------- OOMPolicy=stop
+echo "== OOMPolicy=stop (a transient service's default): said, and a rule's ladder for such units keeps the unit"
+check "looper has OOMPolicy=stop" '[ "$(show looper.service OOMPolicy)" = stop ]'
+check "journal: event=oom_policy_stop for looper.service" \
+	'owlog | grep "\"event\":\"oom_policy_stop\"" | grep -q "\"unit\":\"looper.service\""'
+check "journal: looper's action detail says OOMPolicy=stop" \
+	'owlog | grep "\"event\":\"action\"" | grep "looper.service" | grep -q "OOMPolicy=stop"'
+cp /etc/oomwatch/oomwatch.yaml /tmp/oomwatch.yaml.orig
+printf 'oom_policy_stop_ladder: [raise-limit]\n' >/tmp/stopladder.yaml
+install -m 0640 /tmp/stopladder.yaml /etc/oomwatch/oomwatch.yaml
+nrel=$(owlog | grep -c '"event":"reloaded"')
+systemctl reload oomwatch.service
+wait_for "journal: event=reloaded (oom_policy_stop_ladder: [raise-limit])" 30 \
+	'[ "$(owlog | grep -c "\"event\":\"reloaded\"")" -gt "$nrel" ]'
+systemd-run --quiet --unit=stopper -p MemoryMax=32M -p MemorySwapMax=0 -p OOMScoreAdjust=-1000 /usr/local/bin/hog -mb 36
+wait_for "journal: stopper's loop resolved by raise-limit, the unit's own ladder" 90 \
+	'owlog | grep "\"event\":\"ladder_done\"" | grep "stopper.service" | grep -q "\"outcome\":\"resolved\""'
+check "journal: event=oom_policy_stop for stopper.service names the ladder [raise-limit]" \
+	'owlog | grep "\"event\":\"oom_policy_stop\"" | grep "stopper.service" | grep -q "raise-limit"'
+check "no reset-adj in stopper.service" '! owlog | grep "\"event\":\"action\"" | grep "stopper.service" | grep -q "reset-adj"'
+check "stopper still running: systemd did not stop it (ActiveState=active, Result=success)" \
+	'[ "$(show stopper.service ActiveState)" = active ] && [ "$(show stopper.service Result)" = success ]'
+systemctl stop stopper.service
+install -m 0640 /tmp/oomwatch.yaml.orig /etc/oomwatch/oomwatch.yaml
+systemctl reload oomwatch.service
+mark oom-policy-stop
+
 # ---------------------------------------------------------------- raise-limit through systemd
 echo "== MemoryMax through D-Bus (systemd.Units), from oomwatch's sandbox"
 systemd-run --quiet --unit=raiser -p MemoryMax=32M sleep 600

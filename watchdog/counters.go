@@ -102,10 +102,10 @@ func (w *Watchdog) handle(now time.Time, evs []eventfd.Event) {
 		case eventfd.Gone:
 			w.drop(ev.Key)
 		case eventfd.Overflow:
-			w.log.Warn().Msg("inotify queue overflow: rescanning the hierarchy")
-			if err := w.add("/"); err != nil && !errors.Is(err, cgroupfs.ErrTooMany) {
-				w.log.Error().Err(err).Msg("rescan failed")
-			}
+			// Start over when one is under way: what it has visited may
+			// have changed unseen.
+			w.log.Warn().Str("event", "inotify_overflow").Msg("inotify queue overflow: rescanning the hierarchy, a slice per loop turn")
+			w.rescan, w.rescanned = append(w.rescan[:0], "/"), 0
 		case eventfd.OOM:
 			if w.observe(now, ev.Key, ev.Count) {
 				suspects = append(suspects, ev.Key)

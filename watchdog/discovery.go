@@ -19,53 +19,98 @@ import (
 // add starts watching cg and its whole subtree (a cgroup created with
 // mkdir -p may already have children when we see it).
 func (w *Watchdog) add(cg string) error {
-	return w.cfg.CG.Walk(cg, 0, func(c string) error {
-		if _, ok := w.cgroups[c]; ok {
-			return nil
+	return w.cfg.CG.Walk(cg, 0, w.visit)
+}
+
+// visit arms one cgroup of a walk unless it is watched already. nil means
+// descend into it; filepath.SkipDir do not (ignored, or its subtree is at
+// its cap); cgroupfs.ErrTooMany stop (the global cap).
+func (w *Watchdog) visit(c string) error {
+	if _, ok := w.cgroups[c]; ok {
+		return nil
+	}
+	if len(w.cgroups) >= w.cfg.MaxCgroups {
+		if !w.full {
+			w.full = true
+			w.log.Warn().Str("event", "cgroup_cap").Int("max_cgroups", w.cfg.MaxCgroups).Str("cgroup", c).
+				Msg("cgroup limit reached: further cgroups are not watched (raise max_cgroups)")
 		}
-		if len(w.cgroups) >= w.cfg.MaxCgroups {
-			if !w.full {
-				w.full = true
-				w.log.Warn().Str("event", "cgroup_cap").Int("max_cgroups", w.cfg.MaxCgroups).Str("cgroup", c).
-					Msg("cgroup limit reached: further cgroups are not watched (raise max_cgroups)")
-			}
-			return cgroupfs.ErrTooMany
-		}
-		for _, ig := range w.cfg.Ignore {
-			if ig != "/" && cgroupfs.Clean(ig) == c {
-				w.log.Info().Str("cgroup", c).Msg("not watching oomwatch's own cgroup")
-				return filepath.SkipDir
-			}
-		}
-		// The per-subtree cap: a container that creates cgroups in its
-		// delegated subtree cannot take the global budget from everyone else.
-		key, inCtr := w.capKey(c)
-		if key != "" && w.perTop[key] >= w.cfg.MaxPerSubtree {
-			if !w.capped[key] {
-				w.capped[key] = true
-				w.log.Warn().Str("event", "cgroup_cap").Str("subtree", key).Int("max_per_subtree", w.cfg.MaxPerSubtree).
-					Msg("subtree holds too many cgroups: its new cgroups are not watched")
-			}
+		return cgroupfs.ErrTooMany
+	}
+	for _, ig := range w.cfg.Ignore {
+		if ig != "/" && cgroupfs.Clean(ig) == c {
+			w.log.Info().Str("cgroup", c).Msg("not watching oomwatch's own cgroup")
 			return filepath.SkipDir
 		}
-		err := w.arm(c, key, inCtr)
-		if errors.Is(err, cgroupfs.ErrGone) || errors.Is(err, eventfd.ErrGone) {
-			return nil
+	}
+	// The per-subtree cap: a container that creates cgroups in its
+	// delegated subtree cannot take the global budget from everyone else.
+	key, inCtr := w.capKey(c)
+	if key != "" && w.perTop[key] >= w.cfg.MaxPerSubtree {
+		if !w.capped[key] {
+			w.capped[key] = true
+			w.log.Warn().Str("event", "cgroup_cap").Str("subtree", key).Int("max_per_subtree", w.cfg.MaxPerSubtree).
+				Msg("subtree holds too many cgroups: its new cgroups are not watched")
 		}
-		if err == nil && w.fresh && w.cfg.RiskHint != nil {
-			w.cfg.RiskHint(c)
+		return filepath.SkipDir
+	}
+	err := w.arm(c, key, inCtr)
+	if errors.Is(err, cgroupfs.ErrGone) || errors.Is(err, eventfd.ErrGone) {
+		return nil
+	}
+	if err == nil && w.fresh && w.cfg.RiskHint != nil {
+		w.cfg.RiskHint(c)
+	}
+	if err != nil && c != "/" {
+		// One cgroup we cannot watch (permissions, fd limit) must not
+		// stop the daemon from watching the others.
+		w.armErrors++
+		if w.armErrors <= 10 {
+			w.log.Warn().Err(err).Str("cgroup", c).Msg("cannot watch cgroup")
 		}
-		if err != nil && c != "/" {
-			// One cgroup we cannot watch (permissions, fd limit) must not
-			// stop the daemon from watching the others.
-			w.armErrors++
-			if w.armErrors <= 10 {
-				w.log.Warn().Err(err).Str("cgroup", c).Msg("cannot watch cgroup")
-			}
-			return nil
+		return nil
+	}
+	return err
+}
+
+// rescanStep goes on with the rescan that follows an inotify queue
+// overflow, for at most rescanBudget (and at least rescanMin directories)
+// per loop turn: a rescan visits every cgroup (about 14 µs each), which at
+// tens of thousands of cgroups would stall the loop for a second if done at
+// once, and a tenant can overflow the queue at will with mkdir and rmdir.
+// The loop does not sleep while directories are left (nextTimeout), and the
+// events of each turn are handled between the slices.
+func (w *Watchdog) rescanStep() {
+	t0 := time.Now()
+	for n := 0; len(w.rescan) > 0; n++ {
+		if n >= rescanMin && time.Since(t0) >= rescanBudget {
+			return
 		}
-		return err
-	})
+		c := w.rescan[len(w.rescan)-1]
+		w.rescan = w.rescan[:len(w.rescan)-1]
+		w.rescanned++
+		err := w.visit(c)
+		if errors.Is(err, cgroupfs.ErrTooMany) {
+			w.rescan = w.rescan[:0]
+			break
+		}
+		if err != nil {
+			continue // not to descend into, or the root unreadable: its events tell
+		}
+		kids, err := w.cfg.CG.Children(c)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		for i := len(kids) - 1; i >= 0; i-- { // in order, as Walk visits them
+			w.rescan = append(w.rescan, kids[i])
+		}
+	}
+	w.log.Info().Str("event", "rescanned").Int("visited", w.rescanned).Int("cgroups", len(w.cgroups)).
+		Msg("rescan after the inotify overflow done")
+	w.rescan, w.rescanned = nil, 0
+	// Its garbage back to the kernel, off the loop: a forced collection
+	// at tens of thousands of cgroups takes longer than a loop turn may.
+	go startupDone()
 }
 
 // capKey names the subtree c counts against for MaxPerSubtree: the

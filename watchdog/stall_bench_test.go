@@ -291,3 +291,49 @@ type countHandler struct{ opened, resolved atomic.Int64 }
 
 func (c *countHandler) Open(*Incident)             { c.opened.Add(1) }
 func (c *countHandler) Resolved(*Incident, string) { c.resolved.Add(1) }
+
+// BenchmarkOverflowRescanStallFakeV1: the rescan after an inotify queue
+// overflow at 20,000 and 65,536 watched cgroups (a fake tree, as
+// BenchmarkNotificationStallFakeV1) with 1,000 cgroups created unseen: the
+// longest loop turn, the turns the rescan is spread over and its total.
+func BenchmarkOverflowRescanStallFakeV1(b *testing.B) {
+	var rows []benchrow.Row
+	for _, size := range []int{20000, 65536} {
+		root := b.TempDir()
+		writeV1Cgroup(b, root, 0)
+		const missed = 1000
+		dirs := (size + 1000) / 1001
+		for i := 0; i < dirs; i++ {
+			writeV1Cgroup(b, filepath.Join(root, fmt.Sprintf("f%02d", i)), 0)
+		}
+		for i := 0; i < size-dirs-1-missed; i++ {
+			writeV1Cgroup(b, filepath.Join(root, fmt.Sprintf("f%02d", i/1000), fmt.Sprintf("c%04d", i%1000)), 0)
+		}
+		w, err := New(Config{CG: cgroupfs.Hierarchy{Version: 1, Root: root}, Proc: procfs.New(b.TempDir()), Detector: DefaultParams},
+			&countHandler{}, zerolog.Nop())
+		if err != nil {
+			b.Fatal(err)
+		}
+		armFake(b, w)
+		for i := 0; i < missed; i++ {
+			writeV1Cgroup(b, filepath.Join(root, fmt.Sprintf("f%02d", i%dirs), fmt.Sprintf("new%04d", i)), 0)
+		}
+		var longest, total time.Duration
+		turns := 0
+		now := time.Now()
+		evs := []eventfd.Event{{Kind: eventfd.Overflow}}
+		for turns == 0 || len(w.rescan) > 0 && turns < 1000000 {
+			t0 := time.Now()
+			w.turn(now, evs, t0)
+			d := time.Since(t0)
+			longest, total, turns, evs = max(longest, d), total+d, turns+1, nil
+		}
+		scenario := fmt.Sprintf("v1 fake tree, inotify overflow at %d watched, %d created unseen", len(w.cgroups)-missed, missed)
+		b.Logf("%s: longest turn %.2f ms, %d turns, %.1f ms in all, %d watched after", scenario,
+			float64(longest)/1e6, turns, float64(total)/1e6, len(w.cgroups))
+		rows = append(rows, stallRow(b, benchrow.Scale, scenario, "longest loop turn", float64(longest)/1e6,
+			fmt.Sprintf("%d turns, %.1f ms in all", turns, float64(total)/1e6)))
+		b.ReportMetric(float64(longest)/1e6, fmt.Sprintf("turn-ms-%d", size))
+	}
+	benchrow.Emit(rows...)
+}

@@ -172,6 +172,8 @@ type Watchdog struct {
 	follows           map[string]following     // v2: kill-less OOMs under way, or a limit hit by unkillable tasks (see followEvery)
 	limitHits         map[string]limitHit      // v2: whose tasks were read at a limit hit (see watchLimit)
 	pre               map[string]preInspection // tasks read at a limit holder's first kill-less OOM (see preInspect)
+	rescan            []string                 // after an inotify overflow: the directories still to visit (see rescanStep)
+	rescanned         int                      // directories the rescan under way has visited
 	lastFollow        stamp                    // when followDue last read them
 	pending           []string                 // v2 cgroups armed at start-up whose baseline is not read yet
 
@@ -304,11 +306,14 @@ func (w *Watchdog) Run(ctx context.Context) error {
 // start is when Run started.
 func (w *Watchdog) turn(now time.Time, evs []eventfd.Event, start time.Time) {
 	w.handle(now, evs)
+	if len(w.rescan) > 0 {
+		w.rescanStep()
+	}
 	if len(w.pending) > 0 {
 		w.readBaselines(now)
 		if len(w.pending) == 0 {
 			w.log.Debug().Str("event", "baselines_read").Dur("since_start", time.Since(start)).Msg("OOM counters of every cgroup read")
-			startupDone()
+			go startupDone() // off the loop, which is handling events by now
 		}
 	}
 	w.recheckDue(now)
@@ -322,7 +327,9 @@ func (w *Watchdog) turn(now time.Time, evs []eventfd.Event, start time.Time) {
 // 10,000 cgroups) to the kernel at once, instead of leaving it to the
 // runtime's slow background scavenger: oomwatch then runs for months at its
 // steady-state size. One forced GC at start-up (and after the rare rescan
-// that follows an inotify queue overflow).
+// that follows an inotify queue overflow); once the loop handles events it
+// runs on a goroutine of its own, since at tens of thousands of cgroups it
+// takes longer than a loop turn may.
 func startupDone() { debug.FreeOSMemory() }
 
 // nextTimeout sleeps forever when nothing is open and nobody needs ticks:
@@ -335,7 +342,7 @@ func (w *Watchdog) nextTimeout(lastTick time.Time) time.Duration {
 	if len(w.rechecks) > 0 && (t < 0 || settleV1 < t) {
 		t = settleV1
 	}
-	if w.rechecksLeft {
+	if w.rechecksLeft || len(w.rescan) > 0 {
 		t = 0
 	}
 	if len(w.follows) > 0 && (t < 0 || followEvery < t) {
@@ -375,6 +382,13 @@ const settleV1 = 100 * time.Millisecond
 // more, 30 ms in one turn on the 6.18 host. The rest wait for the next turn,
 // which comes at once (see nextTimeout).
 const recheckBudget = 5 * time.Millisecond
+
+// rescanBudget and rescanMin bound one loop turn's slice of a rescan (see
+// rescanStep).
+const (
+	rescanBudget = 2 * time.Millisecond
+	rescanMin    = 16
+)
 
 // followEvery and followFor: after a kill-less OOM on cgroup v2, the
 // watchdog reads memory.events itself every followEvery for followFor

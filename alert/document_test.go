@@ -177,7 +177,7 @@ func TestDocumentHostileStrings(t *testing.T) {
 	}
 }
 
-func TestClean(t *testing.T) {
+func TestCleanEscapesBadBytesAndNeverSplitsARune(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
 		max  int

@@ -120,7 +120,7 @@ func TestBadConfigExits78(t *testing.T) {
 	}
 }
 
-func TestVersion(t *testing.T) {
+func TestVersionCommandAndFlagPrintTheVersion(t *testing.T) {
 	for _, args := range [][]string{{"version"}, {"--version"}} {
 		if code, out, errs := call(args...); code != 0 || out != "oomwatch "+version+"\n" || errs != "" {
 			t.Errorf("%v: exit %d %q %q", args, code, out, errs)
@@ -131,7 +131,7 @@ func TestVersion(t *testing.T) {
 // The completion scripts come from the same flag definitions the commands
 // parse: each shell's script is printed, and the completion engine the
 // scripts call answers with the real flags and values.
-func TestCompletion(t *testing.T) {
+func TestCompletionScriptsAndEngineOfferTheRealFlags(t *testing.T) {
 	for shell, want := range map[string]string{"bash": "complete -o default -F __start_oomwatch oomwatch", "zsh": "#compdef oomwatch", "fish": "complete -c oomwatch"} {
 		code, out, errs := call("completion", shell)
 		if code != 0 || !strings.Contains(out, want) || errs != "" {

@@ -127,7 +127,7 @@ func fakeProcs(t *testing.T) string {
 	return root
 }
 
-func TestScan(t *testing.T) {
+func TestScanReportsWouldLoopAndNearLimitInTextAndJSON(t *testing.T) {
 	cg, proc := fakeTree(t), fakeProcs(t)
 	code, out, errs := call("scan", "--cgroup-root", cg, "--proc-root", proc)
 	if code != exitRisk {

@@ -90,7 +90,7 @@ func TestStatusCmd(t *testing.T) {
 	}
 }
 
-func TestAgo(t *testing.T) {
+func TestAgoUsesTheTwoLargestUnits(t *testing.T) {
 	now := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
 	for d, want := range map[time.Duration]string{5 * time.Second: "5s", 12 * time.Minute: "12m", 185 * time.Minute: "3h5m", 52 * time.Hour: "2d4h", -time.Second: "0s"} {
 		if got := ago(now, now.Add(-d)); got != want {

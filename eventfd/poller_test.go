@@ -214,7 +214,7 @@ func TestPinFile(t *testing.T) {
 	wantStats(t, p, 0, 0)
 }
 
-func TestUnwatch(t *testing.T) {
+func TestUnwatchSilencesOnlyThatKey(t *testing.T) {
 	p := newPoller(t)
 	a, b := t.TempDir(), t.TempDir()
 	if err := p.WatchDir("a", a); err != nil {
@@ -526,7 +526,7 @@ func TestManyDirsOneInotify(t *testing.T) {
 	}
 }
 
-func TestOverflow(t *testing.T) {
+func TestFullInotifyQueueReportsAKeylessOverflow(t *testing.T) {
 	b, err := os.ReadFile("/proc/sys/fs/inotify/max_queued_events")
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ const (
 	podUIDus = "74c13223_5a00_11e9_b385_42010a80018d"
 )
 
-func TestParse(t *testing.T) {
+func TestParseNamesTheOutermostContainerOfEachRuntime(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string
 		want     Names

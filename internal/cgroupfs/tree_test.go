@@ -159,7 +159,7 @@ func TestOpenRejects(t *testing.T) {
 	}
 }
 
-func TestDetect(t *testing.T) {
+func TestDetectFindsHybridMountsOrAsksForCgroupRoot(t *testing.T) {
 	proc := fakeTree(t, map[string]string{"self/mountinfo": `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
 35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
 37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer

@@ -361,7 +361,7 @@ func TestDefaultsFileDocumentsEveryKey(t *testing.T) {
 // and may equal max_cgroups. A max_cgroups below the default
 // max_per_subtree is not an error: left unset, max_per_subtree is bounded
 // by max_cgroups anyway.
-func TestCaps(t *testing.T) {
+func TestMaxPerSubtreeDefaultsAndMayEqualMaxCgroups(t *testing.T) {
 	tests := []struct {
 		src                string
 		maxCgroups, perSub int
@@ -558,7 +558,7 @@ func TestFirstMatchWins(t *testing.T) {
 	}
 }
 
-func TestAmounts(t *testing.T) {
+func TestAmountsArePercentOrBinarySizes(t *testing.T) {
 	for in, want := range map[string]policy.Amount{
 		"10%": {Percent: 10}, "12.5%": {Percent: 12.5}, "0%": {},
 		"4096": {Bytes: 4096}, "256M": {Bytes: 256 << 20}, "256Mi": {Bytes: 256 << 20},

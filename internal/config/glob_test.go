@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func TestGlob(t *testing.T) {
+func TestGlobStarStaysInOneElementDoubleStarSpansMany(t *testing.T) {
 	tests := []struct {
 		pattern string
 		match   []string

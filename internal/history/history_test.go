@@ -131,7 +131,7 @@ func TestTornLastLine(t *testing.T) {
 	}
 }
 
-func TestRotation(t *testing.T) {
+func TestRotationBoundsFileSizeAndCount(t *testing.T) {
 	dir := t.TempDir()
 	j := Open(dir, Options{MaxSize: 4 << 10, Keep: 2})
 	defer j.Close()

@@ -44,7 +44,7 @@ const (
 	lConstrComma = "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/a,b,task_memcg=/a,b/c,task=my,app,pid=7,uid=1000"
 )
 
-func TestParse(t *testing.T) {
+func TestParseRecordHeaderAndDictOrParseError(t *testing.T) {
 	tests := []struct {
 		name string
 		in   string
@@ -89,7 +89,7 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func TestMatch(t *testing.T) {
+func TestMatchRecognisesEachKernelsOOMLinesAndNoOthers(t *testing.T) {
 	tests := []struct {
 		name string
 		in   string

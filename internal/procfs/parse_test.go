@@ -280,7 +280,7 @@ func TestParseCgroupErrors(t *testing.T) {
 	}
 }
 
-func TestSafe(t *testing.T) {
+func TestSafeEscapesControlInvalidAndBidiCharacters(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"", ""},
 		{"sshd", "sshd"},

@@ -412,7 +412,7 @@ func TestOOMAdjDerived(t *testing.T) {
 	}
 }
 
-func TestUnkillable(t *testing.T) {
+func TestUnkillableIsMinus1000OrAKernelThread(t *testing.T) {
 	tests := []struct {
 		p    Proc
 		want bool
@@ -431,7 +431,7 @@ func TestUnkillable(t *testing.T) {
 	}
 }
 
-func TestExiting(t *testing.T) {
+func TestExitingIsZombieDeadOrPFExiting(t *testing.T) {
 	tests := []struct {
 		p    Proc
 		want bool
@@ -453,7 +453,7 @@ func TestExiting(t *testing.T) {
 	}
 }
 
-func TestOrigin(t *testing.T) {
+func TestOriginIsTheTopOfTheUnbrokenMinus1000Chain(t *testing.T) {
 	p := func(pid, adj int) Proc { return Proc{PID: pid, OOMScoreAdj: adj} }
 	kt := Proc{PID: 2, Kthread: true, OOMScoreAdj: -1000}
 	tests := []struct {

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-func TestPath(t *testing.T) {
+func TestPathRefusesForeignOwnersMissingFilesAndOpenLinkTargets(t *testing.T) {
 	me := uint32(os.Getuid())
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {

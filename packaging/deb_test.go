@@ -55,9 +55,9 @@ func dpkgDeb(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// TestDeb builds the package with both packagers and checks what dpkg and
-// lintian see.
-func TestDeb(t *testing.T) {
+// The package, built with each packager, is checked as dpkg and lintian
+// see it.
+func TestDebOfEachPackagerPassesDpkgAndLintian(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the daemon and the package")
 	}

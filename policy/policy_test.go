@@ -165,7 +165,7 @@ func TestResetAdjRefusesWithoutPidfd(t *testing.T) {
 	}
 }
 
-func TestOutcome(t *testing.T) {
+func TestOutcomeIsContainedResolvedOrDryRun(t *testing.T) {
 	if o := outcome([]Action{{Name: Freeze, Verified: true}}, false); o != "contained" {
 		t.Fatal(o)
 	}

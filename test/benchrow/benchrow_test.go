@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestTargets(t *testing.T) {
+func TestTargetsNameTheBoundAndNeedAValueToBeMet(t *testing.T) {
 	r := Row{Metric: "loop p50", Unit: "ms"}
 	for _, c := range []struct {
 		got         Row
@@ -30,7 +30,7 @@ func TestTargets(t *testing.T) {
 	}
 }
 
-func TestNum(t *testing.T) {
+func TestNumKeepsIntegersAndAboutThreeSignificantDigits(t *testing.T) {
 	for v, want := range map[float64]string{0: "0", 1000: "1000", 0.1623: "0.16", 6.2: "6.2", 2.499: "2.5", 5.004: "5", 1.0004: "1", 10.04: "10", 100.4: "100", 23.46: "23.5", 412.57: "413", 0.0042: "0.0042",
 		-1.25: "-1.25", math.NaN(): "n/a", math.Inf(1): "n/a", 997.7483: "998"} {
 		if got := Num(v); got != want {
@@ -154,7 +154,7 @@ func TestCollectorParse(t *testing.T) {
 	}
 }
 
-func TestTable(t *testing.T) {
+func TestTableOrdersByMeasurementAndListsTargetsSkipsAndFailures(t *testing.T) {
 	got := collect(t, sampleLog).Table(Host{Kernel: "not used"})
 	want := `==== oomwatch benchmarks: one table ====
 machine: Debian 12 · kernel 6.18.44 · nproc 2 · AMD EPYC · 23.5 GiB RAM · cgroup v1 memory at /sys/fs/cgroup/memory · go1.26.8 · 2026-01-02 10:00:00 UTC

@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestParse(t *testing.T) {
+func TestParseCollectsTheHexInodeOfEveryWatchLine(t *testing.T) {
 	in := []byte("pos:\t0\nflags:\t02004000\nmnt_id:\t15\nino:\t1057\n" +
 		"inotify wd:2 ino:1a2b sdev:2b mask:3c6 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:2b1a000000000000\n" +
 		"inotify wd:1 ino:ff sdev:2b mask:3c6 ignored_mask:0\n" +

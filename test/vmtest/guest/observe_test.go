@@ -25,10 +25,11 @@ func metricValue(t *testing.T, body, series string) float64 {
 	return v
 }
 
-// TestObservability: after a real loop, /metrics shows it, `oomwatch
-// status` asks the running daemon over its socket, and `oomwatch incidents`
-// reads the journal.
-func TestObservability(t *testing.T) {
+// After a real loop, /metrics shows it, `oomwatch status` asks the running
+// daemon over its socket, and `oomwatch incidents` reads the journal; after
+// a restart, status answers from the new daemon and the journal still holds
+// the incident.
+func TestLoopShowsInMetricsStatusAndIncidentsAcrossRestart(t *testing.T) {
 	e := Setup(t)
 	RequireDaemon(t, e)
 	LoopbackUp(t)

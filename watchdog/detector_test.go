@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-func TestDetector(t *testing.T) {
+func TestDetectorSuspectsKillLessOOMsWithinTheWindow(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
 	type obs struct {
@@ -119,7 +119,7 @@ func TestParamsValidate(t *testing.T) {
 	}
 }
 
-func TestClassify(t *testing.T) {
+func TestClassifyLoopNeedsAnUnkillableTaskAndNoKillableOne(t *testing.T) {
 	unk := Candidate{Unkillable: true}
 	exiting := Candidate{Exiting: true}
 	killable := Candidate{}

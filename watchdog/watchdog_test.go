@@ -382,7 +382,7 @@ func TestWatchdogPerSubtreeCapPerContainer(t *testing.T) {
 
 // Subtree is the per-container key outside the watchdog (the policy's
 // action budget): the outermost container, else the top-level cgroup.
-func TestSubtree(t *testing.T) {
+func TestSubtreeIsTheOutermostContainerElseTheTopLevelCgroup(t *testing.T) {
 	id := strings.Repeat("a", 64)
 	for cg, want := range map[string]string{
 		"/":                                  "",

@@ -88,6 +88,9 @@ func (a *alertmanagerSink) amLabels(doc Document) map[string]string {
 	}
 	l["cgroup"] = doc.Cgroup
 	l["container"] = doc.Container
+	if doc.ContainerName != "" {
+		l["container_name"] = doc.ContainerName
+	}
 	l["host"] = doc.Host
 	l["severity"] = doc.alertSeverity() // not doc.Severity: "info" on resolve would be another alert
 	return l

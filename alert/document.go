@@ -43,6 +43,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/oomwatch/oomwatch/internal/cgnames"
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/policy"
 	"github.com/oomwatch/oomwatch/watchdog"
@@ -86,8 +87,9 @@ const (
 // Names are what cmd found out about the cgroup: the container and systemd
 // unit it belongs to, empty when unknown.
 type Names struct {
-	Container string
-	Unit      string
+	Container     string
+	ContainerName string // the runtime's name of a container known by its id
+	Unit          string
 }
 
 // Candidate is one task of the incident's subtree, as schema v1 names its
@@ -114,6 +116,7 @@ type Document struct {
 	Host            string           `json:"host"`
 	Cgroup          string           `json:"cgroup"`
 	Container       string           `json:"container"`
+	ContainerName   string           `json:"container_name"` // Docker, Podman: the name docker ps shows; "" when unknown
 	Unit            string           `json:"unit"`
 	LimitBytes      uint64           `json:"limit_bytes"` // 0: no limit of its own
 	UsageBytes      uint64           `json:"usage_bytes"`
@@ -136,16 +139,17 @@ type Document struct {
 // $(...) and backticks reach every sink as inert data.
 func NewDocument(typ string, inc *watchdog.Incident, names Names, actions []policy.Action, host string, now time.Time) Document {
 	d := Document{
-		Schema:     Schema,
-		EventID:    newID(),
-		Type:       typ,
-		Status:     StatusFiring,
-		Host:       clean(host, maxName),
-		Container:  clean(names.Container, maxName),
-		Unit:       clean(names.Unit, maxName),
-		Candidates: []Candidate{},
-		Actions:    []policy.Action{},
-		SentAt:     now.UTC().Format(time.RFC3339Nano),
+		Schema:        Schema,
+		EventID:       newID(),
+		Type:          typ,
+		Status:        StatusFiring,
+		Host:          clean(host, maxName),
+		Container:     clean(names.Container, maxName),
+		ContainerName: clean(names.ContainerName, maxName),
+		Unit:          clean(names.Unit, maxName),
+		Candidates:    []Candidate{},
+		Actions:       []policy.Action{},
+		SentAt:        now.UTC().Format(time.RFC3339Nano),
 	}
 	if typ == TypeResolved {
 		d.Status = StatusResolved
@@ -362,7 +366,7 @@ func (d Document) summary() string {
 	}
 	s := fmt.Sprintf("%s in %s", what, oneLine(d.Cgroup))
 	if d.Container != "" {
-		s += " (" + oneLine(d.Container) + ")"
+		s += " (" + oneLine(cgnames.Label(d.Container, d.ContainerName)) + ")"
 	}
 	switch d.Type {
 	case TypeRemediated:

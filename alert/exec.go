@@ -98,6 +98,7 @@ func (e *execSink) env(doc Document) []string {
 	add("OOMWATCH_SEVERITY", doc.Severity)
 	add("OOMWATCH_CGROUP", doc.Cgroup)
 	add("OOMWATCH_CONTAINER", doc.Container)
+	add("OOMWATCH_CONTAINER_NAME", doc.ContainerName)
 	add("OOMWATCH_UNIT", doc.Unit)
 	add("OOMWATCH_HOST", doc.Host)
 	return env

@@ -73,7 +73,8 @@ var _ policy.Reporter = (*Fanout)(nil)
 // Opened reports a new incident.
 func (f *Fanout) Opened(inc *watchdog.Incident, rule string) {
 	f.alert(alert.TypeDetected, inc, nil)
-	f.Status.Opened(statusd.OpenIncident{ID: inc.ID, Cgroup: inc.Cgroup, Container: inc.Container, Verdict: string(inc.Verdict), Since: inc.Started})
+	f.Status.Opened(statusd.OpenIncident{ID: inc.ID, Cgroup: inc.Cgroup, Container: inc.Container, ContainerName: inc.ContainerName,
+		Verdict: string(inc.Verdict), Since: inc.Started})
 	if f.Metrics != nil {
 		f.Metrics.IncidentOpened(inc)
 	}
@@ -81,7 +82,7 @@ func (f *Fanout) Opened(inc *watchdog.Incident, rule string) {
 		// No kernel-log lookup here: draining a kmsg flood can take long,
 		// and the write-ahead entry of the first action waits behind this
 		// record. The resolved record carries the kernel's lines.
-		rec := history.Opened(inc, history.Names{Container: inc.Container, Unit: inc.Unit, Rule: rule}, nil)
+		rec := history.Opened(inc, history.Names{Container: inc.Container, ContainerName: inc.ContainerName, Unit: inc.Unit, Rule: rule}, nil)
 		f.Journal.Append(func() history.Record { return rec })
 	}
 }
@@ -96,7 +97,8 @@ func (f *Fanout) Action(inc *watchdog.Incident, a policy.Action) {
 		}
 		return
 	}
-	f.Status.Acted(statusd.Action{Time: time.Now(), Incident: inc.ID, Cgroup: inc.Cgroup, Action: a})
+	f.Status.Acted(statusd.Action{Time: time.Now(), Incident: inc.ID, Cgroup: inc.Cgroup,
+		Container: inc.Container, ContainerName: inc.ContainerName, Action: a})
 	if f.Journal != nil {
 		rec := history.Step(inc, a)
 		f.Journal.Append(func() history.Record { return rec })
@@ -156,6 +158,6 @@ func (f *Fanout) RiskGone(r watchdog.Risk, _ string) {
 
 func (f *Fanout) alert(typ string, inc *watchdog.Incident, acts []policy.Action) {
 	f.Alerts.send(func() alert.Document {
-		return alert.NewDocument(typ, inc, alert.Names{Container: inc.Container, Unit: inc.Unit}, acts, f.Host, time.Now())
+		return alert.NewDocument(typ, inc, alert.Names{Container: inc.Container, ContainerName: inc.ContainerName, Unit: inc.Unit}, acts, f.Host, time.Now())
 	})
 }

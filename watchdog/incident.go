@@ -92,16 +92,20 @@ type Evidence struct {
 
 // Incident is one OOM episode of one cgroup.
 type Incident struct {
-	ID         string      `json:"id"`
-	Verdict    Verdict     `json:"verdict"`
-	Cgroup     string      `json:"cgroup"`              // the limit holder: the OOMs are charged here
-	Container  string      `json:"container,omitempty"` // from the cgroup path (LXC, Docker, Podman, k8s, nspawn)
-	Unit       string      `json:"unit,omitempty"`      // innermost systemd unit
-	Version    int         `json:"cgroup_version"`
-	Started    time.Time   `json:"started"`
-	Evidence   Evidence    `json:"evidence"`
-	Candidates []Candidate `json:"candidates"`
-	Origin     *Origin     `json:"origin,omitempty"` // of the largest unkillable task
+	ID        string  `json:"id"`
+	Verdict   Verdict `json:"verdict"`
+	Cgroup    string  `json:"cgroup"`              // the limit holder: the OOMs are charged here
+	Container string  `json:"container,omitempty"` // from the cgroup path (LXC, Docker, Podman, k8s, nspawn)
+	// ContainerName is the runtime's name of a container that Container
+	// knows by its short id (Docker, Podman: what docker ps shows), from the
+	// runtime's own state (Config.Namer); "" when unknown.
+	ContainerName string      `json:"container_name,omitempty"`
+	Unit          string      `json:"unit,omitempty"` // innermost systemd unit
+	Version       int         `json:"cgroup_version"`
+	Started       time.Time   `json:"started"`
+	Evidence      Evidence    `json:"evidence"`
+	Candidates    []Candidate `json:"candidates"`
+	Origin        *Origin     `json:"origin,omitempty"` // of the largest unkillable task
 }
 
 // Inspector reads the tasks of a cgroup subtree from /proc.

@@ -32,6 +32,9 @@ func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Ass
 		Evidence:   Evidence{Window: w.cfg.Detector.Window, OOMs: a.OOMs, Kills: a.Kills},
 		Candidates: cands, Origin: LargestOrigin(cands),
 	}
+	if w.cfg.Namer != nil && names.ID != "" {
+		inc.ContainerName = w.cfg.Namer.Name(names)
+	}
 	inc.Evidence.Limit, inc.Evidence.Usage = lim, use
 	st.inc = inc
 	w.opened[cg] = st
@@ -49,7 +52,7 @@ func (w *Watchdog) openIncident(now time.Time, cg string, st *cgroupState, a Ass
 	w.h.Open(inc)
 	handlerTook := time.Since(t0)
 	ev := w.log.Warn().Str("event", "incident").Str("incident", inc.ID).Str("verdict", string(v)).Str("cgroup", cg).
-		Str("container", inc.Container).Str("unit", inc.Unit).
+		Str("container", inc.Container).Str("container_name", inc.ContainerName).Str("unit", inc.Unit).
 		Uint64("oom_events", a.OOMs).Uint64("oom_kills", a.Kills).Dur("window", w.cfg.Detector.Window).
 		Int("tasks", len(cands)).
 		// detection: first OOM notification of the episode → the batch

@@ -11,20 +11,23 @@ import (
 
 // CgroupStatus is one watched cgroup as `oomwatch status` lists it.
 type CgroupStatus struct {
-	Cgroup    string    `json:"cgroup"`
-	Container string    `json:"container,omitempty"`
-	Unit      string    `json:"unit,omitempty"`
-	Limit     uint64    `json:"limit_bytes"` // cgroupfs.Unlimited: none
-	Usage     uint64    `json:"usage_bytes"`
-	OOMs      uint64    `json:"oom_events"`
-	Kills     uint64    `json:"oom_kills"`
-	Incident  string    `json:"incident,omitempty"`
-	Verdict   Verdict   `json:"verdict,omitempty"`
-	Since     time.Time `json:"since,omitzero"`
-	Frozen    bool      `json:"frozen,omitempty"`
-	Raised    bool      `json:"limit_raised,omitempty"` // raise-limit holds it above its original
-	WouldLoop bool      `json:"would_loop,omitempty"`   // at the risk monitor's last look
-	NoMemory  bool      `json:"memory_not_enabled,omitempty"`
+	Cgroup    string `json:"cgroup"`
+	Container string `json:"container,omitempty"`
+	// ContainerName: the open incident's Incident.ContainerName (the
+	// runtime's state is read when an incident opens, not for a listing)
+	ContainerName string    `json:"container_name,omitempty"`
+	Unit          string    `json:"unit,omitempty"`
+	Limit         uint64    `json:"limit_bytes"` // cgroupfs.Unlimited: none
+	Usage         uint64    `json:"usage_bytes"`
+	OOMs          uint64    `json:"oom_events"`
+	Kills         uint64    `json:"oom_kills"`
+	Incident      string    `json:"incident,omitempty"`
+	Verdict       Verdict   `json:"verdict,omitempty"`
+	Since         time.Time `json:"since,omitzero"`
+	Frozen        bool      `json:"frozen,omitempty"`
+	Raised        bool      `json:"limit_raised,omitempty"` // raise-limit holds it above its original
+	WouldLoop     bool      `json:"would_loop,omitempty"`   // at the risk monitor's last look
+	NoMemory      bool      `json:"memory_not_enabled,omitempty"`
 }
 
 // CgroupSummary counts what the whole watched set holds; the listing
@@ -113,7 +116,7 @@ func StatusReport(ctx context.Context, l Lister, cg cgroupfs.Hierarchy, risk *Ri
 	rows := make([]CgroupStatus, 0, len(sel))
 	for _, c := range sel {
 		names := cgnames.Parse(c.Cgroup)
-		r := CgroupStatus{Cgroup: c.Cgroup, Container: names.Container, Unit: names.Unit, Limit: cgroupfs.Unlimited,
+		r := CgroupStatus{Cgroup: c.Cgroup, Container: names.Container, ContainerName: c.ContainerName, Unit: names.Unit, Limit: cgroupfs.Unlimited,
 			OOMs: c.OOMs, Kills: c.Kills, Incident: c.Incident, Verdict: c.Verdict, Since: c.Since,
 			WouldLoop: atRisk[c.Cgroup], NoMemory: c.NoMemory}
 		if lim, err := cg.Limit(c.Cgroup); err == nil {

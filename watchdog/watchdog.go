@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/oomwatch/oomwatch/eventfd"
+	"github.com/oomwatch/oomwatch/internal/cgnames"
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 )
@@ -27,6 +28,13 @@ import (
 type Handler interface {
 	Open(inc *Incident)
 	Resolved(inc *Incident, why string)
+}
+
+// Namer names a container the cgroup path knows only by its id, from the
+// runtime's own state (ctrstate.Reader); "" when it cannot. It is asked
+// once per incident, when the incident opens, never for an idle cgroup.
+type Namer interface {
+	Name(n cgnames.Names) string
 }
 
 // Config configures a Watchdog.
@@ -40,6 +48,9 @@ type Config struct {
 	// <= 0 means DefaultMaxPerSubtree.
 	MaxPerSubtree int
 	MaxProcs      int // bound on tasks inspected per incident
+	// Namer, if set, names the container of an incident's cgroup
+	// (Incident.ContainerName).
+	Namer Namer
 	// ResolveAfter is how long a cgroup with an open incident must see no OOM
 	// before the incident is resolved. <= 0 means 2 × Detector.Window.
 	ResolveAfter time.Duration

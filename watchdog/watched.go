@@ -10,10 +10,12 @@ import (
 // Watched is one watched cgroup as the event loop knows it.
 type Watched struct {
 	Cgroup string
-	// The open incident, if any.
-	Incident string
-	Verdict  Verdict
-	Since    time.Time
+	// The open incident, if any, and the container name it found
+	// (Incident.ContainerName).
+	Incident      string
+	Verdict       Verdict
+	Since         time.Time
+	ContainerName string
 	// OOM counters as last read (v2 memory.events, hierarchical; v1 the
 	// eventfd count since oomwatch armed it and the subtree's oom_kill).
 	OOMs, Kills uint64
@@ -75,7 +77,7 @@ func (w *Watchdog) watchedList() []Watched {
 	for cg, st := range w.cgroups {
 		e := Watched{Cgroup: cg, OOMs: st.last.OOM, Kills: st.last.Kills, Paused: st.paused, NoMemory: st.noMemory}
 		if st.inc != nil {
-			e.Incident, e.Verdict, e.Since = st.inc.ID, st.inc.Verdict, st.inc.Started
+			e.Incident, e.Verdict, e.Since, e.ContainerName = st.inc.ID, st.inc.Verdict, st.inc.Started, st.inc.ContainerName
 		}
 		l = append(l, e)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/oomwatch/oomwatch/internal/cgnames"
 	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/internal/history"
 	"github.com/oomwatch/oomwatch/internal/procfs"
@@ -150,7 +151,7 @@ func printIncidents(w io.Writer, incs []history.Incident, now time.Time) {
 				origin += " ← " + procfs.Safe(inc.Origin.ParentComm)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", started, verdict, cgLabel(inc.Cgroup, inc.Container),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", started, verdict, cgLabel(inc.Cgroup, cgnames.Label(inc.Container, inc.ContainerName)),
 			inc.OOMEvents, inc.OOMKills, origin, actionsSummary(inc), state(inc, now))
 	}
 	tw.Flush()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/alert"
 	"github.com/oomwatch/oomwatch/internal/config"
+	"github.com/oomwatch/oomwatch/internal/ctrstate"
 	"github.com/oomwatch/oomwatch/internal/history"
 	"github.com/oomwatch/oomwatch/internal/kmsg"
 	"github.com/oomwatch/oomwatch/internal/metrics"
@@ -39,6 +40,7 @@ type runFlags struct {
 
 	statusSocket string
 	riskEvery    time.Duration
+	runtimeState string // filesystem root of Docker's and Podman's state ("": not read)
 }
 
 func newRunCmd(stderr io.Writer) *cobra.Command {
@@ -89,9 +91,10 @@ func (f *runFlags) register(c *cobra.Command) {
 	fs.IntVar(&f.MaxActions, "max-actions-per-minute", 30, "global bound on changes to the host")
 	fs.StringVar(&f.MetricsListen, "metrics-listen", "127.0.0.1:9731", "Prometheus /metrics and /healthz address (\"\": off)")
 	fs.StringVar(&f.statusSocket, "status-socket", statusd.DefaultSocket, "unix socket for oomwatch status (\"\": off)")
+	fs.StringVar(&f.runtimeState, "runtime-state-root", "/", "filesystem root under which Docker's and Podman's own state (/var/lib/docker, /var/lib/containers) is read to name the container of an incident (\"\": the short id only)")
 	fs.DurationVar(&f.riskEvery, "risk-every", watchdog.DefaultRiskEvery, "how often to re-check where an OOM would loop (every task unkillable under a limit); 0: never")
 	fileFlags(c, "config", "status-socket")
-	dirFlags(c, "state-dir")
+	dirFlags(c, "state-dir", "runtime-state-root")
 	choices(c, "log-level", "debug", "info", "warn", "error")
 	choices(c, "kill-mode", "largest", "cgroup")
 	choices(c, "paused-action", "raise-limit", "kill")
@@ -280,6 +283,9 @@ func run(ctx context.Context, log zerolog.Logger, f runFlags) error {
 				go func() { defer close(riskDone); risk.Run(riskCtx) }()
 			}
 		},
+	}
+	if f.runtimeState != "" {
+		wcfg.Namer = ctrstate.Reader{Root: f.runtimeState}
 	}
 	if f.riskEvery > 0 {
 		wcfg.RiskHint = func(cg string) { risk.Hint(cg) } // risk is set before Run

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/oomwatch/oomwatch/internal/cgnames"
 	"github.com/oomwatch/oomwatch/internal/config"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/internal/statusd"
@@ -96,7 +97,7 @@ func printCgroups(w io.Writer, st statusd.Status, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  CGROUP\tLIMIT\tUSAGE\tOOMS\tSTATE")
 	for _, c := range st.Cgroups {
-		name := c.Container
+		name := cgnames.Label(c.Container, c.ContainerName)
 		if name == "" {
 			name = c.Unit
 		}
@@ -170,7 +171,7 @@ func printStatus(w io.Writer, st statusd.Status, now time.Time) {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  SINCE\tVERDICT\tCGROUP\tID")
 		for _, o := range st.OpenIncidents {
-			fmt.Fprintf(tw, "  %s ago\t%s\t%s\t%s\n", ago(now, o.Since), o.Verdict, cgLabel(o.Cgroup, o.Container), o.ID)
+			fmt.Fprintf(tw, "  %s ago\t%s\t%s\t%s\n", ago(now, o.Since), o.Verdict, cgLabel(o.Cgroup, cgnames.Label(o.Container, o.ContainerName)), o.ID)
 		}
 		tw.Flush()
 	}
@@ -180,7 +181,7 @@ func printStatus(w io.Writer, st statusd.Status, now time.Time) {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  TIME\tACTION\tTARGET\tRESULT\tCGROUP")
 		for _, a := range st.RecentActions {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", a.Time.Local().Format(time.TimeOnly), a.Name, target(a.PID, a.Comm), result(a.Done, a.Verified, a.Error), procfs.Safe(a.Cgroup))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", a.Time.Local().Format(time.TimeOnly), a.Name, target(a.PID, a.Comm), result(a.Done, a.Verified, a.Error), cgLabel(a.Cgroup, cgnames.Label(a.Container, a.ContainerName)))
 		}
 		tw.Flush()
 	}

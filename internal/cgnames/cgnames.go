@@ -39,6 +39,10 @@ type Names struct {
 	// Container is the outermost container's name (LXC, nspawn) or short id
 	// (Docker, Podman, Kubernetes, containerd).
 	Container string
+	// ID is the whole container id when Container is its short form (a
+	// 64-hex id cut to 12): the key into the runtime's own state, which
+	// knows the container's name (package ctrstate).
+	ID string
 	// Runtime is one of the constants above, or "" when no container was
 	// recognised.
 	Runtime string
@@ -121,22 +125,22 @@ func Parse(cgroupPath string) Names {
 				continue
 			}
 			if id, ok := containerScope(s, "cri-containerd-", "crio-", "docker-"); ok {
-				n.setKeepPod(Kubernetes, short(id))
+				n.setKeepPod(Kubernetes, id)
 				continue
 			}
 			if n.Pod != "" && isHex(s) {
-				n.setKeepPod(Kubernetes, short(s))
+				n.setKeepPod(Kubernetes, s)
 				continue
 			}
 		}
 
 		// Docker: docker-<id>.scope (systemd driver), /docker/<id> (cgroupfs).
 		if id, ok := containerScope(s, "docker-"); ok {
-			n.set(Docker, short(id), false)
+			n.setID(Docker, id, false)
 			continue
 		}
 		if s == "docker" && isHex(next) {
-			n.set(Docker, short(next), false)
+			n.setID(Docker, next, false)
 			i++
 			continue
 		}
@@ -144,15 +148,15 @@ func Parse(cgroupPath string) Names {
 		// Podman: libpod-<id>.scope (systemd), /libpod_parent/libpod-<id>
 		// (cgroupfs); conmon runs in libpod-conmon-<id>.scope.
 		if id, ok := strings.CutPrefix(s, "libpod-conmon-"); ok && id != "" {
-			n.set(Podman, short(strings.TrimSuffix(id, ".scope")), true)
+			n.setID(Podman, strings.TrimSuffix(id, ".scope"), true)
 			continue
 		}
 		if id, ok := strings.CutPrefix(s, "libpod-"); ok && id != "" {
-			n.set(Podman, short(strings.TrimSuffix(id, ".scope")), false)
+			n.setID(Podman, strings.TrimSuffix(id, ".scope"), false)
 			continue
 		}
 		if s == "libpod_parent" && isHex(next) {
-			n.set(Podman, short(next), false)
+			n.setID(Podman, next, false)
 			i++
 			continue
 		}
@@ -160,11 +164,11 @@ func Parse(cgroupPath string) Names {
 		// containerd outside Kubernetes: cri-containerd-<id>.scope, and
 		// ctr/nerdctl's /default/<id> (namespace "default") at the root.
 		if id, ok := containerScope(s, "cri-containerd-"); ok {
-			n.set(Containerd, short(id), false)
+			n.setID(Containerd, id, false)
 			continue
 		}
 		if i == 0 && s == "default" && next != "" {
-			n.set(Containerd, short(next), false)
+			n.setID(Containerd, next, false)
 			i++
 			continue
 		}
@@ -180,10 +184,11 @@ func Parse(cgroupPath string) Names {
 			continue
 		}
 	}
-	n.Container = bound(n.Container)
-	n.Pod = bound(n.Pod)
-	n.Unit = bound(n.Unit)
-	n.Slice = bound(n.Slice)
+	n.Container = Bound(n.Container)
+	n.ID = Bound(n.ID)
+	n.Pod = Bound(n.Pod)
+	n.Unit = Bound(n.Unit)
+	n.Slice = Bound(n.Slice)
 	return n
 }
 
@@ -194,6 +199,18 @@ func (n *Names) set(runtime, name string, monitor bool) {
 		return
 	}
 	n.Runtime, n.Container, n.Monitor = runtime, name, monitor
+}
+
+// setID records a container known by its id (Docker, Podman, containerd),
+// as set does: Container is the short id, ID the whole one.
+func (n *Names) setID(runtime, id string, monitor bool) {
+	if n.Runtime != "" {
+		return
+	}
+	n.set(runtime, short(id), monitor)
+	if n.Container != id {
+		n.ID = id
+	}
 }
 
 // setPod records a Kubernetes pod unless a container (or pod) is already
@@ -208,11 +225,14 @@ func (n *Names) setPod(uid string) {
 // setKeepPod records the container of the pod found above it (or of a
 // kubepods tree whose pod level was not recognised); nothing once a
 // container is known.
-func (n *Names) setKeepPod(runtime, name string) {
+func (n *Names) setKeepPod(runtime, id string) {
 	if n.Container != "" || n.Runtime != "" && n.Runtime != Kubernetes {
 		return
 	}
-	n.Runtime, n.Container = runtime, name
+	n.Runtime, n.Container = runtime, short(id)
+	if n.Container != id {
+		n.ID = id
+	}
 }
 
 // stripProcPrefix turns a /proc/PID/cgroup line ("ID:controllers:/path")
@@ -357,8 +377,9 @@ func unhex(c byte) byte {
 	return c - '0'
 }
 
-// bound cuts s to MaxLen bytes without splitting a UTF-8 sequence.
-func bound(s string) string {
+// Bound cuts s to MaxLen bytes without splitting a UTF-8 sequence: the
+// bound on every name, for the names read elsewhere too (package ctrstate).
+func Bound(s string) string {
 	if len(s) <= MaxLen {
 		return s
 	}
@@ -367,4 +388,18 @@ func bound(s string) string {
 		n--
 	}
 	return s[:n]
+}
+
+// Label is how a container is shown to people: its name and short id, as
+// docker ps and podman ps list them ("web 3f2a1b4c5d6e"), or the one of
+// them that is known. The caller escapes it.
+// name comes from the runtime's state (package ctrstate).
+func Label(container, name string) string {
+	switch {
+	case name == "" || name == container:
+		return container
+	case container == "":
+		return name
+	}
+	return name + " " + container
 }

@@ -118,10 +118,37 @@ func TestParseNamesTheOutermostContainerOfEachRuntime(t *testing.T) {
 			Names{Container: "deb12", Runtime: Nspawn, Unit: "systemd-nspawn@deb12.service", Slice: "machine.slice"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Parse(tc.in); got != tc.want {
+			got := Parse(tc.in)
+			got.ID = "" // TestParseID
+			if got != tc.want {
 				t.Errorf("Parse(%q)\n got %+v\nwant %+v", tc.in, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestParseID: the whole id of a container known by its short id, the key
+// into its runtime's state; nothing for a named container or an id that is
+// not a 64-hex one cut short.
+func TestParseID(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"/system.slice/docker-" + dockerID + ".scope", dockerID},
+		{"/docker/" + dockerID, dockerID},
+		{"/docker/" + dockerID + "/lxc.payload.prod-db", dockerID},
+		{"/machine.slice/libpod-" + dockerID + ".scope/container", dockerID},
+		{"/machine.slice/libpod-conmon-" + dockerID + ".scope", dockerID},
+		{"/libpod_parent/libpod-" + dockerID, dockerID},
+		{"/libpod_parent/" + dockerID, dockerID},
+		{"/system.slice/cri-containerd-" + k8sID + ".scope", k8sID},
+		{"/kubepods/besteffort/pod" + podUID + "/" + k8sID, k8sID},
+		{"/machine.slice/libpod-fedcba987654.scope", ""}, // already short
+		{"/system.slice/docker-web.scope", ""},           // not hex: kept as the name
+		{"/lxc.payload.web1", ""},
+		{"/system.slice/ssh.service", ""},
+	} {
+		if got := Parse(tc.in).ID; got != tc.want {
+			t.Errorf("Parse(%q).ID = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }
 
@@ -158,7 +185,10 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		n := Parse(s)
-		for _, v := range []string{n.Container, n.Pod, n.Unit, n.Slice} {
+		if n.ID != "" && !strings.HasPrefix(n.ID, n.Container) {
+			t.Fatalf("Parse(%q): id %q does not start with container %q", s, n.ID, n.Container)
+		}
+		for _, v := range []string{n.Container, n.ID, n.Pod, n.Unit, n.Slice} {
 			if len(v) > MaxLen {
 				t.Fatalf("Parse(%q): name of %d bytes exceeds %d", s, len(v), MaxLen)
 			}

@@ -54,19 +54,21 @@ type Record struct {
 	ID   string    `json:"id,omitempty"`
 
 	// opened
-	Verdict    string               `json:"verdict,omitempty"`
-	Cgroup     string               `json:"cgroup,omitempty"`
-	Container  string               `json:"container,omitempty"`
-	Unit       string               `json:"unit,omitempty"`
-	Rule       string               `json:"rule,omitempty"`
-	Started    time.Time            `json:"started,omitzero"`
-	WindowMS   int64                `json:"window_ms,omitempty"`
-	OOMEvents  uint64               `json:"oom_events,omitempty"`
-	OOMKills   uint64               `json:"oom_kills,omitempty"`
-	Limit      uint64               `json:"limit_bytes,omitempty"` // ^uint64(0): no limit
-	Usage      uint64               `json:"usage_bytes,omitempty"`
-	Origin     *watchdog.Origin     `json:"origin,omitempty"`
-	Candidates []watchdog.Candidate `json:"candidates,omitempty"` // the largest MaxCandidates, without their origins
+	Verdict   string `json:"verdict,omitempty"`
+	Cgroup    string `json:"cgroup,omitempty"`
+	Container string `json:"container,omitempty"`
+	// the runtime's name of a container known by its id (Docker, Podman)
+	ContainerName string               `json:"container_name,omitempty"`
+	Unit          string               `json:"unit,omitempty"`
+	Rule          string               `json:"rule,omitempty"`
+	Started       time.Time            `json:"started,omitzero"`
+	WindowMS      int64                `json:"window_ms,omitempty"`
+	OOMEvents     uint64               `json:"oom_events,omitempty"`
+	OOMKills      uint64               `json:"oom_kills,omitempty"`
+	Limit         uint64               `json:"limit_bytes,omitempty"` // ^uint64(0): no limit
+	Usage         uint64               `json:"usage_bytes,omitempty"`
+	Origin        *watchdog.Origin     `json:"origin,omitempty"`
+	Candidates    []watchdog.Candidate `json:"candidates,omitempty"` // the largest MaxCandidates, without their origins
 
 	// actions
 	Actions []policy.Action `json:"actions,omitempty"` // one per record: the announcement (pending) or the result of one action
@@ -289,22 +291,23 @@ func (j *Journal) Close() error {
 
 // Incident is an incident as the journal tells it: its records merged.
 type Incident struct {
-	ID         string               `json:"id"`
-	Verdict    string               `json:"verdict,omitempty"`
-	Cgroup     string               `json:"cgroup,omitempty"`
-	Container  string               `json:"container,omitempty"`
-	Unit       string               `json:"unit,omitempty"`
-	Rule       string               `json:"rule,omitempty"`
-	Started    time.Time            `json:"started,omitzero"`
-	WindowMS   int64                `json:"window_ms,omitempty"`
-	OOMEvents  uint64               `json:"oom_events"`
-	OOMKills   uint64               `json:"oom_kills"`
-	Limit      uint64               `json:"limit_bytes,omitempty"`
-	Usage      uint64               `json:"usage_bytes,omitempty"`
-	Origin     *watchdog.Origin     `json:"origin,omitempty"`
-	Candidates []watchdog.Candidate `json:"candidates,omitempty"` // the largest MaxCandidates, without their origins
-	Actions    []policy.Action      `json:"actions,omitempty"`
-	Outcome    policy.Outcome       `json:"outcome,omitempty"`
+	ID            string               `json:"id"`
+	Verdict       string               `json:"verdict,omitempty"`
+	Cgroup        string               `json:"cgroup,omitempty"`
+	Container     string               `json:"container,omitempty"`
+	ContainerName string               `json:"container_name,omitempty"`
+	Unit          string               `json:"unit,omitempty"`
+	Rule          string               `json:"rule,omitempty"`
+	Started       time.Time            `json:"started,omitzero"`
+	WindowMS      int64                `json:"window_ms,omitempty"`
+	OOMEvents     uint64               `json:"oom_events"`
+	OOMKills      uint64               `json:"oom_kills"`
+	Limit         uint64               `json:"limit_bytes,omitempty"`
+	Usage         uint64               `json:"usage_bytes,omitempty"`
+	Origin        *watchdog.Origin     `json:"origin,omitempty"`
+	Candidates    []watchdog.Candidate `json:"candidates,omitempty"` // the largest MaxCandidates, without their origins
+	Actions       []policy.Action      `json:"actions,omitempty"`
+	Outcome       policy.Outcome       `json:"outcome,omitempty"`
 	// State: "open", "resolved", or "abandoned" (the daemon restarted
 	// before it resolved).
 	State      string    `json:"state"`
@@ -437,7 +440,7 @@ func merge(byID map[string]*Incident, r Record) {
 	}
 	switch r.Type {
 	case TypeOpened:
-		inc.Verdict, inc.Cgroup, inc.Container, inc.Unit, inc.Rule = r.Verdict, r.Cgroup, r.Container, r.Unit, r.Rule
+		inc.Verdict, inc.Cgroup, inc.Container, inc.ContainerName, inc.Unit, inc.Rule = r.Verdict, r.Cgroup, r.Container, r.ContainerName, r.Unit, r.Rule
 		inc.Started, inc.WindowMS, inc.OOMEvents, inc.OOMKills = r.Started, r.WindowMS, r.OOMEvents, r.OOMKills
 		inc.Limit, inc.Usage, inc.Origin, inc.Candidates = r.Limit, r.Usage, r.Origin, r.Candidates
 		if len(r.KernelLog) > 0 {

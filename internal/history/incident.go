@@ -12,7 +12,7 @@ const MaxCandidates = 5
 
 // Names are what the daemon knows about an incident's cgroup beyond its path.
 type Names struct {
-	Container, Unit, Rule string
+	Container, ContainerName, Unit, Rule string
 }
 
 // Opened is the record of a newly opened incident. kernelLog is the kmsg
@@ -20,7 +20,7 @@ type Names struct {
 func Opened(inc *watchdog.Incident, n Names, kernelLog []string) Record {
 	r := Record{
 		Type: TypeOpened, Time: time.Now(), ID: inc.ID, Verdict: string(inc.Verdict), Cgroup: inc.Cgroup,
-		Container: n.Container, Unit: n.Unit, Rule: n.Rule, Started: inc.Started,
+		Container: n.Container, ContainerName: n.ContainerName, Unit: n.Unit, Rule: n.Rule, Started: inc.Started,
 		WindowMS:  inc.Evidence.Window.Milliseconds(),
 		OOMEvents: inc.Evidence.OOMs, OOMKills: inc.Evidence.Kills,
 		Limit: inc.Evidence.Limit, Usage: inc.Evidence.Usage, KernelLog: kernelLog,

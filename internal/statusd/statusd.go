@@ -71,11 +71,13 @@ type Roots struct {
 
 // OpenIncident is an incident not yet resolved.
 type OpenIncident struct {
-	ID        string    `json:"id"`
-	Cgroup    string    `json:"cgroup"`
-	Container string    `json:"container,omitempty"`
-	Verdict   string    `json:"verdict"`
-	Since     time.Time `json:"since"`
+	ID        string `json:"id"`
+	Cgroup    string `json:"cgroup"`
+	Container string `json:"container,omitempty"`
+	// ContainerName: the runtime's name of a container known by its id
+	ContainerName string    `json:"container_name,omitempty"`
+	Verdict       string    `json:"verdict"`
+	Since         time.Time `json:"since"`
 }
 
 // Action is one action of a ladder, with when and where it ran.
@@ -83,6 +85,9 @@ type Action struct {
 	Time     time.Time `json:"time"`
 	Incident string    `json:"incident"`
 	Cgroup   string    `json:"cgroup"`
+	// the incident's container (OpenIncident's fields)
+	Container     string `json:"container,omitempty"`
+	ContainerName string `json:"container_name,omitempty"`
 	policy.Action
 }
 

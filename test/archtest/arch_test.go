@@ -48,20 +48,21 @@ var allowed = map[string][]string{
 	"internal/cgroupfs":  {},
 	"internal/procfs":    {},
 	"internal/cgnames":   {},
+	"internal/ctrstate":  {"internal/cgnames"},
 	"internal/kmsg":      {},
 	"internal/rootowned": {},
 	"systemd":            {},
 	"packaging":          {},
 	"watchdog":           {"eventfd", "internal/cgnames", "internal/cgroupfs", "internal/procfs"},
 	"policy":             {"watchdog", "internal/cgnames", "internal/cgroupfs", "internal/procfs"},
-	"alert":              {"policy", "watchdog", "internal/cgroupfs", "internal/rootowned"},
+	"alert":              {"policy", "watchdog", "internal/cgnames", "internal/cgroupfs", "internal/rootowned"},
 	"internal/history":   {"policy", "watchdog"},
 	"internal/statusd":   {"policy", "watchdog"},
 	"internal/metrics":   {"alert", "policy", "watchdog", "internal/procfs"},
 	"internal/config":    {"alert", "policy", "watchdog", "internal/cgnames", "internal/rootowned"},
 	"report":             {"alert", "policy", "watchdog", "internal/cgroupfs", "internal/config", "internal/history", "internal/metrics", "internal/statusd"},
 	"cmd/oomwatch": {"alert", "eventfd", "policy", "report", "systemd", "watchdog", "internal/cgnames", "internal/cgroupfs",
-		"internal/config", "internal/history", "internal/kmsg", "internal/metrics", "internal/procfs", "internal/rootowned", "internal/statusd"},
+		"internal/config", "internal/ctrstate", "internal/history", "internal/kmsg", "internal/metrics", "internal/procfs", "internal/rootowned", "internal/statusd"},
 }
 
 // Every product package imports only what allowed gives it (test rigs under

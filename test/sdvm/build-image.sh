@@ -9,6 +9,9 @@
 # VARIANT-customize.sh ROOTFS after customize.sh:
 #   base  systemd, dbus, udev, kmod, procps
 #   lxc   + lxc and busybox-static; lxc-customize.sh creates the containers
+#   containers  + docker.io, podman and busybox-static (a 2G root);
+#         containers-customize.sh sets both runtimes up for a guest without
+#         network (the container image is imported by the test's payload)
 #
 # Leaves OUTDIR/root.img (ext4, sparse), OUTDIR/vmlinuz, OUTDIR/release
 # (kernel release) and OUTDIR/times.
@@ -22,6 +25,10 @@ base) ;;
 # lxc's Depends come along (liblxc1, dnsmasq-base, iproute2, nftables, ...);
 # minbase installs no Recommends (no apparmor, lxcfs, lxc-templates, uidmap)
 lxc) INCLUDE+=,lxc,busybox-static ;;
+# docker.io pulls containerd, runc, tini, iptables; podman conmon,
+# containers-common and crun|runc; no Recommends (no apparmor,
+# slirp4netns, uidmap, buildah)
+containers) INCLUDE+=,docker.io,podman,crun,busybox-static SIZE=2G ;;
 *) echo "build-image.sh: unknown variant $VARIANT" >&2; exit 2 ;;
 esac
 MIRROR=${MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}

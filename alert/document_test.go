@@ -218,6 +218,7 @@ func ExampleNewDocument() {
 	//   "host": "lxc-host-1",
 	//   "cgroup": "/lxc.payload.web1",
 	//   "container": "web1",
+	//   "container_name": "",
 	//   "unit": "",
 	//   "limit_bytes": 3145728000,
 	//   "usage_bytes": 3145723904,

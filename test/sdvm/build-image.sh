@@ -26,9 +26,10 @@ base) ;;
 # minbase installs no Recommends (no apparmor, lxcfs, lxc-templates, uidmap)
 lxc) INCLUDE+=,lxc,busybox-static ;;
 # docker.io pulls containerd, runc, tini, iptables; podman conmon,
-# containers-common and crun|runc; no Recommends (no apparmor,
+# containers-common (which needs a network stack: the CNI plugins, the
+# smaller one) and crun; no Recommends (no apparmor,
 # slirp4netns, uidmap, buildah)
-containers) INCLUDE+=,docker.io,podman,crun,busybox-static SIZE=2G ;;
+containers) INCLUDE+=,docker.io,podman,crun,containernetworking-plugins,busybox-static SIZE=2G ;;
 *) echo "build-image.sh: unknown variant $VARIANT" >&2; exit 2 ;;
 esac
 MIRROR=${MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}

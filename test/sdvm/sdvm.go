@@ -56,10 +56,12 @@ func CheckHost() error {
 }
 
 // Image variants (build-image.sh): Base is Debian 12 with systemd; LXC adds
-// lxc 5 and the containers lxc-customize.sh creates.
+// lxc 5 and the containers lxc-customize.sh creates; Containers adds
+// docker.io and podman (containers-customize.sh).
 const (
-	Base = "base"
-	LXC  = "lxc"
+	Base       = "base"
+	LXC        = "lxc"
+	Containers = "containers"
 )
 
 // EnsureImage returns the cached image of variant, building it first when

@@ -1,0 +1,183 @@
+#!/bin/bash
+# Guest side of test/sdvm's TestContainersInSystemd:
+# Debian 12, systemd PID 1, cgroup2, docker.io 20.10 and podman 4.3
+# (containers-customize.sh). cwd = the payload (oomwatch_*.deb, hog). For
+# Docker with its systemd and its cgroupfs cgroup driver, and Podman with
+# --cgroup-manager=systemd and cgroupfs: a container started with
+# --memory 48m --memory-swap 48m --oom-score-adj -1000 whose hog fills it (a
+# real OOM loop) is named by oomwatch's incident, alert and status as
+# docker ps / podman ps show it, the loop is broken, the container keeps its
+# init; a control container started normally gets no incident and no action.
+# Prints PASS:/FAIL: lines and TIME marks; exit 0 only if nothing failed.
+export SYSTEMD_COLORS=0 SYSTEMD_URLIFY=0 SYSTEMD_PAGER= SYSTEMD_LESS= TERM=dumb
+fail=0
+pass() { echo "PASS: $*"; }
+failf() { echo "FAIL: $*"; fail=1; }
+check() { if eval "$2"; then pass "$1"; else failf "$1"; fi; }
+mark() { echo "TIME $1 $(cut -d' ' -f1 /proc/uptime)"; }
+wait_for() {
+	local desc=$1 secs=$2 cond=$3 end=$(($(date +%s) + $2))
+	until eval "$cond"; do
+		if [ "$(date +%s)" -ge $end ]; then failf "$desc (not within ${secs}s)"; return 1; fi
+		sleep 0.25
+	done
+	pass "$desc"
+}
+show() { systemctl show -p "$2" --value "$1"; }
+# oomwatch's journal as JSON lines (see lxcpayload/run.sh)
+owlog() { journalctl -u oomwatch.service -o verbose --no-pager 2>/dev/null | sed -n 's/^ *\(JSON\|MESSAGE\)=\({.*}\)$/\2/p'; }
+owev() { owlog | grep "\"event\":\"$1\"" | grep "\"cgroup\":\"$2\""; }
+RES=${VMTEST_RESULTS:-/tmp}
+ALERTS=/var/lib/oomwatch/alerts.jsonl
+dpkgq() {
+	dpkg "$@" >/tmp/dpkg.out 2>&1
+	local rc=$?
+	tr '\r' '\n' </tmp/dpkg.out | grep -v '^(Reading database' | grep -v '^$'
+	return $rc
+}
+mev() { awk -v k="$2" '$1 == k {print $2}' "/sys/fs/cgroup$1/memory.events" 2>/dev/null; }
+# the cgroup of a pid (cgroup2), and the nearest one at or above it with a
+# memory limit: where the container's OOMs are charged
+cgof() { sed -n 's/^0:://p' "/proc/$1/cgroup"; }
+limited() {
+	local c=$1
+	while [ -n "$c" ] && [ "$c" != / ]; do
+		[ "$(cat "/sys/fs/cgroup$c/memory.max" 2>/dev/null)" = 50331648 ] && { echo "$c"; return; }
+		c=${c%/*}
+	done
+}
+# the containers' command: the hog (a child of init, so at init's adj) fills
+# the cgroup; init waits. Nothing is written while it loops.
+CMD='/hog -mb 200 & while :; do sleep 3600; done'
+
+mark start
+echo "== $(docker --version), $(podman --version), kernel $(uname -r), $(stat -fc %T /sys/fs/cgroup)"
+
+# ---------------------------------------------------------------- install
+echo "== dpkg -i, alert capture"
+check "dpkg -i oomwatch" 'dpkgq -i ./oomwatch_*.deb'
+# an exec sink that keeps every alert document (the daemon runs with its defaults otherwise)
+cat >/etc/oomwatch/oomwatch.yaml <<'YAML'
+alerts:
+  exec:
+    - name: capture
+      command: ["/bin/sh", "-c", "cat >> /var/lib/oomwatch/alerts.jsonl; echo >> /var/lib/oomwatch/alerts.jsonl"]
+YAML
+chmod 0640 /etc/oomwatch/oomwatch.yaml
+check "oomwatch check-config" 'oomwatch check-config'
+check "systemctl restart oomwatch" 'systemctl restart oomwatch.service'
+wait_for "oomwatch active, STATUS watching" 20 'show oomwatch.service StatusText | grep -q watching'
+mark installed
+
+# ---------------------------------------------------------------- the image
+# busybox and the hog, imported into both runtimes (no registry: no network)
+mkdir -p /tmp/box/bin /tmp/box/tmp
+cp /bin/busybox /tmp/box/bin/
+for a in sh sleep cat; do ln -s busybox /tmp/box/bin/$a; done
+install -m 755 ./hog /tmp/box/hog
+tar -C /tmp/box -cf /tmp/box.tar .
+check "docker active" 'systemctl is-active -q docker.service || systemctl start docker.service'
+check "docker import hogbox" 'docker import -q /tmp/box.tar hogbox:1 >/dev/null'
+check "podman import hogbox" 'podman import -q /tmp/box.tar localhost/hogbox:1 >/dev/null'
+mark imported
+
+# ctr RUNTIME MODE ARGS...: docker, or podman with that cgroup manager
+ctr() {
+	local rt=$1 mode=$2
+	shift 2
+	if [ "$rt" = docker ]; then docker "$@"; else podman --cgroup-manager="$mode" "$@"; fi
+}
+image() { if [ "$1" = docker ]; then echo hogbox:1; else echo localhost/hogbox:1; fi; }
+
+# loop RUNTIME MODE NAME: the -1000 container
+loop() {
+	local rt=$1 mode=$2 name=$3 id short pid cg lim label
+	echo "== $rt ($mode): $name, --oom-score-adj -1000, a real OOM loop"
+	check "$rt run $name" 'ctr $rt $mode run -d --name $name --network none --memory 48m --memory-swap 48m --oom-score-adj -1000 $(image $rt) /bin/sh -c "$CMD" >/dev/null'
+	id=$(ctr $rt $mode inspect -f '{{.Id}}' $name)
+	short=${id:0:12}
+	pid=$(ctr $rt $mode inspect -f '{{.State.Pid}}' $name)
+	cg=$(cgof "$pid")
+	lim=$(limited "$cg")
+	label="$name $short"
+	LOOPS+=" $lim"
+	echo "  ps: $(ctr $rt $mode ps --filter name=$name --format '{{.ID}} {{.Names}}'); init pid $pid in $cg, limit on $lim"
+	check "$rt ps shows $short $name" '[ "$(ctr $rt $mode ps --filter name=$name --format "{{.ID}} {{.Names}}")" = "$short $name" ]'
+	check "init oom_score_adj -1000, limit 48M found" '[ "$(cat /proc/$pid/oom_score_adj)" = -1000 ] && [ -n "$lim" ]'
+	mark "$rt-$mode-running"
+	wait_for "journal: event=incident verdict=loop cgroup=$lim" 60 'owev incident $lim | grep -q "\"verdict\":\"loop\""'
+	mark "$rt-$mode-detected"
+	owev incident "$lim" | head -1 | cut -c1-400
+	check "the incident names container $name, id $short" \
+		'owev incident $lim | grep "\"container\":\"$short\"" | grep -q "\"container_name\":\"$name\""'
+	wait_for "journal: event=action reset-adj verified on $lim" 60 \
+		'owev action $lim | grep "\"action\":\"reset-adj\"" | grep -q "\"verified\":true"'
+	check "the reset task was the hog, not init $pid" \
+		'owev action $lim | grep "\"action\":\"reset-adj\"" | grep "\"comm\":\"hog\"" | grep -vq "\"pid\":$pid,"'
+	wait_for "the kernel killed the hog (oom_kill >= 1)" 30 '[ "$(mev $lim oom_kill)" -ge 1 ]'
+	mark "$rt-$mode-broken"
+	echo "  $lim memory.events: $(tr '\n' ' ' </sys/fs/cgroup$lim/memory.events)"
+	check "$name still running, same init ($pid) at -1000" \
+		'[ "$(ctr $rt $mode inspect -f "{{.State.Running}} {{.State.Pid}}" $name)" = "true $pid" ] && [ "$(cat /proc/$pid/oom_score_adj)" = -1000 ]'
+	wait_for "alert detected: container $short, container_name $name" 30 \
+		'grep "\"type\":\"detected\"" $ALERTS 2>/dev/null | grep "\"container\":\"$short\"" | grep -q "\"container_name\":\"$name\""'
+	wait_for "alert remediated: container_name $name" 30 \
+		'grep "\"type\":\"remediated\"" $ALERTS 2>/dev/null | grep -q "\"container_name\":\"$name\""'
+	check "incidents.jsonl names $name ($short)" \
+		'grep "\"container\":\"$short\"" /var/lib/oomwatch/incidents.jsonl | grep -q "\"container_name\":\"$name\""'
+	oomwatch status >"$RES/status-$name.txt" 2>&1
+	check "oomwatch status shows \"$label\"" 'grep -qF "($label)" "$RES/status-$name.txt"'
+	grep -F "($label)" "$RES/status-$name.txt" | head -2
+	mark "$rt-$mode-loop-done"
+}
+
+# control RUNTIME MODE NAME: started normally; the kernel kills the hog itself
+control() {
+	local rt=$1 mode=$2 name=$3 pid cg lim
+	echo "== $rt ($mode): $name, started normally (the control)"
+	check "$rt run $name" 'ctr $rt $mode run -d --name $name --network none --memory 48m --memory-swap 48m $(image $rt) /bin/sh -c "$CMD" >/dev/null'
+	pid=$(ctr $rt $mode inspect -f '{{.State.Pid}}' $name)
+	cg=$(cgof "$pid")
+	lim=$(limited "$cg")
+	echo "  init pid $pid adj $(cat /proc/$pid/oom_score_adj) in $cg, limit on $lim"
+	check "init not at -1000, limit 48M found" '[ "$(cat /proc/$pid/oom_score_adj)" != -1000 ] && [ -n "$lim" ]'
+	wait_for "the kernel killed the hog by itself (oom_kill >= 1)" 60 '[ "$(mev $lim oom_kill)" -ge 1 ]'
+	sleep 3 # three windows: an incident would be open by now
+	check "no incident for $lim" '! owev incident $lim | grep -q .'
+	check "no action for $lim" '! owev action $lim | grep -q .'
+	check "$name still running, same init" '[ "$(ctr $rt $mode inspect -f "{{.State.Running}} {{.State.Pid}}" $name)" = "true $pid" ]'
+	mark "$rt-$mode-control-done"
+}
+
+# ---------------------------------------------------------------- Docker
+LOOPS=
+check "docker: cgroup driver systemd (its default on cgroup v2)" '[ "$(docker info -f "{{.CgroupDriver}}")" = systemd ]'
+loop docker systemd web-sd
+control docker systemd ctl-sd
+docker rm -f web-sd ctl-sd >/dev/null
+
+sed -i 's/^{/{"exec-opts": ["native.cgroupdriver=cgroupfs"],/' /etc/docker/daemon.json
+check "dockerd restarted with exec-opts native.cgroupdriver=cgroupfs" 'systemctl restart docker.service && [ "$(docker info -f "{{.CgroupDriver}}")" = cgroupfs ]'
+mark docker-restarted
+loop docker cgroupfs web-fs
+control docker cgroupfs ctl-fs
+docker rm -f web-fs ctl-fs >/dev/null
+
+# ---------------------------------------------------------------- Podman
+loop podman systemd pweb-sd
+control podman systemd pctl-sd
+podman --cgroup-manager=systemd rm -f pweb-sd pctl-sd >/dev/null
+loop podman cgroupfs pweb-fs
+control podman cgroupfs pctl-fs
+podman --cgroup-manager=cgroupfs rm -f pweb-fs pctl-fs >/dev/null
+
+# ---------------------------------------------------------------- wrap up
+cp $ALERTS /var/lib/oomwatch/incidents.jsonl "$RES/" 2>/dev/null
+check "oomwatch active, not restarted" 'systemctl is-active -q oomwatch.service && [ "$(show oomwatch.service NRestarts)" = 0 ]'
+acted=$(owlog | grep '"event":"action"' | sed -n 's/.*"cgroup":"\([^"]*\)".*/\1/p' | sort -u | tr '\n' ' ')
+echo "  acted on: $acted; loop containers:$LOOPS"
+check "every action was on a loop container's cgroup" '( for c in $acted; do case " $LOOPS " in *" $c "*) ;; *) exit 1 ;; esac; done )'
+mark done
+systemctl --failed --no-pager --plain | head -5
+echo "overall fail=$fail"
+exit $fail

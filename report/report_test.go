@@ -62,13 +62,13 @@ func TestFanoutReportsEveryStepToEveryReceiver(t *testing.T) {
 	m := metrics.New("test", noStats{}, alerts)
 	f := &Fanout{Host: "h", Alerts: alerts, Status: tracker, Journal: journal, Metrics: m, Kernel: kernelLines{"Memory cgroup out of memory"}}
 
-	inc := &watchdog.Incident{ID: "i1", Verdict: watchdog.VerdictLoop, Cgroup: "/lxc.payload.web1", Container: "web1", Version: 2,
+	inc := &watchdog.Incident{ID: "i1", Verdict: watchdog.VerdictLoop, Cgroup: "/lxc.payload.web1", Container: "web1", ContainerName: "runtime-name", Version: 2,
 		Started: time.Now(), Evidence: watchdog.Evidence{Window: time.Second, OOMs: 40}}
 	act := policy.Action{Name: policy.ResetAdj, PID: 42, Comm: "java", Detail: "writing 0 to oom_score_adj"}
 	f.Opened(inc, "lxc")
 	var st statusd.Status
 	tracker.Fill(&st)
-	if len(st.OpenIncidents) != 1 || st.OpenIncidents[0].Container != "web1" {
+	if len(st.OpenIncidents) != 1 || st.OpenIncidents[0].Container != "web1" || st.OpenIncidents[0].ContainerName != "runtime-name" {
 		t.Errorf("status while open: %+v", st.OpenIncidents)
 	}
 	pending := act
@@ -81,7 +81,8 @@ func TestFanoutReportsEveryStepToEveryReceiver(t *testing.T) {
 
 	st = statusd.Status{}
 	tracker.Fill(&st)
-	if len(st.OpenIncidents) != 0 || len(st.RecentActions) != 1 || st.RecentActions[0].Name != policy.ResetAdj || !st.RecentActions[0].Verified {
+	if len(st.OpenIncidents) != 0 || len(st.RecentActions) != 1 || st.RecentActions[0].Name != policy.ResetAdj || !st.RecentActions[0].Verified ||
+		st.RecentActions[0].Container != "web1" || st.RecentActions[0].ContainerName != "runtime-name" {
 		t.Errorf("status after: open %+v, actions %+v", st.OpenIncidents, st.RecentActions)
 	}
 	if got := counter(t, m, "oomwatch_actions_total", map[string]string{"action": policy.ResetAdj, "result": "verified"}); got != 1 {
@@ -101,7 +102,7 @@ func TestFanoutReportsEveryStepToEveryReceiver(t *testing.T) {
 	mu.Unlock()
 	if want := []string{alert.TypeDetected, alert.TypeRemediated, alert.TypeResolved}; !slices.Equal(types, want) {
 		t.Errorf("webhook got %q, want %q", types, want)
-	} else if a := docs[1].Actions; len(a) != 1 || a[0].Name != policy.ResetAdj || a[0].PID != 42 || docs[1].Container != "web1" {
+	} else if a := docs[1].Actions; len(a) != 1 || a[0].Name != policy.ResetAdj || a[0].PID != 42 || docs[1].Container != "web1" || docs[1].ContainerName != "runtime-name" {
 		t.Errorf("remediated document: %+v", docs[1])
 	}
 
@@ -113,7 +114,7 @@ func TestFanoutReportsEveryStepToEveryReceiver(t *testing.T) {
 		t.Fatalf("journal: %v, %+v", err, incs)
 	}
 	j := incs[0]
-	if j.Rule != "lxc" || j.Outcome != policy.OutcomeResolved || j.State != history.StateResolved || len(j.KernelLog) != 1 ||
+	if j.Rule != "lxc" || j.ContainerName != "runtime-name" || j.Outcome != policy.OutcomeResolved || j.State != history.StateResolved || len(j.KernelLog) != 1 ||
 		len(j.Actions) != 2 || !j.Actions[0].Pending || j.Actions[1].Pending || j.Actions[1].Took != act.Took {
 		t.Errorf("journal incident: %+v", j)
 	}

@@ -49,8 +49,11 @@ func TestStatusCmd(t *testing.T) {
 				CgroupVersion: 2, Layout: "unified", Hierarchy: "cgroup v2 memory hierarchy at /sys/fs/cgroup (unified)",
 				Roots: statusd.Roots{Memory: "/sys/fs/cgroup", Proc: "/proc"}, Watched: 812, OOMs: 900, Kills: 1, Incidents: 2,
 				LastEvent:     now.Add(-2 * time.Second),
-				OpenIncidents: []statusd.OpenIncident{{ID: "25423c849e15960f", Cgroup: "/lxc.payload.web1", Container: "web1", Verdict: "loop", Since: now.Add(-5 * time.Second)}},
-				RecentActions: []statusd.Action{{Time: now, Incident: "25423c849e15960f", Cgroup: "/lxc.payload.web1", Action: policy.Action{Name: "reset-adj", PID: 6016, Comm: "java\x1b[2J", Done: true, Verified: false}}},
+				OpenIncidents: []statusd.OpenIncident{{ID: "25423c849e15960f", Cgroup: "/lxc.payload.web1", Container: "web1", Verdict: "loop", Since: now.Add(-5 * time.Second)},
+					{ID: "d0c4e5", Cgroup: "/system.slice/docker-3f2a1b4c5d6e77.scope", Container: "3f2a1b4c5d6e", ContainerName: "web\x1b[2J", Verdict: "loop", Since: now}},
+				RecentActions: []statusd.Action{{Time: now, Incident: "25423c849e15960f", Cgroup: "/lxc.payload.web1", Action: policy.Action{Name: "reset-adj", PID: 6016, Comm: "java\x1b[2J", Done: true, Verified: false}},
+					{Time: now, Incident: "d0c4e5", Cgroup: "/system.slice/docker-3f2a1b4c5d6e77.scope", Container: "3f2a1b4c5d6e", ContainerName: "db",
+						Action: policy.Action{Name: "reset-adj", PID: 7, Comm: "hog", Done: true, Verified: true}}},
 				Alerts:        []statusd.SinkQueue{{Name: "ops", Kind: "webhook", Queued: 3, Sent: 10}},
 				KernelLog:     "reading /dev/kmsg",
 			}
@@ -69,7 +72,8 @@ func TestStatusCmd(t *testing.T) {
 	}
 	s := out.String()
 	for _, want := range []string{"oomwatch 1.2.3, pid 4242, up 3h0m", "ladder reset-adj → freeze", "812 memory cgroups", "last event 2s ago",
-		"/lxc.payload.web1 (web1)", "25423c849e15960f", "6016 (java\\u001b[2J)", "done, not verified", "ops", "webhook", "reading /dev/kmsg"} {
+		"/lxc.payload.web1 (web1)", "25423c849e15960f", "docker-3f2a1b4c5d6e77.scope (web\\u001b[2J 3f2a1b4c5d6e)",
+		"docker-3f2a1b4c5d6e77.scope (db 3f2a1b4c5d6e)", "6016 (java\\u001b[2J)", "done, not verified", "ops", "webhook", "reading /dev/kmsg"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("status output lacks %q:\n%s", want, s)
 		}
@@ -82,7 +86,7 @@ func TestStatusCmd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st statusd.Status
-	if err := json.Unmarshal(out.Bytes(), &st); err != nil || st.Watched != 812 || len(st.OpenIncidents) != 1 {
+	if err := json.Unmarshal(out.Bytes(), &st); err != nil || st.Watched != 812 || len(st.OpenIncidents) != 2 || st.OpenIncidents[1].ContainerName != "web\x1b[2J" {
 		t.Fatalf("--json: %v %+v", err, st)
 	}
 	if err := execute([]string{"status", "extra"}, &out, &errb); !errors.As(err, &ee) || ee.code != exitUsage {

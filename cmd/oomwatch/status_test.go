@@ -48,14 +48,14 @@ func TestStatusCmd(t *testing.T) {
 				Version: "1.2.3", PID: 4242, Started: now.Add(-3 * time.Hour), Ladder: []string{"reset-adj", "freeze"},
 				CgroupVersion: 2, Layout: "unified", Hierarchy: "cgroup v2 memory hierarchy at /sys/fs/cgroup (unified)",
 				Roots: statusd.Roots{Memory: "/sys/fs/cgroup", Proc: "/proc"}, Watched: 812, OOMs: 900, Kills: 1, Incidents: 2,
-				LastEvent:     now.Add(-2 * time.Second),
+				LastEvent: now.Add(-2 * time.Second),
 				OpenIncidents: []statusd.OpenIncident{{ID: "25423c849e15960f", Cgroup: "/lxc.payload.web1", Container: "web1", Verdict: "loop", Since: now.Add(-5 * time.Second)},
 					{ID: "d0c4e5", Cgroup: "/system.slice/docker-3f2a1b4c5d6e77.scope", Container: "3f2a1b4c5d6e", ContainerName: "web\x1b[2J", Verdict: "loop", Since: now}},
 				RecentActions: []statusd.Action{{Time: now, Incident: "25423c849e15960f", Cgroup: "/lxc.payload.web1", Action: policy.Action{Name: "reset-adj", PID: 6016, Comm: "java\x1b[2J", Done: true, Verified: false}},
 					{Time: now, Incident: "d0c4e5", Cgroup: "/system.slice/docker-3f2a1b4c5d6e77.scope", Container: "3f2a1b4c5d6e", ContainerName: "db",
 						Action: policy.Action{Name: "reset-adj", PID: 7, Comm: "hog", Done: true, Verified: true}}},
-				Alerts:        []statusd.SinkQueue{{Name: "ops", Kind: "webhook", Queued: 3, Sent: 10}},
-				KernelLog:     "reading /dev/kmsg",
+				Alerts:    []statusd.SinkQueue{{Name: "ops", Kind: "webhook", Queued: 3, Sent: 10}},
+				KernelLog: "reading /dev/kmsg",
 			}
 		})
 	}()

@@ -36,6 +36,7 @@ alert-deps:
 
 deps: vm-deps alert-deps sdvm-deps image-deps
 	bash test/sdvm/ensure-image.sh lxc >/dev/null
+	bash test/sdvm/ensure-image.sh containers >/dev/null
 
 test: deps
 	$(GO) vet ./...

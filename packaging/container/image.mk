@@ -5,6 +5,7 @@
 #   make image-deps    podman, buildah, runc (Debian; root)
 #   make sidecar-test  the podman sidecar host test (root, v1 memory cgroups)
 #   make lxc-vm-test   real LXC containers in the systemd VM (qemu, root)
+#   make containers-vm-test  real Docker and Podman containers in the systemd VM (qemu, root)
 IMAGE_OUTDIR ?= dist
 IMAGE_NAME   ?=
 
@@ -27,3 +28,10 @@ sidecar-test: image-deps
 .PHONY: lxc-vm-test
 lxc-vm-test:
 	$(GO) test -count=1 -v -run 'TestLXCInSystemd' -timeout 20m ./test/sdvm
+
+# Real Docker and Podman containers in the systemd VM (qemu; builds the
+# containers image variant on first use, cached under
+# $${OOMWATCH_VM_CACHE:-/var/tmp/oomwatch-vm}/sdvm-containers).
+.PHONY: containers-vm-test
+containers-vm-test:
+	$(GO) test -count=1 -v -run 'TestContainersInSystemd' -timeout 25m ./test/sdvm

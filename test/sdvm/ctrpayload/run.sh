@@ -13,7 +13,7 @@ export SYSTEMD_COLORS=0 SYSTEMD_URLIFY=0 SYSTEMD_PAGER= SYSTEMD_LESS= TERM=dumb
 fail=0
 pass() { echo "PASS: $*"; }
 failf() { echo "FAIL: $*"; fail=1; }
-check() { if eval "$2"; then pass "$1"; else failf "$1"; fi; }
+check() { if eval "$2"; then pass "$1"; else failf "$1"; return 1; fi; }
 mark() { echo "TIME $1 $(cut -d' ' -f1 /proc/uptime)"; }
 wait_for() {
 	local desc=$1 secs=$2 cond=$3 end=$(($(date +%s) + $2))
@@ -77,8 +77,8 @@ for a in sh sleep cat; do ln -s busybox /tmp/box/bin/$a; done
 install -m 755 ./hog /tmp/box/hog
 tar -C /tmp/box -cf /tmp/box.tar .
 check "docker active" 'systemctl is-active -q docker.service || systemctl start docker.service'
-check "docker import hogbox" 'docker import -q /tmp/box.tar hogbox:1 >/dev/null'
-check "podman import hogbox" 'podman import -q /tmp/box.tar localhost/hogbox:1 >/dev/null'
+check "docker import hogbox" 'docker import /tmp/box.tar hogbox:1 >/dev/null' || { echo "overall fail=1"; exit 1; }
+check "podman import hogbox" 'podman import -q /tmp/box.tar localhost/hogbox:1 >/dev/null' || { echo "overall fail=1"; exit 1; }
 mark imported
 
 # ctr RUNTIME MODE ARGS...: docker, or podman with that cgroup manager
@@ -93,7 +93,7 @@ image() { if [ "$1" = docker ]; then echo hogbox:1; else echo localhost/hogbox:1
 loop() {
 	local rt=$1 mode=$2 name=$3 id short pid cg lim label
 	echo "== $rt ($mode): $name, --oom-score-adj -1000, a real OOM loop"
-	check "$rt run $name" 'ctr $rt $mode run -d --name $name --network none --memory 48m --memory-swap 48m --oom-score-adj -1000 $(image $rt) /bin/sh -c "$CMD" >/dev/null'
+	check "$rt run $name" 'ctr $rt $mode run -d --name $name --network none --memory 48m --memory-swap 48m --oom-score-adj -1000 $(image $rt) /bin/sh -c "$CMD" >/dev/null' || return
 	id=$(ctr $rt $mode inspect -f '{{.Id}}' $name)
 	short=${id:0:12}
 	pid=$(ctr $rt $mode inspect -f '{{.State.Pid}}' $name)
@@ -105,7 +105,7 @@ loop() {
 	check "$rt ps shows $short $name" '[ "$(ctr $rt $mode ps --filter name=$name --format "{{.ID}} {{.Names}}")" = "$short $name" ]'
 	check "init oom_score_adj -1000, limit 48M found" '[ "$(cat /proc/$pid/oom_score_adj)" = -1000 ] && [ -n "$lim" ]'
 	mark "$rt-$mode-running"
-	wait_for "journal: event=incident verdict=loop cgroup=$lim" 60 'owev incident $lim | grep -q "\"verdict\":\"loop\""'
+	wait_for "journal: event=incident verdict=loop cgroup=$lim" 60 'owev incident $lim | grep -q "\"verdict\":\"loop\""' || return
 	mark "$rt-$mode-detected"
 	owev incident "$lim" | head -1 | cut -c1-400
 	check "the incident names container $name, id $short" \
@@ -135,7 +135,7 @@ loop() {
 control() {
 	local rt=$1 mode=$2 name=$3 pid cg lim
 	echo "== $rt ($mode): $name, started normally (the control)"
-	check "$rt run $name" 'ctr $rt $mode run -d --name $name --network none --memory 48m --memory-swap 48m $(image $rt) /bin/sh -c "$CMD" >/dev/null'
+	check "$rt run $name" 'ctr $rt $mode run -d --name $name --network none --memory 48m --memory-swap 48m $(image $rt) /bin/sh -c "$CMD" >/dev/null' || return
 	pid=$(ctr $rt $mode inspect -f '{{.State.Pid}}' $name)
 	cg=$(cgof "$pid")
 	lim=$(limited "$cg")

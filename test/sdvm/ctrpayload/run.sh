@@ -87,13 +87,16 @@ ctr() {
 	shift 2
 	if [ "$rt" = docker ]; then docker "$@"; else podman --cgroup-manager="$mode" "$@"; fi
 }
+# docker run's own options: the guest kernel has AppArmor on, the image no
+# apparmor_parser to load Docker's default profile with
+dockeropts() { [ "$1" = docker ] && echo "--security-opt apparmor=unconfined"; }
 image() { if [ "$1" = docker ]; then echo hogbox:1; else echo localhost/hogbox:1; fi; }
 
 # loop RUNTIME MODE NAME: the -1000 container
 loop() {
 	local rt=$1 mode=$2 name=$3 id short pid cg lim label
 	echo "== $rt ($mode): $name, --oom-score-adj -1000, a real OOM loop"
-	check "$rt run $name" 'ctr $rt $mode run -d --name $name --network none --memory 48m --memory-swap 48m --oom-score-adj -1000 $(image $rt) /bin/sh -c "$CMD" >/dev/null' || return
+	check "$rt run $name" 'ctr $rt $mode run -d --name $name $(dockeropts $rt) --network none --memory 48m --memory-swap 48m --oom-score-adj -1000 $(image $rt) /bin/sh -c "$CMD" >/dev/null' || return
 	id=$(ctr $rt $mode inspect -f '{{.Id}}' $name)
 	short=${id:0:12}
 	pid=$(ctr $rt $mode inspect -f '{{.State.Pid}}' $name)
@@ -135,7 +138,7 @@ loop() {
 control() {
 	local rt=$1 mode=$2 name=$3 pid cg lim
 	echo "== $rt ($mode): $name, started normally (the control)"
-	check "$rt run $name" 'ctr $rt $mode run -d --name $name --network none --memory 48m --memory-swap 48m $(image $rt) /bin/sh -c "$CMD" >/dev/null' || return
+	check "$rt run $name" 'ctr $rt $mode run -d --name $name $(dockeropts $rt) --network none --memory 48m --memory-swap 48m $(image $rt) /bin/sh -c "$CMD" >/dev/null' || return
 	pid=$(ctr $rt $mode inspect -f '{{.State.Pid}}' $name)
 	cg=$(cgof "$pid")
 	lim=$(limited "$cg")
@@ -166,10 +169,10 @@ docker rm -f web-fs ctl-fs >/dev/null
 # ---------------------------------------------------------------- Podman
 loop podman systemd pweb-sd
 control podman systemd pctl-sd
-podman --cgroup-manager=systemd rm -f pweb-sd pctl-sd >/dev/null
+podman --cgroup-manager=systemd rm -f -t 0 pweb-sd pctl-sd >/dev/null
 loop podman cgroupfs pweb-fs
 control podman cgroupfs pctl-fs
-podman --cgroup-manager=cgroupfs rm -f pweb-fs pctl-fs >/dev/null
+podman --cgroup-manager=cgroupfs rm -f -t 0 pweb-fs pctl-fs >/dev/null
 
 # ---------------------------------------------------------------- wrap up
 cp $ALERTS /var/lib/oomwatch/incidents.jsonl "$RES/" 2>/dev/null

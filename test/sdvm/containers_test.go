@@ -27,6 +27,9 @@ import (
 //     do: container (short id) and container_name.
 //   - a control container run without -1000: the kernel kills the hog by
 //     itself; no incident, no action; the container keeps running.
+//
+// Docker's containers run with --security-opt apparmor=unconfined: the
+// guest kernel has AppArmor on and the image has no apparmor_parser.
 func TestContainersInSystemd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM")

@@ -121,3 +121,41 @@ func BuildChild(srcDir, out string) error {
 	}
 	return nil
 }
+
+// ShippedKnobs are BenchmarkShippedV1Host's.
+//
+//	OOMWATCH_SHIPPED_SIZES=100,1000,10000  cgroup counts
+//	OOMWATCH_SHIPPED_SETTLE=5s             after ready, before measuring
+//	OOMWATCH_SHIPPED_IDLE=20s              the idle period wake-ups are counted over
+type ShippedKnobs struct {
+	Sizes        []int
+	Settle, Idle time.Duration
+}
+
+// ShippedFromEnv reads them.
+func ShippedFromEnv() (ShippedKnobs, error) {
+	k := ShippedKnobs{Sizes: []int{100, 1000, 10000}, Settle: 5 * time.Second, Idle: 20 * time.Second}
+	if s := os.Getenv("OOMWATCH_SHIPPED_SIZES"); s != "" {
+		k.Sizes = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				return k, fmt.Errorf("OOMWATCH_SHIPPED_SIZES=%q", s)
+			}
+			k.Sizes = append(k.Sizes, n)
+		}
+	}
+	for _, d := range []struct {
+		env string
+		p   *time.Duration
+	}{{"OOMWATCH_SHIPPED_SETTLE", &k.Settle}, {"OOMWATCH_SHIPPED_IDLE", &k.Idle}} {
+		if s := os.Getenv(d.env); s != "" {
+			v, err := time.ParseDuration(s)
+			if err != nil {
+				return k, fmt.Errorf("%s=%q: %v", d.env, s, err)
+			}
+			*d.p = v
+		}
+	}
+	return k, nil
+}

@@ -197,3 +197,68 @@ func ChurnRows(bench string, cr ChurnResult, k Knobs) []benchrow.Row {
 	}
 	return out
 }
+
+// The shipped daemon's targets (docs/BENCHMARKS.md "The shipped daemon").
+const (
+	targetShippedRSSMiB = 8.0  // idle VmRSS at targetShippedAt cgroups
+	targetShippedAt     = 100  // the size targetShippedRSSMiB applies to
+	targetPerCgroupKiB  = 0.5  // RSS per added cgroup, between the smallest and largest size from 1,000
+	perCgroupFrom       = 1000 // the slope's smallest size
+)
+
+// DaemonRows turns shipped-daemon runs into rows (measurement 2): per size,
+// what it watches, its idle memory (VmRSS, anon and file parts, Pss), its
+// threads, fds and wake-ups while idle (target 0), its RSS once a client
+// has asked; then the RSS per added cgroup between the smallest size of at
+// least 1,000 and the largest.
+func DaemonRows(bench string, ds []Daemon) []benchrow.Row {
+	var out []benchrow.Row
+	var ok []Daemon
+	for _, d := range ds {
+		s := fmt.Sprintf("%s, shipped daemon, %d cgroups", d.Hierarchy, d.Cgroups)
+		row := func(metric string, v float64, unit string) benchrow.Row {
+			return benchrow.Row{Measurement: benchrow.Scale, Scenario: s, Method: Oomwatch, Metric: metric, Value: v, Unit: unit, Bench: bench}
+		}
+		if d.Err != "" && d.RSSKiB == 0 {
+			e := row("error", 0, "")
+			e.Text, e.Note = "no result", d.Err
+			out = append(out, e.Check("runs", false))
+			continue
+		}
+		w := row("watched", float64(d.Watched), "").Equal(float64(d.Cgroups+1), "all, the parent included")
+		w.Note = fmt.Sprintf("/metrics says %d", d.Scraped)
+		rss := row("RSS (VmRSS) idle", mib(d.RSSKiB), "MiB")
+		if d.Cgroups == targetShippedAt {
+			rss = rss.AtMost(targetShippedRSSMiB)
+		}
+		rss.Note = fmt.Sprintf("anon %.2f, file %.2f MiB", mib(d.AnonKiB), mib(d.FileKiB))
+		wake := row("wake-ups while idle", float64(d.Wakeups), "").Equal(0, "")
+		wake.Note = fmt.Sprintf("context switches of all threads in %.0f s", d.IdleSec)
+		out = append(out, w, row("arm time", d.ArmSec, "s"), rss,
+			row("RSS anon idle", mib(d.AnonKiB), "MiB"), row("RSS file idle", mib(d.FileKiB), "MiB"),
+			row("Pss idle", mib(d.PssKiB), "MiB"), row("Pss anon idle", mib(d.PssAnonKiB), "MiB"),
+			row("threads", float64(d.Threads), ""), row("fds", float64(d.FDs), ""),
+			wake, row("CPU while idle", d.IdleCPUms, "ms"),
+			row("RSS after a scrape and a status", mib(d.UsedRSSKiB), "MiB"))
+		if d.Err != "" {
+			e := row("error", 0, "")
+			e.Text, e.Note = "error", d.Err
+			out = append(out, e.Check("none", false))
+		}
+		if d.Err == "" && d.Cgroups >= perCgroupFrom {
+			ok = append(ok, d)
+		}
+	}
+	if len(ok) >= 2 {
+		lo, hi := ok[0], ok[len(ok)-1]
+		if hi.Cgroups > lo.Cgroups {
+			r := benchrow.Row{Measurement: benchrow.Scale, Scenario: fmt.Sprintf("%s, shipped daemon, %d → %d cgroups", hi.Hierarchy, lo.Cgroups, hi.Cgroups),
+				Method: Oomwatch, Metric: "RSS per added cgroup", Unit: "KiB", Bench: bench,
+				Value: float64(hi.RSSKiB-lo.RSSKiB) / float64(hi.Cgroups-lo.Cgroups)}
+			r = r.AtMost(targetPerCgroupKiB)
+			r.Note = fmt.Sprintf("anon %.2f KiB", float64(hi.AnonKiB-lo.AnonKiB)/float64(hi.Cgroups-lo.Cgroups))
+			out = append(out, r)
+		}
+	}
+	return out
+}

@@ -131,3 +131,41 @@ func shortKernel() string {
 
 // hostMethods are measured side by side on the host.
 func hostMethods() []string { return []string{Oomwatch, Peer} }
+
+// BenchmarkShippedV1Host: the daemon as shipped (make build's binary,
+// `oomwatch run` with no config: metrics server, kernel log reader, status
+// socket, incident journal) on 100, 1,000 and 10,000 real v1 memory
+// cgroups (OOMWATCH_SHIPPED_SIZES), measured from /proc/PID: idle RSS
+// (OOMWATCH_SHIPPED_SETTLE after ready, default 5 s), wake-ups over
+// OOMWATCH_SHIPPED_IDLE (default 20 s), then RSS once a client has asked.
+func BenchmarkShippedV1Host(b *testing.B) {
+	k, err := ShippedFromEnv()
+	if err != nil {
+		b.Fatal(err)
+	}
+	tree := hostTree(b)
+	exe := filepath.Join(b.TempDir(), "oomwatch")
+	if err := BuildDaemon(exe); err != nil {
+		b.Fatal(err)
+	}
+	label := "v1 host " + shortKernel()
+	var ds []Daemon
+	for _, n := range k.Sizes {
+		if err := tree.Grow(n); err != nil {
+			b.Fatal(err)
+		}
+		d := RunDaemon(DaemonSpec{Exe: exe, Root: tree.Dir, Dir: b.TempDir(), Settle: k.Settle, Idle: k.Idle})
+		d.Hierarchy = label
+		b.Logf("%s", strings.TrimRight(DaemonTable([]Daemon{d}), "\n"))
+		ds = append(ds, d)
+		if d.Err == "" {
+			p := fmt.Sprintf("%d-", n)
+			b.ReportMetric(mib(d.RSSKiB), p+"RSS-MiB")
+			b.ReportMetric(float64(d.Wakeups), p+"idle-wakeups")
+		}
+	}
+	t := DaemonTable(ds)
+	b.Log("\n" + t)
+	fmt.Print(t)
+	benchrow.Emit(DaemonRows(b.Name(), ds)...)
+}

@@ -127,14 +127,19 @@ func BuildChild(srcDir, out string) error {
 //	OOMWATCH_SHIPPED_SIZES=100,1000,10000  cgroup counts
 //	OOMWATCH_SHIPPED_SETTLE=5s             after ready, before measuring
 //	OOMWATCH_SHIPPED_IDLE=20s              the idle period wake-ups are counted over
+//	OOMWATCH_SHIPPED_EXE=path              measure this binary instead of building one
+//	OOMWATCH_SHIPPED_ARGS="--flag …"       more flags for run (to see what a service costs)
 type ShippedKnobs struct {
 	Sizes        []int
 	Settle, Idle time.Duration
+	Exe          string
+	Args         []string
 }
 
 // ShippedFromEnv reads them.
 func ShippedFromEnv() (ShippedKnobs, error) {
-	k := ShippedKnobs{Sizes: []int{100, 1000, 10000}, Settle: 5 * time.Second, Idle: 20 * time.Second}
+	k := ShippedKnobs{Sizes: []int{100, 1000, 10000}, Settle: 5 * time.Second, Idle: 20 * time.Second,
+		Exe: os.Getenv("OOMWATCH_SHIPPED_EXE"), Args: strings.Fields(os.Getenv("OOMWATCH_SHIPPED_ARGS"))}
 	if s := os.Getenv("OOMWATCH_SHIPPED_SIZES"); s != "" {
 		k.Sizes = nil
 		for _, f := range strings.Split(s, ",") {

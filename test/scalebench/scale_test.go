@@ -144,9 +144,12 @@ func BenchmarkShippedV1Host(b *testing.B) {
 		b.Fatal(err)
 	}
 	tree := hostTree(b)
-	exe := filepath.Join(b.TempDir(), "oomwatch")
-	if err := BuildDaemon(exe); err != nil {
-		b.Fatal(err)
+	exe := k.Exe
+	if exe == "" {
+		exe = filepath.Join(b.TempDir(), "oomwatch")
+		if err := BuildDaemon(exe); err != nil {
+			b.Fatal(err)
+		}
 	}
 	label := "v1 host " + shortKernel()
 	var ds []Daemon
@@ -154,7 +157,7 @@ func BenchmarkShippedV1Host(b *testing.B) {
 		if err := tree.Grow(n); err != nil {
 			b.Fatal(err)
 		}
-		d := RunDaemon(DaemonSpec{Exe: exe, Root: tree.Dir, Dir: b.TempDir(), Settle: k.Settle, Idle: k.Idle})
+		d := RunDaemon(DaemonSpec{Exe: exe, Root: tree.Dir, Dir: b.TempDir(), Settle: k.Settle, Idle: k.Idle, Args: k.Args})
 		d.Hierarchy = label
 		b.Logf("%s", strings.TrimRight(DaemonTable([]Daemon{d}), "\n"))
 		ds = append(ds, d)

@@ -60,7 +60,7 @@ type DaemonSpec struct {
 	Dir    string // state directory and status socket go here
 	Settle time.Duration
 	Idle   time.Duration
-	Env    []string // added to the environment (GODEBUG=…)
+	Args   []string // more flags for run
 }
 
 // RunDaemon starts the daemon on sp.Root, waits for it to be ready, lets
@@ -82,7 +82,7 @@ func RunDaemon(sp DaemonSpec) (d Daemon) {
 	sock := filepath.Join(sp.Dir, "oomwatch.sock")
 	cmd := exec.Command(sp.Exe, "run", "--cgroup-root", sp.Root, "--state-dir", filepath.Join(sp.Dir, "state"),
 		"--status-socket", sock, "--metrics-listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), sp.Env...)
+	cmd.Args = append(cmd.Args, sp.Args...)
 	logf, err := os.Create(filepath.Join(sp.Dir, fmt.Sprintf("daemon-%d.log", len(kids))))
 	if err != nil {
 		return fail("%v", err)

@@ -2,6 +2,7 @@ package scalebench
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/oomwatch/oomwatch/test/benchrow"
@@ -11,13 +12,15 @@ import (
 const (
 	targetArmSec  = 2.0  // arming at 10,000 cgroups
 	targetRSSMiB  = 30.0 // resident at 10,000 cgroups
-	targetPeerMem = 5.0  // the peer's RSS over oomwatch's
+	targetPeerMem = 5.0  // the peer's RSS per added cgroup over oomwatch's
 )
 
 // ScaleRows turns scale results (measurement 2) into rows for the one
 // table: per hierarchy and size, each method's numbers; the targets on
 // oomwatch's (armed all, arm time, RSS, goroutines constant across sizes,
-// no kernel notification while idle, the peer's RSS at least 5× oomwatch's).
+// no kernel notification while idle, the peer's RSS per added cgroup at
+// least 5× oomwatch's, between the smallest and the largest size where both
+// ran: a ratio of whole RSS is distorted by the runtime floor both pay).
 // bench is the emitting benchmark's name.
 func ScaleRows(bench string, rs []Result) []benchrow.Row {
 	scen := func(r Result) string { return fmt.Sprintf("%s, %d cgroups", r.Hierarchy, r.Cgroups) }
@@ -126,7 +129,7 @@ func ScaleRows(bench string, rs []Result) []benchrow.Row {
 		row := benchrow.Row{Measurement: benchrow.Scale, Scenario: s, Method: Oomwatch, Metric: "RSS: peer ÷ oomwatch", Unit: "×", Bench: bench}
 		if p, ok := rss[s][Peer]; ok && o.End.RSSKiB > 0 {
 			row.Value = float64(p.End.RSSKiB) / float64(o.End.RSSKiB)
-			out = append(out, row.AtLeast(targetPeerMem))
+			out = append(out, row)
 			continue
 		}
 		for j, p := range rs {
@@ -135,6 +138,61 @@ func ScaleRows(bench string, rs []Result) []benchrow.Row {
 				out = append(out, row)
 			}
 		}
+	}
+	return append(out, perCgroupRows(bench, rs)...)
+}
+
+// perCgroupRows: per hierarchy, each method's RSS per added cgroup between
+// the smallest and the largest size where oomwatch and the peer both ran,
+// and the peer's over oomwatch's (target ≥ 5×).
+func perCgroupRows(bench string, rs []Result) []benchrow.Row {
+	type key struct {
+		h string
+		n int
+	}
+	ran := map[key]map[string]Result{}
+	var hiers []string
+	for _, r := range rs {
+		if crashed(r) || r.Crash != "" || (r.Method != Oomwatch && r.Method != Peer) {
+			continue
+		}
+		k := key{r.Hierarchy, r.Cgroups}
+		if ran[k] == nil {
+			ran[k] = map[string]Result{}
+			if !slices.Contains(hiers, r.Hierarchy) {
+				hiers = append(hiers, r.Hierarchy)
+			}
+		}
+		ran[k][r.Method] = r // the last run of a method at a size (limits raised)
+	}
+	var out []benchrow.Row
+	for _, h := range hiers {
+		var sizes []int
+		for k, m := range ran {
+			if _, o := m[Oomwatch]; o && k.h == h {
+				if _, p := m[Peer]; p {
+					sizes = append(sizes, k.n)
+				}
+			}
+		}
+		slices.Sort(sizes)
+		if len(sizes) < 2 {
+			continue
+		}
+		lo, hi := ran[key{h, sizes[0]}], ran[key{h, sizes[len(sizes)-1]}]
+		dn := float64(sizes[len(sizes)-1] - sizes[0])
+		s := fmt.Sprintf("%s, %d → %d cgroups", h, sizes[0], sizes[len(sizes)-1])
+		slope := func(m string) float64 { return float64(hi[m].End.RSSKiB-lo[m].End.RSSKiB) / dn }
+		row := func(method, metric string, v float64, unit string) benchrow.Row {
+			return benchrow.Row{Measurement: benchrow.Scale, Scenario: s, Method: method, Metric: metric, Value: v, Unit: unit, Bench: bench}
+		}
+		o, p := slope(Oomwatch), slope(Peer)
+		out = append(out, row(Oomwatch, "RSS per added cgroup", o, "KiB"), row(Peer, "RSS per added cgroup", p, "KiB"))
+		ratio := row(Oomwatch, "RSS per added cgroup: peer ÷ oomwatch", p/o, "×")
+		if o <= 0 {
+			ratio.Text, ratio.Note = "n/a", "oomwatch's RSS did not grow"
+		}
+		out = append(out, ratio.AtLeast(targetPeerMem))
 	}
 	return out
 }

@@ -58,7 +58,7 @@ func TestScaleRows(t *testing.T) {
 	check(s1, Peer, "armed", "1000", "")
 	check(s1+", max_user_instances=128 (default)", Peer, "armed", "128", "")
 	check(s1+", max_user_instances=128 (default)", Peer, "arm errors", "872", "")
-	check(s1, Oomwatch, "RSS: peer ÷ oomwatch", "6.2", benchrow.Yes)
+	check(s1, Oomwatch, "RSS: peer ÷ oomwatch", "6.2", "")
 	check(s10, Oomwatch, "goroutines", "3", benchrow.No) // 2 at 1000
 	check(s10, Oomwatch, "arm time", "1.5", benchrow.Yes)
 	check(s10, Peer, "crash", "crashed", "")
@@ -93,5 +93,70 @@ func TestChurnRows(t *testing.T) {
 	rows = ChurnRows("B", ChurnResult{Hierarchy: "h", Err: "child did not get ready"}, k)
 	if len(rows) != 1 || rows[0].Met != benchrow.No || rows[0].Note != "child did not get ready" {
 		t.Errorf("failed churn rows = %+v", rows)
+	}
+}
+
+func TestPerCgroupRatio(t *testing.T) {
+	snap := func(rssMiB float64) Snapshot { return Snapshot{RSSKiB: int64(rssMiB * 1024)} }
+	rs := []Result{
+		{Hierarchy: "v1 host", Method: Baseline, End: snap(6.7)},
+		{Hierarchy: "v1 host", Method: Oomwatch, Cgroups: 1000, Armed: 1000, End: snap(8.3)},
+		{Hierarchy: "v1 host", Method: Peer, Cgroups: 1000, Armed: 1000, End: snap(26.2)},
+		{Hierarchy: "v1 host", Method: Oomwatch, Cgroups: 5000, Armed: 5000, End: snap(10.7)},
+		{Hierarchy: "v1 host", Method: Peer, Cgroups: 5000, Armed: 5000, End: snap(99.4)},
+		{Hierarchy: "v1 host", Method: Oomwatch, Cgroups: 10000, Armed: 10000, End: snap(13.8)},
+		{Hierarchy: "v1 host", Method: Peer, Cgroups: 10000, Crash: "fatal error: thread exhaustion"},
+	}
+	rows := ScaleRows("BenchmarkX", rs)
+	const s = "v1 host, 1000 → 5000 cgroups" // the peer crashed at 10,000
+	for _, c := range []struct{ method, metric, value, met string }{
+		{Oomwatch, "RSS per added cgroup", "0.61", ""},
+		{Peer, "RSS per added cgroup", "18.7", ""},
+		{Oomwatch, "RSS per added cgroup: peer ÷ oomwatch", "30.5", benchrow.Yes},
+	} {
+		r, ok := find(rows, s, c.method, c.metric)
+		if !ok {
+			t.Errorf("no row %s / %s / %s", s, c.method, c.metric)
+			continue
+		}
+		if v := benchrow.Num(r.Value); v != c.value || r.Met != c.met {
+			t.Errorf("%s / %s = %s met %q, want %s met %q", c.method, c.metric, v, r.Met, c.value, c.met)
+		}
+	}
+	// a ratio of whole RSS carries no target
+	if r, ok := find(rows, "v1 host, 1000 cgroups", Oomwatch, "RSS: peer ÷ oomwatch"); !ok || r.Met != "" {
+		t.Errorf("whole-RSS ratio %+v (found %v)", r, ok)
+	}
+}
+
+func TestDaemonRows(t *testing.T) {
+	ds := []Daemon{
+		{Hierarchy: "v1 host", Cgroups: 100, Watched: 101, Scraped: 101, RSSKiB: 4800, AnonKiB: 3100, FileKiB: 1600, IdleSec: 20},
+		{Hierarchy: "v1 host", Cgroups: 1000, Watched: 1001, Scraped: 1001, RSSKiB: 5700, AnonKiB: 4100, FileKiB: 1600, IdleSec: 20, Wakeups: 1},
+		{Hierarchy: "v1 host", Cgroups: 10000, Watched: 10001, Scraped: 10001, RSSKiB: 12180, AnonKiB: 10600, FileKiB: 1580, IdleSec: 20},
+		{Hierarchy: "v1 host", Cgroups: 20000, Err: "not ready after 5 minutes"},
+	}
+	rows := DaemonRows("BenchmarkY", ds)
+	for _, c := range []struct{ scen, metric, value, met string }{
+		{"v1 host, shipped daemon, 100 cgroups", "watched", "101", benchrow.Yes},
+		{"v1 host, shipped daemon, 100 cgroups", "RSS (VmRSS) idle", "4.69", benchrow.Yes},
+		{"v1 host, shipped daemon, 1000 cgroups", "RSS (VmRSS) idle", "5.57", ""},
+		{"v1 host, shipped daemon, 1000 cgroups", "wake-ups while idle", "1", benchrow.No},
+		{"v1 host, shipped daemon, 10000 cgroups", "wake-ups while idle", "0", benchrow.Yes},
+		{"v1 host, shipped daemon, 1000 → 10000 cgroups", "RSS per added cgroup", "0.72", benchrow.No},
+		{"v1 host, shipped daemon, 20000 cgroups", "error", "no result", benchrow.No},
+	} {
+		r, ok := find(rows, c.scen, Oomwatch, c.metric)
+		if !ok {
+			t.Errorf("no row %s / %s", c.scen, c.metric)
+			continue
+		}
+		v := r.Text
+		if v == "" {
+			v = benchrow.Num(r.Value)
+		}
+		if v != c.value || r.Met != c.met || r.Bench != "BenchmarkY" {
+			t.Errorf("%s / %s = %s met %q, want %s met %q", c.scen, c.metric, v, r.Met, c.value, c.met)
+		}
 	}
 }

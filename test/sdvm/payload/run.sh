@@ -62,8 +62,8 @@ check "systemd-analyze security of the installed unit within --threshold=23" \
 	'systemd-analyze security --no-pager --threshold=23 oomwatch.service >/dev/null 2>&1'
 # ProtectKernelTunables=: /sys and /proc/sys read-only in the daemon's mount
 # namespace, the cgroupfs it writes still read-write
-check "the daemon sees /sys/fs/cgroup read-write, /proc/sys read-only" \
-	'awk "\$5 == \"/sys/fs/cgroup\" { print \$6 }" /proc/$pid/mountinfo | grep -q "^rw" && awk "\$5 == \"/proc/sys\" { print \$6 }" /proc/$pid/mountinfo | grep -q "^ro"'
+check "the daemon sees /sys/fs/cgroup read-write, of /proc only the processes (subset=pid)" \
+	'awk "\$5 == \"/sys/fs/cgroup\" { print \$6 }" /proc/$pid/mountinfo | grep -q "^rw" && awk "\$5 == \"/proc\"" /proc/$pid/mountinfo | grep -q "subset=pid"'
 mark analyzed
 
 # ---------------------------------------------------------------- journald

@@ -2,7 +2,6 @@ package sdvm
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/oomwatch/oomwatch/test/testtier"
 )
 
 func goTool() string {
@@ -46,61 +43,8 @@ func goBuild(t *testing.T, dir, name, pkg string, ldflags string) string {
 // daemon killed by systemd's watchdog and restarted; dpkg -r and -P leaving
 // nothing behind.
 func TestDebInSystemd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM")
-	}
-	if err := CheckHost(); err != nil {
-		testtier.Require(t, testtier.VM, err.Error())
-	}
-	ctx := context.Background()
-	t0 := time.Now()
-	img, err := EnsureImage(ctx, Base, func(s string) { t.Log(s) })
-	if err != nil {
-		testtier.Require(t, testtier.VM, "no systemd VM image: "+err.Error()+" (make sdvm-deps as root)")
-	}
-	t.Logf("image %s (kernel %s) ready in %v; build times: %s", img.Dir, img.Release, time.Since(t0).Round(time.Millisecond), img.Times)
-
-	top := filepath.Join(Dir(), "..", "..")
-	work := t.TempDir()
-	payload := filepath.Join(work, "payload")
-	if err := os.MkdirAll(payload, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := goBuild(t, work, "oomwatch", "github.com/oomwatch/oomwatch/cmd/oomwatch", "-s -w -X main.version=0.0~sdvm")
-	goBuild(t, payload, "hog", "github.com/oomwatch/oomwatch/test/testbin/hog", "-s -w")
-	goBuild(t, payload, "sdctl", "github.com/oomwatch/oomwatch/test/sdvm/sdctl", "-s -w")
-	deb := buildDeb(t, top, bin, payload)
-	t.Logf("package %s", filepath.Base(deb))
-	run, err := os.ReadFile(filepath.Join(Dir(), "payload", "run.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(payload, "run.sh"), run, 0o755); err != nil {
-		t.Fatal(err)
-	}
-
-	out := filepath.Join(work, "vm")
-	if d := os.Getenv("OOMWATCH_SDVM_OUT"); d != "" { // keep the console, journal, … for a look
-		out = d
-	}
-	res, err := Run(ctx, img, payload, out, 5*time.Minute)
-	t.Logf("guest output:\n%s", res.Output)
-	for _, l := range strings.Split(res.Output, "\n") {
-		if strings.HasPrefix(l, "FAIL: ") {
-			t.Error(l)
-		}
-	}
-	if err != nil || res.ExitCode != 0 {
-		if c, rerr := os.ReadFile(res.Console); rerr == nil {
-			t.Logf("console (last 4 KB):\n%s", tail(string(c), 4096))
-		}
-		if j, rerr := os.ReadFile(filepath.Join(res.ResultsDir, "journal.txt")); rerr == nil {
-			t.Logf("guest journal, oomwatch lines:\n%s", grep(string(j), "oomwatch"))
-		}
-		t.Fatalf("VM run: exit %d, %v", res.ExitCode, err)
-	}
-	t.Logf("accel %s: qemu start→poweroff %v, boot (system running) %v, steps (guest uptime s): %s",
-		Accel(), res.Elapsed.Round(100*time.Millisecond), res.Boot.Round(100*time.Millisecond), marks(res.Marks))
+	res := guestTest{variant: Base, payload: "payload", version: "0.0~sdvm", timeout: 5 * time.Minute,
+		helpers: []string{"github.com/oomwatch/oomwatch/test/testbin/hog", "github.com/oomwatch/oomwatch/test/sdvm/sdctl"}}.run(t)
 	if sec, err := os.ReadFile(filepath.Join(res.ResultsDir, "security.txt")); err == nil {
 		t.Logf("in the guest: %s", strings.TrimSpace(grep(string(sec), "Overall exposure level")))
 	}

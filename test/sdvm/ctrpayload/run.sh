@@ -9,32 +9,8 @@
 # docker ps / podman ps show it, the loop is broken, the container keeps its
 # init; a control container started normally gets no incident and no action.
 # Prints PASS:/FAIL: lines and TIME marks; exit 0 only if nothing failed.
-export SYSTEMD_COLORS=0 SYSTEMD_URLIFY=0 SYSTEMD_PAGER= SYSTEMD_LESS= TERM=dumb
-fail=0
-pass() { echo "PASS: $*"; }
-failf() { echo "FAIL: $*"; fail=1; }
-check() { if eval "$2"; then pass "$1"; else failf "$1"; return 1; fi; }
-mark() { echo "TIME $1 $(cut -d' ' -f1 /proc/uptime)"; }
-wait_for() {
-	local desc=$1 secs=$2 cond=$3 end=$(($(date +%s) + $2))
-	until eval "$cond"; do
-		if [ "$(date +%s)" -ge $end ]; then failf "$desc (not within ${secs}s)"; return 1; fi
-		sleep 0.25
-	done
-	pass "$desc"
-}
-show() { systemctl show -p "$2" --value "$1"; }
-# oomwatch's journal as JSON lines (see lxcpayload/run.sh)
-owlog() { journalctl -u oomwatch.service -o verbose --no-pager 2>/dev/null | sed -n 's/^ *\(JSON\|MESSAGE\)=\({.*}\)$/\2/p'; }
-owev() { owlog | grep "\"event\":\"$1\"" | grep "\"cgroup\":\"$2\""; }
-RES=${VMTEST_RESULTS:-/tmp}
+. ./lib.sh
 ALERTS=/var/lib/oomwatch/alerts.jsonl
-dpkgq() {
-	dpkg "$@" >/tmp/dpkg.out 2>&1
-	local rc=$?
-	tr '\r' '\n' </tmp/dpkg.out | grep -v '^(Reading database' | grep -v '^$'
-	return $rc
-}
 mev() { awk -v k="$2" '$1 == k {print $2}' "/sys/fs/cgroup$1/memory.events" 2>/dev/null; }
 # the cgroup of a pid (cgroup2), and the nearest one at or above it with a
 # memory limit: where the container's OOMs are charged
@@ -54,19 +30,7 @@ mark start
 echo "== $(docker --version), $(podman --version), kernel $(uname -r), $(stat -fc %T /sys/fs/cgroup)"
 
 # ---------------------------------------------------------------- install
-echo "== dpkg -i, alert capture"
-check "dpkg -i oomwatch" 'dpkgq -i ./oomwatch_*.deb'
-# an exec sink that keeps every alert document (the daemon runs with its defaults otherwise)
-cat >/etc/oomwatch/oomwatch.yaml <<'YAML'
-alerts:
-  exec:
-    - name: capture
-      command: ["/bin/sh", "-c", "cat >> /var/lib/oomwatch/alerts.jsonl; echo >> /var/lib/oomwatch/alerts.jsonl"]
-YAML
-chmod 0640 /etc/oomwatch/oomwatch.yaml
-check "oomwatch check-config" 'oomwatch check-config'
-check "systemctl restart oomwatch" 'systemctl restart oomwatch.service'
-wait_for "oomwatch active, STATUS watching" 20 'show oomwatch.service StatusText | grep -q watching'
+install_with_capture
 mark installed
 
 # ---------------------------------------------------------------- the image

@@ -5,33 +5,7 @@
 # lxc.proc.oom_score_adj = -1000, web2 without. cwd = the payload
 # (oomwatch_*.deb). Prints PASS:/FAIL: lines and TIME marks; exit 0 only if
 # nothing failed.
-export SYSTEMD_COLORS=0 SYSTEMD_URLIFY=0 SYSTEMD_PAGER= SYSTEMD_LESS= TERM=dumb
-fail=0
-pass() { echo "PASS: $*"; }
-failf() { echo "FAIL: $*"; fail=1; }
-check() { if eval "$2"; then pass "$1"; else failf "$1"; fi; }
-mark() { echo "TIME $1 $(cut -d' ' -f1 /proc/uptime)"; }
-wait_for() {
-	local desc=$1 secs=$2 cond=$3 end=$(($(date +%s) + $2))
-	until eval "$cond"; do
-		if [ "$(date +%s)" -ge $end ]; then failf "$desc (not within ${secs}s)"; return 1; fi
-		sleep 0.25
-	done
-	pass "$desc"
-}
-show() { systemctl show -p "$2" --value "$1"; }
-# oomwatch's journal as JSON lines: JSON= holds the whole zerolog event with
-# the journald writer (systemd.JournalWriter), MESSAGE= without it
-owlog() { journalctl -u oomwatch.service -o verbose --no-pager 2>/dev/null | sed -n 's/^ *\(JSON\|MESSAGE\)=\({.*}\)$/\2/p'; }
-# owev EVENT CGROUP: oomwatch log lines with that event about that cgroup
-owev() { owlog | grep "\"event\":\"$1\"" | grep "\"cgroup\":\"$2\""; }
-RES=${VMTEST_RESULTS:-/tmp}
-dpkgq() {
-	dpkg "$@" >/tmp/dpkg.out 2>&1
-	local rc=$?
-	tr '\r' '\n' </tmp/dpkg.out | grep -v '^(Reading database' | grep -v '^$'
-	return $rc
-}
+. ./lib.sh
 # memory.events counter of a cgroup
 mev() { awk -v k="$2" '$1 == k {print $2}' "/sys/fs/cgroup$1/memory.events" 2>/dev/null; }
 # a user-space memory toucher (dd faults in kernel mode and just gets a short read)
@@ -42,19 +16,7 @@ echo "== lxc $(lxc-start --version), kernel $(uname -r), $(stat -fc %T /sys/fs/c
 check "containers baked into the image: web1 web2" '[ "$(lxc-ls -1 | sort | tr "\n" " ")" = "web1 web2 " ]'
 
 # ---------------------------------------------------------------- install
-echo "== dpkg -i, alert capture"
-check "dpkg -i oomwatch" 'dpkgq -i ./oomwatch_*.deb'
-# an exec sink that keeps every alert document (StateDirectory is writable in the sandbox)
-cat >/etc/oomwatch/oomwatch.yaml <<'YAML'
-alerts:
-  exec:
-    - name: capture
-      command: ["/bin/sh", "-c", "cat >> /var/lib/oomwatch/alerts.jsonl; echo >> /var/lib/oomwatch/alerts.jsonl"]
-YAML
-chmod 0640 /etc/oomwatch/oomwatch.yaml
-check "oomwatch check-config" 'oomwatch check-config'
-check "systemctl restart oomwatch (Type=notify: returns once ready)" 'systemctl restart oomwatch.service'
-wait_for "oomwatch active, STATUS watching" 20 'show oomwatch.service StatusText | grep -q watching'
+install_with_capture
 owlog | grep '"event":"limited_view"' && failf "start-up warned limited_view" || pass "no event=limited_view"
 mark installed
 

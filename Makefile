@@ -4,6 +4,7 @@
 #   make test-quick  pure and fake-tree tiers only (no root, qemu or kernels)
 #   make demo    boot a VM and watch oomwatch break the original OOM loop
 #   make bench   every benchmark, ending with one table of all results (log in bin/bench.log)
+#   make bench-peers  the same OOM loop under each peer (kernel, earlyoom, systemd-oomd, oomwatch) in the systemd VM
 #   make fuzz    run every fuzz target briefly
 #   make lint    go vet + staticcheck
 #   make help    this list, with the packaging targets
@@ -18,7 +19,7 @@ FUZZTIME ?= 10s
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps alert-deps test test-quick vm-deps demo bench fuzz lint clean help
+.PHONY: all build deps alert-deps test test-quick vm-deps demo bench bench-peers fuzz lint clean help
 
 all: build
 
@@ -65,6 +66,17 @@ bench: vm-deps
 	@mkdir -p bin $(dir $(BENCHLOG))
 	$(GO) build -o bin/benchtable ./test/benchrow/benchtable
 	$(GO) test -p 1 -run '^$$' -bench . -benchmem -timeout 60m ./... 2>&1 | bin/benchtable -log $(BENCHLOG)
+
+# One boot of the systemd VM's peers image per peer, the same loop in each
+# (a transient unit and an LXC container, init and hog at -1000), one table
+# at the end (guest output in bin/bench-peers.log). Root, qemu; about 40
+# minutes at the defaults (every "never" run costs the cap). Knobs:
+# OOMWATCH_PEERS, OOMWATCH_PEERS_RUNS, OOMWATCH_PEERS_LXC_RUNS,
+# OOMWATCH_PEERS_CAP, OOMWATCH_SDVM_KPKG (see test/peerbench/benchpeers).
+# Re-table saved logs: go run ./test/peerbench/benchpeers LOG...
+bench-peers:
+	@mkdir -p bin
+	$(GO) run ./test/peerbench/benchpeers
 
 # Every fuzz target of every package, FUZZTIME each (CI runs a short pass).
 # A package whose tests do not build fails the run: its targets would

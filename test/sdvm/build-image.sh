@@ -12,6 +12,9 @@
 #   containers  + docker.io, podman and busybox-static (a 2G root);
 #         containers-customize.sh sets both runtimes up for a guest without
 #         network (the container image is imported by the test's payload)
+#   peers + lxc, busybox-static, earlyoom and systemd-oomd (the peers of
+#         make bench-peers); peers-customize.sh creates the lxc containers
+#         and leaves both OOM daemons disabled
 #
 # Leaves OUTDIR/root.img (ext4, sparse), OUTDIR/vmlinuz, OUTDIR/release
 # (kernel release) and OUTDIR/times.
@@ -30,6 +33,8 @@ lxc) INCLUDE+=,lxc,busybox-static ;;
 # smaller one) and crun; no Recommends (no apparmor,
 # slirp4netns, uidmap, buildah)
 containers) INCLUDE+=,docker.io,podman,crun,containernetworking-plugins,busybox-static SIZE=2G ;;
+# 2G: room for the two daemons next to lxc's dependencies
+peers) INCLUDE+=,lxc,busybox-static,earlyoom,systemd-oomd SIZE=2G ;;
 *) echo "build-image.sh: unknown variant $VARIANT" >&2; exit 2 ;;
 esac
 MIRROR=${MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)}

@@ -4,10 +4,11 @@
 #   ensure-image.sh [VARIANT]     (default base; see build-image.sh)
 #
 # Cache: ${OOMWATCH_VM_CACHE:-/var/tmp/oomwatch-vm}/sdvm-VARIANT/<key>/{root.img.zst,vmlinuz,release,times}
-# key = hash of build-image.sh, customize.sh, VARIANT-customize.sh and the
-# kernel package name, so a change to any of them rebuilds, and every other
-# run only decompresses. Each variant has its own directory, so cleaning up
-# one variant's old keys never removes another's image.
+# key = hash of build-image.sh, customize.sh, VARIANT-customize.sh (and the
+# scripts it names on "# runs:" lines) and the kernel package name, so a
+# change to any of them rebuilds, and every other run only decompresses.
+# Each variant has its own directory and a build removes only the old keys
+# of its own kernel package, so another variant's or kernel's image stays.
 # As root on Debian 12 it first installs what the tier's host side needs when
 # missing: debootstrap, zstd, qemu, lintian, promtool (Debian's prometheus
 # package: the alerting rules' tests) and bash-completion (the package's
@@ -40,6 +41,8 @@ parts=("$D/build-image.sh" "$D/customize.sh")
 if [ "$VARIANT" != base ]; then
 	[ -f "$D/$VARIANT-customize.sh" ] || { log "no $VARIANT-customize.sh"; exit 2; }
 	parts+=("$D/$VARIANT-customize.sh")
+	# a variant script that runs another names it on a "# runs: FILE" line
+	for dep in $(sed -n 's/^# runs: //p' "$D/$VARIANT-customize.sh"); do parts+=("$D/$dep"); done
 fi
 key=$(cat "${parts[@]}" <(echo "$VARIANT $KPKG") | sha256sum | cut -c1-16)
 dir=$CACHE/$key
@@ -65,8 +68,13 @@ log "building $dir (debootstrap bookworm + $KPKG, a minute or two)"
 rm -rf "$dir.new"
 "$D/build-image.sh" "$dir.new" "$KPKG" "$VARIANT" >&2
 zstd -q -T0 -3 --rm "$dir.new/root.img" -o "$dir.new/root.img.zst"
-# older keys are dead weight (~75 MB each)
-find "$CACHE" -mindepth 1 -maxdepth 1 -type d ! -name "$key.new" -exec rm -rf {} +
+echo "$KPKG" >"$dir.new/kpkg"
+# older keys of this kernel are dead weight (~75 MB each)
+for old in "$CACHE"/*/; do
+	old=${old%/}
+	[ "$old" = "$dir.new" ] && continue
+	if [ ! -f "$old/kpkg" ] || [ "$(cat "$old/kpkg")" = "$KPKG" ]; then rm -rf "$old"; fi
+done
 mv "$dir.new" "$dir"
 du -sh "$dir" >&2
 echo "$dir"

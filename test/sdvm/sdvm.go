@@ -57,11 +57,13 @@ func CheckHost() error {
 
 // Image variants (build-image.sh): Base is Debian 12 with systemd; LXC adds
 // lxc 5 and the containers lxc-customize.sh creates; Containers adds
-// docker.io and podman (containers-customize.sh).
+// docker.io and podman (containers-customize.sh); Peers adds to LXC's
+// earlyoom and systemd-oomd, disabled (make bench-peers).
 const (
 	Base       = "base"
 	LXC        = "lxc"
 	Containers = "containers"
+	Peers      = "peers"
 )
 
 // EnsureImage returns the cached image of variant, building it first when

@@ -1,9 +1,7 @@
 package sdvm
 
 import (
-	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -12,21 +10,12 @@ import (
 	"time"
 )
 
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "/usr/local/go/bin/go"
-}
-
 // goBuild builds a static binary of pkg into dir.
 func goBuild(t *testing.T, dir, name, pkg string, ldflags string) string {
 	t.Helper()
-	out := filepath.Join(dir, name)
-	cmd := exec.Command(goTool(), "build", "-trimpath", "-ldflags", ldflags, "-o", out, pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	out, err := GoBuild(dir, name, pkg, ldflags)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -53,15 +42,11 @@ func TestDebInSystemd(t *testing.T) {
 // buildDeb runs packaging/build-deb.sh with bin into dir.
 func buildDeb(t *testing.T, top, bin, dir string) string {
 	t.Helper()
-	cmd := exec.Command("bash", filepath.Join(top, "packaging", "build-deb.sh"), "0.0~sdvm", dir)
-	cmd.Env = append(os.Environ(), "GO="+goTool(), "OOMWATCH_BIN="+bin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("build-deb.sh: %v\n%s", err, stderr.String())
+	deb, err := BuildDeb(top, bin, "0.0~sdvm", dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	return lines[len(lines)-1]
+	return deb
 }
 
 func marks(m map[string]string) string {

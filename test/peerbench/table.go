@@ -280,10 +280,10 @@ func Write(w io.Writer, title string, runs []Run) {
 	}
 	if rs := Ratios(sums); len(rs) > 0 {
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| variant | oomwatch ÷ fastest peer that breaks the loop | loop p50 | loop p95 | OOMs p50 |")
+		fmt.Fprintln(w, "| variant | oomwatch ÷ the fastest peer that breaks the loop | loop p50 | loop p95 | OOMs p50 |")
 		fmt.Fprintln(w, "|---|---|---|---|---|")
 		for _, r := range rs {
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", r.Variant, r.Peer, fmtRatio(r.Secs50), fmtRatio(r.Secs95), fmtRatio(r.OOM50))
+			fmt.Fprintf(w, "| %s | oomwatch ÷ %s | %s | %s | %s |\n", r.Variant, r.Peer, fmtRatio(r.Secs50), fmtRatio(r.Secs95), fmtRatio(r.OOM50))
 		}
 	}
 	fmt.Fprintln(w)
@@ -298,9 +298,6 @@ func Write(w io.Writer, title string, runs []Run) {
 				note = j.By
 			case Never:
 				loop = "never (" + strconv.FormatFloat(j.CapSec, 'f', 0, 64) + " s cap)"
-			}
-			if j.LostKmsg > 0 {
-				note = strings.TrimPrefix(note+"; ", "; ") + strconv.FormatUint(j.LostKmsg, 10) + " kernel log records lost"
 			}
 			running := "no"
 			if j.Running {

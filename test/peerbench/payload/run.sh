@@ -11,7 +11,7 @@ export SYSTEMD_COLORS=0 SYSTEMD_URLIFY=0 SYSTEMD_PAGER= SYSTEMD_LESS= TERM=dumb
 mark() { echo "TIME $1 $(cut -d' ' -f1 /proc/uptime)"; }
 note() { echo "PEERNOTE $*"; }
 install -m 0755 hog peerprobe /usr/local/bin/
-mkdir -p /run/peers
+mkdir -p /run/peers /var/lib/peers
 mark start
 echo "== peer $PEER, kernel $(uname -r), $(stat -fc %T /sys/fs/cgroup), systemd $(systemctl --version | head -1 | cut -d' ' -f2)"
 
@@ -50,6 +50,17 @@ esac
 systemctl is-active earlyoom.service systemd-oomd.service oomwatch.service 2>/dev/null | tr '\n' ' '; echo "(earlyoom systemd-oomd oomwatch)"
 mark peer-started
 
+# fresh_hog PATH: a new copy of the hog whose page cache is not yet read, so
+# that the container reads its binary itself and the pages are charged to
+# its cgroup, as a container's own files are: reclaim in the loop then
+# finds file pages to scan (systemd-oomd acts only "with reclaim activity")
+fresh_hog() {
+	rm -f "$1"
+	cp /usr/local/bin/hog "$1"
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+}
+
 # a pause between runs: systemd-oomd does nothing for 15 s after a kill,
 # and a first incident would not find it in that pause
 gap() { case $PEER in oomd-*) sleep 16 ;; *) sleep 2 ;; esac; }
@@ -58,12 +69,13 @@ gap() { case $PEER in oomd-*) sleep 16 ;; *) sleep 2 ;; esac; }
 for i in $(seq "$RUNS"); do
 	u=peer-standin-$i
 	echo "== stand-in run $i: $u.service"
+	fresh_hog /var/lib/peers/hog
 	peerprobe -peer "$PEER" -variant standin -n "$i" -cgroup "/system.slice/$u.service" \
 		-init-comm sh -rc-file "/run/peers/rc.$i" -running "systemctl is-active -q $u.service" \
 		-units "$UNITS" -cap "${CAP}s" -- \
 		systemd-run --quiet --unit="$u" -p MemoryMax=48M -p MemorySwapMax=0 -p OOMPolicy=continue \
 		-p OOMScoreAdjust=-1000 "${OOMD_PROPS[@]}" \
-		/bin/sh -c "/usr/local/bin/hog -mb 64; echo \$? >/run/peers/rc.$i; exec sleep infinity"
+		/bin/sh -c "/var/lib/peers/hog -mb 64; echo \$? >/run/peers/rc.$i; exec sleep infinity"
 	[ "$i" = 1 ] && case $PEER in oomd-*) oomctl 2>&1 | head -30 ;; esac
 	systemctl show -p Result,ActiveState "$u.service" | tr '\n' ' '; echo
 	systemctl kill -s KILL "$u.service" 2>/dev/null
@@ -88,7 +100,6 @@ if [ "$LXC_RUNS" -gt 0 ]; then
 		oomctl 2>&1 | head -20
 		;;
 	esac
-	cp /usr/local/bin/hog /var/lib/lxc/web1/rootfs/hog
 	start_web1() {
 		lxc-start -n web1 && lxc-wait -n web1 -s RUNNING -t 30 || note "lxc-start web1 failed"
 		init=$(lxc-info -n web1 -pH)
@@ -97,6 +108,7 @@ if [ "$LXC_RUNS" -gt 0 ]; then
 	start_web1
 	for i in $(seq "$LXC_RUNS"); do
 		echo "== lxc run $i: web1 (init $init)"
+		fresh_hog /var/lib/lxc/web1/rootfs/hog
 		peerprobe -peer "$PEER" -variant lxc -n "$i" -cgroup /lxc.payload.web1 -init-pid "$init" \
 			-running '[ "$(lxc-info -n web1 -sH)" = RUNNING ]' -units "$UNITS" -cap "${CAP}s" -- \
 			lxc-attach -n web1 -- /hog -adj -1000 -mb 64

@@ -236,7 +236,7 @@ func journal(units []string, since float64, k *klog) []peerbench.JournalLine {
 	if len(units) == 0 {
 		return nil
 	}
-	args := []string{"-b", "-o", "json", "--no-pager", "--output-fields=MESSAGE,_SYSTEMD_UNIT"}
+	args := []string{"-b", "-o", "json", "--no-pager", "--output-fields=MESSAGE,JSON,_SYSTEMD_UNIT"}
 	for _, u := range units {
 		args = append(args, "-u", u)
 	}
@@ -250,6 +250,7 @@ func journal(units []string, since float64, k *klog) []peerbench.JournalLine {
 			Mono string          `json:"__MONOTONIC_TIMESTAMP"`
 			Unit string          `json:"_SYSTEMD_UNIT"`
 			Msg  json.RawMessage `json:"MESSAGE"`
+			JSON json.RawMessage `json:"JSON"` // oomwatch's whole event (systemd.JournalWriter)
 		}
 		if json.Unmarshal([]byte(l), &e) != nil {
 			continue
@@ -258,16 +259,17 @@ func journal(units []string, since float64, k *klog) []peerbench.JournalLine {
 		if err != nil || float64(us)/1e6 < since {
 			continue
 		}
-		var msg string
-		if json.Unmarshal(e.Msg, &msg) != nil {
-			var raw []byte // journalctl gives non-UTF-8 messages as a byte array
-			if json.Unmarshal(e.Msg, &raw) != nil {
+		msg := text(e.Msg)
+		if e.Unit == "oomwatch.service" {
+			// its events of the incident, as the daemon logged them
+			if j := text(e.JSON); j != "" {
+				msg = j
+			}
+			if !strings.Contains(msg, `"event":"incident"`) && !strings.Contains(msg, `"event":"action"`) &&
+				!strings.Contains(msg, "OOMPolicy") && !strings.Contains(msg, `"event":"oom_policy_stop"`) {
 				continue
 			}
-			msg = string(raw)
-		}
-		if !strings.HasPrefix(msg, "Killed ") && !strings.Contains(msg, "sending SIG") &&
-			!strings.Contains(msg, `"event":"incident"`) && !strings.Contains(msg, `"event":"action"`) {
+		} else if !strings.HasPrefix(msg, "Killed ") && !strings.Contains(msg, "sending SIG") {
 			continue
 		}
 		if len(msg) > 400 {
@@ -455,6 +457,20 @@ loop:
 	}
 	r.Journal = journal(us, start, k)
 	emit()
+}
+
+// text is a journal field: a string, or the byte array journalctl gives
+// for one that is not UTF-8.
+func text(f json.RawMessage) string {
+	var s string
+	if json.Unmarshal(f, &s) == nil {
+		return s
+	}
+	var raw []byte
+	if json.Unmarshal(f, &raw) == nil {
+		return string(raw)
+	}
+	return ""
 }
 
 // status renders a process's end: "signal 9" or "exit N".

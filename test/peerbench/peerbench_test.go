@@ -162,3 +162,20 @@ func TestWriteAndRatios(t *testing.T) {
 		}
 	}
 }
+
+func TestJudgeKillBeforeTheLoop(t *testing.T) {
+	r := Run{Peer: OomdTight, Variant: StandIn, N: 1, HogPID: 5, HogExit: 44.1,
+		Journal: []JournalLine{{TS: 44.11, Unit: "systemd-oomd.service", Message: "Killed /system.slice/peer-standin-1.service due to memory pressure for /system.slice/peer-standin-1.service being 0.36% > 0.01% for > 1s with reclaim activity"}}}
+	o := Judge(r)
+	if o.Status != Broken || !o.Before || o.Secs != 0 || o.By != "systemd-oomd" || o.Killed != "init and all" {
+		t.Errorf("Judge = %+v, want broken before the first OOM by systemd-oomd, init and all killed", o)
+	}
+	ow := Run{Peer: Oomwatch, Variant: StandIn, N: 1, FirstOOM: 10, HogPID: 5, HogExit: 10.2, Kills: []Kill{{TS: 10.1, PID: 5}}, InitAlive: true}
+	early := Run{Peer: OomdTight, Variant: StandIn, N: 1, HogPID: 5, HogExit: 3, Journal: r.Journal}
+	late := Run{Peer: OomdDefault, Variant: StandIn, N: 1, FirstOOM: 10, HogPID: 5, HogExit: 50,
+		Journal: []JournalLine{{TS: 50, Unit: "systemd-oomd.service", Message: "Killed /system.slice/x.service due to memory pressure"}}}
+	rs := Ratios(Summarize([]Run{ow, early, late}))
+	if len(rs) != 1 || rs[0].Peer != OomdDefault || math.Abs(rs[0].Secs50-0.1/40) > 1e-9 {
+		t.Errorf("Ratios = %+v, want oomwatch ÷ oomd-default (oomd-tight killed before the loop)", rs)
+	}
+}

@@ -134,14 +134,18 @@ type Outcome struct {
 	Secs   float64 // first OOM → loop broken; +Inf for never and spoilt
 	Killed string  // "hog", "init and all", "nothing"
 	Why    string  // for spoilt runs
+	// Before: the peer killed while the container was nearing its limit,
+	// before the first OOM (so no loop began; Secs 0).
+	Before bool
 }
 
 // Judge decides how a run ended. The loop is broken by a kill: the
 // kernel's (after a peer made a task killable: "Killed process" of the
 // hog) or a peer's own (systemd-oomd's cgroup kill, earlyoom's signal),
 // which the peer's journal line names; the time is the kernel's kill line,
-// else the hog's exit. A hog that exited with no kill spoils the run, as
-// does a run where no OOM was seen.
+// else the hog's exit. A peer's kill before the first OOM counts as broken
+// after 0 s (Before). A hog that exited with no kill spoils the run, as
+// does a run where neither an OOM nor a kill was seen.
 func Judge(r Run) Outcome {
 	o := Outcome{Secs: math.Inf(1), Killed: killed(r)}
 	switch {
@@ -149,6 +153,10 @@ func Judge(r Run) Outcome {
 		o.Status, o.Why = Spoilt, r.Error
 		return o
 	case r.FirstOOM == 0:
+		if by := peerKill(r); by != "" && r.HogExit > 0 {
+			o.Status, o.By, o.Secs, o.Before = Broken, by, 0, true
+			return o
+		}
 		o.Status, o.Why = Spoilt, "no OOM seen"
 		return o
 	case r.Capped:

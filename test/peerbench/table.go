@@ -164,8 +164,9 @@ type Ratio struct {
 }
 
 // Ratios returns, per variant, oomwatch ÷ the fastest other peer that
-// broke the loop in at least one run; variants without oomwatch or without
-// such a peer are left out.
+// broke the loop in at least one run; a peer whose median run killed
+// before the first OOM has no ratio and is passed over. Variants without
+// oomwatch or without such a peer are left out.
 func Ratios(sums []Summary) []Ratio {
 	var out []Ratio
 	for _, v := range variantsOf(sums) {
@@ -175,6 +176,9 @@ func Ratios(sums []Summary) []Ratio {
 			s := &sums[i]
 			if s.Variant != v || s.Broken == 0 {
 				continue
+			}
+			if s.Peer != Oomwatch && !s.Secs50.Never && s.Secs50.V == 0 {
+				continue // it kills before the loop begins: no ratio to take
 			}
 			if s.Peer == Oomwatch {
 				ow = s
@@ -296,6 +300,9 @@ func Write(w io.Writer, title string, runs []Run) {
 			case Broken:
 				loop = fmtDur(j.Secs)
 				note = j.By
+				if j.Before {
+					loop = "0 (killed before the 1st OOM)"
+				}
 			case Never:
 				loop = "never (" + strconv.FormatFloat(j.CapSec, 'f', 0, 64) + " s cap)"
 			}

@@ -6,7 +6,8 @@
 // run with p50/p95 per peer (peerbench.Write).
 //
 //	go run ./test/peerbench/benchpeers            # measure (root, qemu; minutes per peer)
-//	go run ./test/peerbench/benchpeers LOG...     # the table again from saved logs
+//	go run ./test/peerbench/benchpeers LOG...     # the table again from saved logs (a peer's
+//	                                              # last boot per kernel counts)
 //
 // Environment: OOMWATCH_PEERS (peers, comma-separated; default all),
 // OOMWATCH_PEERS_RUNS (stand-in runs per peer, 5), OOMWATCH_PEERS_LXC_RUNS
@@ -147,32 +148,49 @@ func main() {
 	logf("every guest's output: %s", logPath)
 }
 
-// retable prints the table of saved logs, one table per kernel.
+// retable prints the table of saved logs, one table per kernel. A later
+// boot of the same peer on the same kernel replaces an earlier one (logs
+// are appended to: a peer measured again is the newer measurement).
 func retable(paths []string) {
-	byKernel := map[string][]peerbench.Run{}
+	type boot struct {
+		runs  []peerbench.Run
+		notes []string
+	}
+	byKernel := map[string]map[string]boot{}
 	var kernels []string
-	var notes []string
+	peersOf := map[string][]string{}
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		must(err)
-		for _, boot := range strings.Split(string(b), "BENCHPEERS-BOOT ")[1:] {
-			head, body, _ := strings.Cut(boot, "\n")
+		for _, text := range strings.Split(string(b), "BENCHPEERS-BOOT ")[1:] {
+			head, body, _ := strings.Cut(text, "\n")
 			peer, kernel := kv(head, "peer"), kv(head, "kernel")
 			if _, ok := byKernel[kernel]; !ok {
 				kernels = append(kernels, kernel)
+				byKernel[kernel] = map[string]boot{}
+			}
+			if _, ok := byKernel[kernel][peer]; !ok {
+				peersOf[kernel] = append(peersOf[kernel], peer)
 			}
 			runs, errs := peerbench.ParseRuns(body)
-			byKernel[kernel] = append(byKernel[kernel], runs...)
+			bt := boot{runs: runs}
 			for _, e := range errs {
-				notes = append(notes, fmt.Sprintf("%s %s: %v", kernel, peer, e))
+				bt.notes = append(bt.notes, fmt.Sprintf("%s %s: %v", kernel, peer, e))
 			}
 			for _, n := range peerbench.ParseNotes(body, peer) {
-				notes = append(notes, kernel+" "+n)
+				bt.notes = append(bt.notes, kernel+" "+n)
 			}
+			byKernel[kernel][peer] = bt
 		}
 	}
+	var notes []string
 	for _, k := range kernels {
-		peerbench.Write(os.Stdout, "kernel "+k+", cgroup v2, qemu TCG, "+machine(), byKernel[k])
+		var runs []peerbench.Run
+		for _, p := range peersOf[k] {
+			runs = append(runs, byKernel[k][p].runs...)
+			notes = append(notes, byKernel[k][p].notes...)
+		}
+		peerbench.Write(os.Stdout, "kernel "+k+", cgroup v2, qemu TCG, "+machine(), runs)
 		fmt.Println()
 	}
 	for _, n := range notes {

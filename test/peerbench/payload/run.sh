@@ -61,9 +61,18 @@ fresh_hog() {
 	echo 3 >/proc/sys/vm/drop_caches
 }
 
-# a pause between runs: systemd-oomd does nothing for 15 s after a kill,
-# and a first incident would not find it in that pause
-gap() { case $PEER in oomd-*) sleep 16 ;; *) sleep 2 ;; esac; }
+# gap VARIANT: the pause after a run, so that every run finds its peer as
+# a first incident would: systemd-oomd does nothing for 15 s after a kill;
+# oomwatch starts no ladder in a cgroup within its cooldown (30 s) of the
+# last one there, which matters for the LXC runs (always the same cgroup;
+# each stand-in run has its own unit)
+gap() {
+	case $PEER/$1 in
+	oomd-*) sleep 16 ;;
+	oomwatch/lxc) sleep 32 ;;
+	*) sleep 2 ;;
+	esac
+}
 
 # ---------------------------------------------------------------- stand-in
 for i in $(seq "$RUNS"); do
@@ -82,7 +91,7 @@ for i in $(seq "$RUNS"); do
 	systemctl stop "$u.service" 2>/dev/null
 	systemctl reset-failed "$u.service" 2>/dev/null
 	mark "standin-$i"
-	gap
+	gap standin
 done
 
 # ---------------------------------------------------------------- LXC
@@ -118,7 +127,7 @@ if [ "$LXC_RUNS" -gt 0 ]; then
 			start_web1
 		fi
 		mark "lxc-$i"
-		gap
+		gap lxc
 	done
 	lxc-stop -n web1 -k
 fi

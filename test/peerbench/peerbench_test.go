@@ -153,7 +153,7 @@ func TestWriteAndRatios(t *testing.T) {
 		"## kernel 6.1, TCG",
 		"| standin | kernel | 3 | 0 / 3 / 0 | - | never | never | ≥ 20000 | ≥ 20000 |",
 		"| standin | oomwatch | 3 | 3 / 0 / 0 | kernel kill | 100 ms | 150 ms | 5 | 6 | 0.25 s | 0.25 s | hog 3 | yes 3 |",
-		"| standin | oomwatch ÷ oomd-tight | 0.025× | 0.03× | 0.0083× |",
+		"| standin | oomwatch ÷ oomd-tight | 0.025× | 0.03× | 0.0083× | 0.0067× |",
 		"| standin | oomd-tight | 2 | broken | 4.00 s | 600 | 0.25 s | init and all | no | systemd-oomd |",
 		"| standin | kernel | 1 | never | never (90 s cap) |",
 	} {

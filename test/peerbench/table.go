@@ -158,9 +158,9 @@ func counts(m map[string]int) string {
 // Ratio compares oomwatch with the fastest other peer that breaks the loop
 // at all (by p50 time, then p95) in one variant.
 type Ratio struct {
-	Variant, Peer         string  // the fastest other peer
-	Secs50, Secs95, OOM50 float64 // oomwatch ÷ that peer
-	Ok                    bool
+	Variant, Peer                string  // the fastest other peer
+	Secs50, Secs95, OOM50, OOM95 float64 // oomwatch ÷ that peer
+	Ok                           bool
 }
 
 // Ratios returns, per variant, oomwatch ÷ the fastest other peer that
@@ -192,7 +192,8 @@ func Ratios(sums []Summary) []Ratio {
 			continue
 		}
 		out = append(out, Ratio{Variant: v, Peer: best.Peer, Ok: true,
-			Secs50: div(ow.Secs50, best.Secs50), Secs95: div(ow.Secs95, best.Secs95), OOM50: div(ow.OOM50, best.OOM50)})
+			Secs50: div(ow.Secs50, best.Secs50), Secs95: div(ow.Secs95, best.Secs95),
+			OOM50: div(ow.OOM50, best.OOM50), OOM95: div(ow.OOM95, best.OOM95)})
 	}
 	return out
 }
@@ -284,10 +285,11 @@ func Write(w io.Writer, title string, runs []Run) {
 	}
 	if rs := Ratios(sums); len(rs) > 0 {
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| variant | oomwatch ÷ the fastest peer that breaks the loop | loop p50 | loop p95 | OOMs p50 |")
-		fmt.Fprintln(w, "|---|---|---|---|---|")
+		fmt.Fprintln(w, "| variant | oomwatch ÷ the fastest peer that breaks the loop | loop p50 | loop p95 | OOMs p50 | OOMs p95 |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|")
 		for _, r := range rs {
-			fmt.Fprintf(w, "| %s | oomwatch ÷ %s | %s | %s | %s |\n", r.Variant, r.Peer, fmtRatio(r.Secs50), fmtRatio(r.Secs95), fmtRatio(r.OOM50))
+			fmt.Fprintf(w, "| %s | oomwatch ÷ %s | %s | %s | %s | %s |\n", r.Variant, r.Peer,
+				fmtRatio(r.Secs50), fmtRatio(r.Secs95), fmtRatio(r.OOM50), fmtRatio(r.OOM95))
 		}
 	}
 	fmt.Fprintln(w)

@@ -69,8 +69,8 @@ bench: vm-deps
 
 # One boot of the systemd VM's peers image per peer, the same loop in each
 # (a transient unit and an LXC container, init and hog at -1000), one table
-# at the end (guest output in bin/bench-peers.log). Root, qemu; about 40
-# minutes at the defaults (every "never" run costs the cap). Knobs:
+# at the end (guest output in bin/bench-peers.log). Root, qemu; about 70
+# minutes at the defaults (every "never" run costs the 90 s cap). Knobs:
 # OOMWATCH_PEERS, OOMWATCH_PEERS_RUNS, OOMWATCH_PEERS_LXC_RUNS,
 # OOMWATCH_PEERS_CAP, OOMWATCH_SDVM_KPKG (see test/peerbench/benchpeers).
 # Re-table saved logs: go run ./test/peerbench/benchpeers LOG...

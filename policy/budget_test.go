@@ -324,3 +324,38 @@ func TestBudgetBounded(t *testing.T) {
 		}
 	}
 }
+
+// A loop that starts again within its cgroup's cooldown (the workload
+// restarted and loops once more) gets its ladder when the cooldown ends:
+// the incident stays open, so nothing else would start one, and the loop
+// would go on for ever. Resolved within the cooldown, it gets none.
+func TestLoopInTheCooldownIsActedOnWhenItEnds(t *testing.T) {
+	r := newFreezeRig(t, 0, "/lxc/web", "/lxc/db")
+	r.p.cfg.Options.Cooldown = 300 * time.Millisecond
+	r.p.Open(loopAt("/lxc/web"))
+	waitUntil(t, "the first ladder", func() bool { _, ok := r.l.finished("/lxc/web"); return ok })
+	again := loopAt("/lxc/web")
+	again.ID = "again"
+	t0 := time.Now()
+	r.p.Open(again)
+	if events(r.logs, "cooldown") != 1 {
+		t.Fatalf("no event=cooldown for a loop 0 s after the last ladder:\n%s", r.logs.String())
+	}
+	waitUntil(t, "the second ladder, once the cooldown ended", func() bool { return len(r.l.order()) == 2 })
+	if d := time.Since(t0); d < 250*time.Millisecond {
+		t.Errorf("second ladder after %v, inside the 300 ms cooldown", d)
+	}
+
+	r.p.Open(loopAt("/lxc/db"))
+	waitUntil(t, "db's first ladder", func() bool { return len(r.l.order()) == 3 })
+	waitUntil(t, "db's ladder done", func() bool { _, ok := r.l.finished("/lxc/db"); return ok })
+	db := loopAt("/lxc/db")
+	db.ID = "db-again"
+	r.p.Open(db)
+	r.p.Resolved(db, "test") // the loop ended by itself within the cooldown
+	time.Sleep(500 * time.Millisecond)
+	if n := len(r.l.order()); n != 3 {
+		t.Errorf("%d actions: a loop resolved within the cooldown was acted on after it", n)
+	}
+	r.stop()
+}

@@ -297,18 +297,39 @@ func (p *Policy) Open(inc *watchdog.Incident) {
 		p.mu.Unlock()
 		return // at most one ladder per cgroup
 	}
-	if last, ok := p.lastDone[inc.Cgroup]; ok && p.now().Sub(last) < opts.Cooldown {
-		p.mu.Unlock()
-		log.Warn().Str("event", "cooldown").Dur("cooldown", opts.Cooldown).Msg("ladder not started: cgroup acted on recently")
-		return
+	// A cgroup acted on within its cooldown gets its ladder when the
+	// cooldown ends, if the loop still goes on then: the incident stays
+	// open, so nothing else would ever start one.
+	var wait time.Duration
+	if last, ok := p.lastDone[inc.Cgroup]; ok {
+		if since := p.now().Sub(last); since < opts.Cooldown {
+			wait = opts.Cooldown - since
+		}
 	}
 	p.inflight[inc.Cgroup] = true
 	l := &ladder{resolved: make(chan struct{})}
 	p.ladders[inc.ID] = l
 	p.mu.Unlock()
+	if wait > 0 {
+		log.Warn().Str("event", "cooldown").Dur("cooldown", opts.Cooldown).Dur("wait", wait).
+			Msg("cgroup acted on recently: the ladder starts when its cooldown ends, if the loop goes on")
+	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
+		if wait > 0 && !p.sleep(wait, l.resolved) {
+			// Resolved, or oomwatch stopping, within the cooldown: no
+			// ladder ran, so there is none to report.
+			p.mu.Lock()
+			delete(p.inflight, inc.Cgroup)
+			delete(p.ladders, inc.ID)
+			why, resolved := l.why, l.isResolved
+			p.mu.Unlock()
+			if resolved {
+				p.report.Resolved(inc, why)
+			}
+			return
+		}
 		res, out := p.run(p.ctx, log, inc, opts, l.resolved)
 		p.mu.Lock()
 		delete(p.inflight, inc.Cgroup)
@@ -329,6 +350,21 @@ func (p *Policy) Open(inc *watchdog.Incident) {
 			p.report.Resolved(inc, why)
 		}
 	}()
+}
+
+// sleep waits for d; false when resolved is closed or the policy stops
+// first.
+func (p *Policy) sleep(d time.Duration, resolved <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-resolved:
+		return false
+	case <-p.ctx.Done():
+		return false
+	}
 }
 
 // ladder is the state of one incident's running ladder.

@@ -19,40 +19,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomwatch/oomwatch/eventfd"
+	"github.com/oomwatch/oomwatch/test/testhost"
 	"github.com/oomwatch/oomwatch/test/testtier"
 )
 
 // Host-kernel tier: real cgroupfs, real OOM. Needs root and a v1 memory
 // hierarchy (or a cgroup2 mount for the v2 test).
-
-const hogEnv = "OOMWATCH_EVENTFD_HOG"
-
-// hogMain is the memory hog TestV1OOMEventThenGone runs: the test binary
-// re-executed with OOMWATCH_EVENTFD_HOG=1 (TestMain calls it and exits). It
-// waits for one byte on stdin (sent once it has been moved into the test
-// cgroup), then maps and touches 128 MiB in 1 MiB steps.
-func hogMain() {
-	var b [1]byte
-	if _, err := os.Stdin.Read(b[:]); err != nil {
-		fmt.Fprintln(os.Stderr, "hog: read stdin:", err)
-		os.Exit(2)
-	}
-	// Raw anonymous mappings: user page faults we control, not the Go heap
-	// (or the race detector's shadow). With oom_kill_disable=1 the fault at
-	// the limit sleeps in mem_cgroup_oom_synchronize.
-	for range 128 {
-		m, err := unix.Mmap(-1, 0, 1<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "hog: mmap:", err)
-			os.Exit(2)
-		}
-		for i := 0; i < len(m); i += 4096 {
-			m[i] = 1
-		}
-	}
-	fmt.Fprintln(os.Stderr, "hog: touched 128 MiB without blocking")
-	time.Sleep(time.Hour)
-}
 
 // cgroupMount finds a mount point in /proc/self/mountinfo: fstype "cgroup"
 // with superOpt among its super options, or fstype "cgroup2" when superOpt
@@ -208,8 +180,7 @@ func TestV1OOMEventThenGone(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(cg, "memory.oom_control"), "1")
 
-	hog := exec.Command(os.Args[0])
-	hog.Env = append(os.Environ(), hogEnv+"=1")
+	hog := exec.Command(testhost.BuildHog(t), "-wait-stdin", "-mb", "128")
 	var hogOut bytes.Buffer
 	hog.Stdout, hog.Stderr = &hogOut, &hogOut
 	start, err := hog.StdinPipe()
@@ -254,9 +225,6 @@ func TestV1OOMEventThenGone(t *testing.T) {
 	}
 	_ = hog.Wait()
 	exited = true
-	if strings.Contains(hogOut.String(), "without blocking") {
-		t.Errorf("hog was never held at the limit: %s", hogOut.String())
-	}
 	// Drain OOMs that raced with the kill, then remove the cgroup.
 	collect(t, p, 50*time.Millisecond)
 

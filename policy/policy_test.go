@@ -16,12 +16,10 @@ import (
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
 	"github.com/oomwatch/oomwatch/internal/procfs"
 	"github.com/oomwatch/oomwatch/test/fixture"
-	"github.com/oomwatch/oomwatch/test/testhost"
 	"github.com/oomwatch/oomwatch/watchdog"
 )
 
 func TestMain(m *testing.M) {
-	testhost.MaybeHog() // the host test's hog is this binary, re-executed
 	goleak.VerifyTestMain(m)
 }
 

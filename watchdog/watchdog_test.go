@@ -23,7 +23,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testhost.MaybeHog() // the host tests' hog is this binary, re-executed
 	goleak.VerifyTestMain(m)
 }
 

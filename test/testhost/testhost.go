@@ -7,7 +7,6 @@ package testhost
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,38 +18,9 @@ import (
 	"time"
 
 	"github.com/oomwatch/oomwatch/internal/cgroupfs"
+	"github.com/oomwatch/oomwatch/test/fixture"
 	"github.com/oomwatch/oomwatch/test/testtier"
 )
-
-// hogEnv carries the hog's size in MiB to the re-executed test binary.
-const hogEnv = "OOMWATCH_TESTHOST_HOG_MB"
-
-// MaybeHog turns this process into a hog when StartHog started it; call it
-// first in TestMain. The hog waits for a byte on stdin (it has been moved
-// into its cgroup by then), touches its MiB page by page and sleeps.
-func MaybeHog() {
-	s := os.Getenv(hogEnv)
-	if s == "" {
-		return
-	}
-	mb, err := strconv.Atoi(s)
-	if err != nil || mb <= 0 {
-		fmt.Fprintf(os.Stderr, "%s=%q: want a positive number of MiB\n", hogEnv, s)
-		os.Exit(2)
-	}
-	_, _ = io.ReadFull(os.Stdin, make([]byte, 1))
-	keep := make([][]byte, 0, mb)
-	for i := 0; i < mb; i++ {
-		b := make([]byte, 1<<20)
-		for j := 0; j < len(b); j += 4096 {
-			b[j] = 1
-		}
-		keep = append(keep, b)
-	}
-	time.Sleep(time.Hour)
-	_ = keep
-	os.Exit(0)
-}
 
 // Hog is a running hog.
 type Hog struct {
@@ -58,14 +28,13 @@ type Hog struct {
 	once sync.Once
 }
 
-// StartHog starts the test binary as a hog, writes its PID to procsFile (a
-// cgroup.procs) and lets it allocate mb MiB there. It is killed when the
+// StartHog starts test/testbin/hog (-wait-stdin), writes its PID to procsFile (a
+// cgroup.procs) and lets it touch mb MiB there. It is killed when the
 // test ends (cleanups run last-in first-out: register the cgroup's removal
 // before calling StartHog), or earlier by Kill.
 func StartHog(t testing.TB, procsFile string, mb int) *Hog {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), hogEnv+"="+strconv.Itoa(mb))
+	cmd := exec.Command(hogPath(t), "-wait-stdin", "-mb", strconv.Itoa(mb))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -155,13 +124,43 @@ func (s *SyncBuf) String() string {
 func BuildHog(t testing.TB) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "hog")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/oomwatch/oomwatch/test/testbin/hog")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build hog: %v\n%s", err, b)
+	if err := buildHog(out); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
+
+func buildHog(out string) error {
+	cmd := exec.Command(fixture.GoTool(), "build", "-o", out, "github.com/oomwatch/oomwatch/test/testbin/hog")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build hog: %v\n%s", err, b)
+	}
+	return nil
+}
+
+// hogPath is the hog StartHog runs, built once per test binary.
+var hogPath = func() func(t testing.TB) string {
+	var (
+		once sync.Once
+		path string
+		err  error
+	)
+	return func(t testing.TB) string {
+		t.Helper()
+		once.Do(func() {
+			var dir string
+			if dir, err = os.MkdirTemp("", "oomwatch-testhost-hog-"); err == nil {
+				path = filepath.Join(dir, "hog")
+				err = buildHog(path)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+}()
 
 // StartSleepers starts the hog at path as argv0 with -fork n (-fork-distinct
 // if distinct) and args after its flags, moves it into procsFile's cgroup

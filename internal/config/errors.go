@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -206,8 +205,6 @@ func keyPath(p string) string {
 	return strings.TrimPrefix(p, ".")
 }
 
-var definedAt = regexp.MustCompile(`already defined at \[(\d+):(\d+)\]`)
-
 // fromYAML turns an error of the YAML parser or decoder into a Problem with
 // the position goccy reports and a message in our words.
 func fromYAML(f *ast.File, err error) *Problem {
@@ -225,23 +222,8 @@ func fromYAML(f *ast.File, err error) *Problem {
 		at.line, at.col = tk.Position.Line, tk.Position.Column
 	}
 	msg := ye.GetMessage()
-	var (
-		unknown *yaml.UnknownFieldError
-		unexp   *yaml.UnexpectedNodeTypeError
-	)
+	var unexp *yaml.UnexpectedNodeTypeError
 	switch {
-	case errors.As(err, &unknown):
-		key := tokenValue(tk)
-		at.path = parentPath(f, tk)
-		hint := "remove it or fix its spelling; every key is listed by oomwatch config --defaults"
-		if s := suggest(key); s == key {
-			// A real key in the wrong place (a top-level key inside a
-			// rule, a rule key at the top): "did you mean" itself helps no one.
-			hint = fmt.Sprintf("%q is not valid here: move it to where oomwatch config --defaults shows it", key)
-		} else if s != "" {
-			hint = fmt.Sprintf("did you mean %q? every key is listed by oomwatch config --defaults", s)
-		}
-		return at.problem(hint, "unknown key %q", key)
 	case errors.As(err, &unexp):
 		at.path = nodePath(f, tk)
 		what, hint := "a mapping (key: value lines)", "write key: value pairs as in oomwatch config --defaults"
@@ -252,25 +234,10 @@ func fromYAML(f *ast.File, err error) *Problem {
 			return at.problem("start from oomwatch config --defaults", "the file must be a mapping of keys, found %s", article(unexp.Actual.YAMLName()))
 		}
 		return at.problem(hint, "want %s, found %s", what, article(unexp.Actual.YAMLName()))
-	case strings.Contains(msg, "already defined at"):
-		m := definedAt.FindStringSubmatch(msg)
-		first := ""
-		if m != nil {
-			first = fmt.Sprintf(" (first at line %s, column %s)", m[1], m[2])
-		}
-		at.path = parentPath(f, tk)
-		return at.problem("keep only one of them", "duplicate key %q%s", tokenValue(tk), first)
 	case strings.Contains(msg, "'\t'") || strings.Contains(msg, `\t`):
 		return at.problem("indent with spaces: YAML does not allow tabs for indentation", "tab character")
 	}
 	return at.problem("fix the YAML syntax here", "%s", msg)
-}
-
-func tokenValue(tk *token.Token) string {
-	if tk == nil {
-		return ""
-	}
-	return tk.Value
 }
 
 func article(s string) string {
@@ -290,15 +257,6 @@ func article(s string) string {
 func nodePath(f *ast.File, tk *token.Token) string {
 	if n := findNode(f, tk); n != nil {
 		return keyPath(n.GetPath())
-	}
-	return ""
-}
-
-// parentPath is the key path of the mapping that holds the key token tk.
-func parentPath(f *ast.File, tk *token.Token) string {
-	p := nodePath(f, tk)
-	if i := strings.LastIndexAny(p, ".["); i >= 0 {
-		return p[:i]
 	}
 	return ""
 }
